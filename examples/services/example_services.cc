@@ -1,0 +1,4 @@
+// The example service library: `lrts worker --service-lib libexample_services.so`.
+#include "services/mult_service.hpp"
+
+LRTS_REGISTER_SERVICE(examples::MultService);

@@ -1,0 +1,160 @@
+// The application side: schedule services on the cluster and collect their results.
+//
+//   lrts::ClientApplication app(lrts::ApplicationInformation{});
+//   app.start_application();                       // never blocks, scheduler may be down
+//   std::string id = app.schedule_service(MultService(6, 9));
+//   lrts::ServiceResult r = app.wait_for(id);      // blocks until the result is in
+//   double v = r.service_result<double>();
+//   app.stop_application();
+//
+// A ClientApplication is safe to use from several threads at once. A background thread owns the
+// connection; schedule_service only queues (it never waits for the network), and everything
+// queued is sent, in batches, as soon as the scheduler is reachable. Each result is handed out
+// once: wait_for, wait_for_multi and as_completed return it and forget it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lrts/result.hpp"
+#include "lrts/service.hpp"
+
+namespace lrts {
+
+// Where the cluster is, and how this application behaves. Names follow the original lrts.
+struct ApplicationInformation {
+  std::string scheduler_address = "127.0.0.1";
+  int scheduler_port = 5555;
+  std::string progress_server_address = "127.0.0.1";
+  int progress_server_port = 5454;
+  // Kept from the original lrts for compatibility. lrts measures progress round trips from every
+  // acknowledgement and never stalls on the network, so these three do not change behaviour.
+  int progress_rtt_test_frequency = 10'000;
+  int communication_time_out = 1;
+  int progress_iteration_timeout = 2'000;
+
+  // Identifies the application to the scheduler. Empty: a fresh random id. An application that
+  // restarts with the same id gets back the results of the tasks its previous run scheduled.
+  std::string application_id;
+  // How long the scheduler keeps this application's tasks running after it disappears without
+  // stop_application (crash, network cut). Zero: the scheduler's default.
+  std::chrono::milliseconds disconnect_grace{0};
+};
+
+// Per-task options for schedule_service.
+struct TaskOptions {
+  // Further attempts after an attempt is lost (its worker or slot died). A task whose run
+  // throws is not retried: the exception is its result.
+  uint32_t max_retries = 3;
+  // Zero: no limit. Otherwise the attempt is stopped and the task ends as timed_out.
+  std::chrono::milliseconds timeout{0};
+};
+
+// Thrown by the waiting calls when their timeout passes first.
+class TimeoutError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class ClientApplication;
+
+// Results in the order they complete: `for (const ServiceResult& r : app.as_completed(ids))`.
+// Single pass; move-only. With a timeout, iteration throws TimeoutError when it passes.
+class CompletionRange {
+ public:
+  struct State;
+  class iterator {
+   public:
+    using value_type = ServiceResult;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    const ServiceResult& operator*() const { return current_; }
+    const ServiceResult* operator->() const { return &current_; }
+    iterator& operator++();
+    void operator++(int) { ++*this; }
+    bool operator==(const iterator& o) const { return range_ == o.range_; }
+
+   private:
+    friend class CompletionRange;
+    explicit iterator(CompletionRange* range) : range_(range) { ++*this; }
+    CompletionRange* range_ = nullptr;
+    ServiceResult current_;
+  };
+
+  CompletionRange(CompletionRange&&) noexcept;
+  CompletionRange& operator=(CompletionRange&&) noexcept;
+  ~CompletionRange();
+
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+  // The next result, or nullopt when all were returned. Throws TimeoutError.
+  std::optional<ServiceResult> next();
+  size_t remaining() const;
+
+ private:
+  friend class ClientApplication;
+  explicit CompletionRange(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+class ClientApplication {
+ public:
+  explicit ClientApplication(ApplicationInformation info = {});
+  ~ClientApplication();  // calls stop_application()
+  ClientApplication(const ClientApplication&) = delete;
+  ClientApplication& operator=(const ClientApplication&) = delete;
+
+  // Starts the background connection. Returns at once, whether or not the scheduler is up.
+  void start_application();
+  // Cancels what this application still has on the cluster, drops undelivered results and
+  // disconnects. Waiting calls in other threads throw std::runtime_error.
+  void stop_application();
+
+  // Disconnects without cancelling: the tasks keep running and their results wait, for the
+  // scheduler's grace period, for an application started with the same application_id. Call
+  // flush() first so that every submission has reached the scheduler.
+  void detach_application();
+  // Waits until the scheduler has acknowledged every task scheduled so far. False on timeout.
+  bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
+
+  // Queues one task and returns its service id at once.
+  std::string schedule_service(const Service& service, const TaskOptions& options = {});
+  // Same, with the service named and its fields already encoded as a MessagePack map (used by
+  // tools and language bindings).
+  std::string schedule_service(std::string_view service_name, std::string fields_msgpack,
+                               const TaskOptions& options = {});
+
+  // Waits for one result. Throws std::invalid_argument for an id this application does not
+  // know (never scheduled, or its result was already returned).
+  ServiceResult wait_for(const std::string& service_id);
+  ServiceResult wait_for(const std::string& service_id, std::chrono::milliseconds timeout);
+  // Waits for all, returns them in the order of `service_ids`.
+  std::vector<ServiceResult> wait_for_multi(const std::vector<std::string>& service_ids);
+  std::vector<ServiceResult> wait_for_multi(const std::vector<std::string>& service_ids,
+                                            std::chrono::milliseconds timeout);
+  // Yields results as they complete.
+  CompletionRange as_completed(const std::vector<std::string>& service_ids);
+  CompletionRange as_completed(const std::vector<std::string>& service_ids,
+                               std::chrono::milliseconds timeout);
+
+  // Asks the cluster to stop a queued or running task; its result becomes `cancelled`. Returns
+  // false if the id is unknown or already complete.
+  bool cancel(const std::string& service_id);
+
+  const std::string& application_id() const;
+  // True once the scheduler has answered.
+  bool connected() const;
+
+  struct Impl;  // opaque
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lrts

@@ -1,0 +1,116 @@
+#include "common/process.hpp"
+
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+extern char** environ;
+
+namespace lrts {
+
+std::string describe_wait_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* name = ::strsignal(sig);
+    return "killed by signal " + std::to_string(sig) + " (" + (name ? name : "unknown") + ")";
+  }
+  return "ended with wait status " + std::to_string(status);
+}
+
+Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
+  if (options.argv.empty()) return make_error("spawn: empty argv");
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawnattr_init(&attr);
+  for (auto [from, to] : options.fds) {
+    if (from == to) {
+      // dup2 onto itself would not clear O_CLOEXEC; go through a temporary number.
+      posix_spawn_file_actions_adddup2(&actions, from, 1000 + to);
+      posix_spawn_file_actions_adddup2(&actions, 1000 + to, to);
+      posix_spawn_file_actions_addclose(&actions, 1000 + to);
+    } else {
+      posix_spawn_file_actions_adddup2(&actions, from, to);
+    }
+  }
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  sigset_t empty, all;
+  sigemptyset(&empty);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  if (options.new_process_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
+  posix_spawnattr_setflags(&attr, flags);
+
+  std::vector<char*> argv;
+  argv.reserve(options.argv.size() + 1);
+  for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    return make_error("cannot start " + options.argv[0] + ": " + ::strerror(rc));
+  }
+  return ChildProcess(pid);
+}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
+  if (this != &o) {
+    this->~ChildProcess();
+    pid_ = std::exchange(o.pid_, -1);
+  }
+  return *this;
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    wait();
+  }
+}
+
+void ChildProcess::signal(int sig) const {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+bool ChildProcess::try_wait(int* status) {
+  if (pid_ <= 0) return false;
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_ || (r < 0 && errno == ECHILD)) {
+    pid_ = -1;
+    if (status) *status = st;
+    return true;
+  }
+  return false;
+}
+
+int ChildProcess::wait() {
+  int st = 0;
+  while (pid_ > 0) {
+    pid_t r = ::waitpid(pid_, &st, 0);
+    if (r == pid_ || (r < 0 && errno != EINTR)) pid_ = -1;
+  }
+  return st;
+}
+
+std::string self_executable() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+}  // namespace lrts

@@ -1,0 +1,798 @@
+#include "scheduler/core.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+#include "common/log.hpp"
+
+namespace lrts::scheduler {
+
+using protocol::ErrorCode;
+using protocol::MsgType;
+using protocol::TaskStatus;
+
+namespace {
+
+enum class TaskState : uint8_t { kFree, kQueued, kAssigned, kDone };
+
+
+}  // namespace
+
+struct SchedulerCore::Task {
+  TaskKey key;
+  uint32_t gen = 0;  // bumped when the record is reused, so stale queue entries are detected
+  uint32_t app = kNone;
+  uint32_t app_prev = kNone;
+  uint32_t app_next = kNone;
+  uint32_t worker = kNone;
+  uint32_t worker_prev = kNone;
+  uint32_t worker_next = kNone;
+  uint32_t name = 0;
+  uint32_t attempt = 0;  // number of times assigned
+  uint32_t max_retries = 0;
+  uint32_t timeout_ms = 0;
+  uint32_t result_worker = kNone;
+  uint64_t run_ns = 0;
+  TaskState state = TaskState::kFree;
+  TaskStatus status = TaskStatus::kFinished;
+  // Service fields while queued or assigned; the result payload once done.
+  std::string data;
+};
+
+struct SchedulerCore::Worker {
+  PeerId peer;
+  uint64_t uid = 0;
+  uint32_t name = 0;
+  uint32_t slots = 0;
+  uint32_t capacity = 0;
+  uint32_t assigned = 0;
+  uint32_t timer_gen = 0;
+  uint32_t task_head = kNone;
+  TimePoint last_seen{};
+  bool live = false;
+  bool in_ready = false;
+  std::vector<TaskKey> acks;     // results to acknowledge
+  std::vector<TaskKey> cancels;  // tasks it must drop
+};
+
+struct SchedulerCore::App {
+  std::string app_id;
+  PeerId peer;
+  uint64_t session = 0;
+  uint32_t timer_gen = 0;
+  uint32_t task_head = kNone;
+  size_t tasks = 0;
+  Duration grace{};
+  TimePoint last_seen{};
+  bool live = false;
+  bool connected = false;
+  std::vector<QueueEntry> to_send;  // done tasks whose result must go out
+  std::vector<uint64_t> submit_acks;
+};
+
+SchedulerCore::SchedulerCore(CoreOptions options, Transport& transport)
+    : options_(options), transport_(transport) {}
+
+SchedulerCore::~SchedulerCore() = default;
+
+// ---- dispatch ---------------------------------------------------------------------------------
+
+void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& msg,
+                               TimePoint now) {
+  if (const auto* hello = std::get_if<protocol::AppHello>(&msg)) {
+    return on_app_hello(peer, *hello, now);
+  }
+  if (const auto* hello = std::get_if<protocol::WorkerHello>(&msg)) {
+    return on_worker_hello(peer, *hello, now);
+  }
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) {
+    // Typically a peer of an earlier scheduler run: ask it to introduce itself again. It then
+    // re-sends whatever we have not acknowledged, so nothing is lost.
+    return send_error(peer, ErrorCode::kHelloRequired, "unknown peer: send hello first");
+  }
+  const PeerRef ref = it->second;
+  if (ref.is_worker) {
+    Worker& w = workers_[ref.index];
+    w.last_seen = now;
+    if (const auto* r = std::get_if<protocol::Results>(&msg)) {
+      w.capacity = r->capacity;
+      on_worker_results(ref.index, *r, now);
+      mark_ready(ref.index);
+    } else if (const auto* hb = std::get_if<protocol::WorkerHeartbeat>(&msg)) {
+      w.capacity = hb->capacity;
+      mark_ready(ref.index);
+      send_heartbeat_ack(peer);
+    } else if (const auto* bye = std::get_if<protocol::WorkerBye>(&msg)) {
+      on_worker_bye(ref.index, *bye);
+    } else {
+      ++stats_.bad_messages;
+      send_error(peer, ErrorCode::kBadMessage, "message type not allowed from a worker");
+    }
+    return;
+  }
+  App& a = apps_[ref.index];
+  a.last_seen = now;
+  if (const auto* s = std::get_if<protocol::Submit>(&msg)) {
+    on_submit(ref.index, *s, now);
+  } else if (const auto* k = std::get_if<protocol::KeyList>(&msg);
+             k && (k->type == MsgType::kAckResults || k->type == MsgType::kCancel)) {
+    on_app_keys(ref.index, *k, now);
+  } else if (const auto* e = std::get_if<protocol::Empty>(&msg)) {
+    if (e->type == MsgType::kAppBye) {
+      LRTS_INFO("application '{}' said goodbye; dropping its {} task(s)", a.app_id, a.tasks);
+      drop_app(ref.index);
+    } else {
+      send_heartbeat_ack(peer);
+    }
+  } else {
+    ++stats_.bad_messages;
+    send_error(peer, ErrorCode::kBadMessage, "message type not allowed from an application");
+  }
+}
+
+void SchedulerCore::on_bad_message(const PeerId& peer, std::string_view reason, TimePoint now) {
+  ++stats_.bad_messages;
+  LRTS_WARN("dropped a bad message from peer {}: {}", peers_.count(peer) ? "known" : "unknown",
+            reason);
+  const bool version = reason.find("protocol version") != std::string_view::npos;
+  send_error(peer, version ? ErrorCode::kVersionMismatch : ErrorCode::kBadMessage, reason);
+}
+
+void SchedulerCore::send_error(const PeerId& peer, ErrorCode code, std::string_view text) {
+  buf_.clear();
+  protocol::encode(protocol::ErrorMsg{code, text}, buf_);
+  transport_.send(peer, buf_);
+}
+
+void SchedulerCore::send_heartbeat_ack(const PeerId& peer) {
+  buf_.clear();
+  protocol::encode(protocol::HeartbeatAck{options_.epoch}, buf_);
+  transport_.send(peer, buf_);
+}
+
+// ---- applications ---------------------------------------------------------------------------
+
+void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m, TimePoint now) {
+  auto pit = peers_.find(peer);
+  if (pit != peers_.end() && pit->second.is_worker) {
+    ++stats_.bad_messages;
+    return send_error(peer, ErrorCode::kBadMessage, "a worker cannot say application hello");
+  }
+  const std::string app_id(m.application_id);
+  uint32_t ai;
+  auto it = app_by_id_.find(app_id);
+  if (it != app_by_id_.end()) {
+    ai = it->second;
+  } else {
+    if (free_apps_.empty()) {
+      ai = static_cast<uint32_t>(apps_.size());
+      apps_.emplace_back();
+    } else {
+      ai = free_apps_.back();
+      free_apps_.pop_back();
+    }
+    App& fresh = apps_[ai];
+    fresh.app_id = app_id;
+    fresh.live = true;
+    app_by_id_.emplace(app_id, ai);
+    LRTS_INFO("application '{}' connected", app_id);
+  }
+  App& a = apps_[ai];
+  if (!a.peer.empty() && a.peer != peer) peers_.erase(a.peer);
+  if (a.connected && a.session != m.session) {
+    LRTS_INFO("application '{}' reconnected with a new session", app_id);
+  }
+  a.peer = peer;
+  peers_[peer] = PeerRef{false, ai};
+  a.session = m.session;
+  a.grace = m.grace_ms ? Duration(milliseconds(m.grace_ms)) : options_.app_grace;
+  a.connected = true;
+  a.last_seen = now;
+  ++a.timer_gen;
+  timers_.push({now + options_.app_timeout, ai, a.timer_gen, false});
+
+  protocol::AppWelcome welcome;
+  welcome.scheduler_epoch = options_.epoch;
+  a.to_send.clear();
+  for (uint32_t t = a.task_head; t != kNone; t = tasks_[t].app_next) {
+    const Task& task = tasks_[t];
+    if (task.key.session != m.session) welcome.outstanding.push_back(task.key);
+    if (task.state == TaskState::kDone) a.to_send.push_back({t, task.gen});
+  }
+  if (!a.to_send.empty()) apps_with_results_.push_back(ai);
+  buf_.clear();
+  protocol::encode(welcome, buf_);
+  transport_.send(peer, buf_);
+}
+
+void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint now) {
+  App& a = apps_[ai];
+  if (m.session != a.session) {
+    ++stats_.bad_messages;
+    return send_error(a.peer, ErrorCode::kBadMessage,
+                      "submit for a session other than the one in hello");
+  }
+  std::vector<uint32_t> names;
+  names.reserve(m.names.size());
+  for (auto n : m.names) names.push_back(intern(n, service_names_, service_name_index_));
+  if (a.submit_acks.empty()) apps_with_acks_.push_back(ai);
+  task_index_.reserve(task_index_.size() + m.tasks.size());
+  for (const auto& st : m.tasks) {
+    const TaskKey key{m.session, st.seq};
+    a.submit_acks.push_back(st.seq);
+    if (task_index_.count(key)) continue;  // a re-sent submission we already hold
+    const uint32_t t = alloc_task();
+    Task& task = tasks_[t];
+    task.key = key;
+    task.app = ai;
+    task.name = names[st.name_index];
+    task.attempt = 0;
+    task.max_retries = st.max_retries;
+    task.timeout_ms = st.timeout_ms;
+    task.data.assign(st.fields);
+    task_index_.emplace(key, t);
+    link_app(t);
+    enqueue(t);
+    ++stats_.submitted;
+  }
+}
+
+void SchedulerCore::on_app_keys(uint32_t ai, const protocol::KeyList& m, TimePoint now) {
+  for (const TaskKey& key : m.keys) {
+    const uint32_t t = find_task(key);
+    if (t == kNone || tasks_[t].app != ai) continue;
+    Task& task = tasks_[t];
+    if (m.type == MsgType::kAckResults) {
+      if (task.state != TaskState::kDone) continue;
+      ++stats_.delivered;
+      unlink_app(t);
+      free_task(t);
+    } else if (task.state != TaskState::kDone) {
+      if (task.state == TaskState::kAssigned) {
+        Worker& w = workers_[task.worker];
+        if (w.cancels.empty()) workers_with_cancels_.push_back(task.worker);
+        w.cancels.push_back(task.key);
+      }
+      finish_task(t, TaskStatus::kCancelled, "cancelled by the application", kNone, 0);
+    }
+  }
+}
+
+void SchedulerCore::drop_app(uint32_t ai) {
+  App& a = apps_[ai];
+  while (a.task_head != kNone) {
+    const uint32_t t = a.task_head;
+    if (tasks_[t].state == TaskState::kAssigned) {
+      Worker& w = workers_[tasks_[t].worker];
+      if (w.cancels.empty()) workers_with_cancels_.push_back(tasks_[t].worker);
+      w.cancels.push_back(tasks_[t].key);
+      unassign(t);
+    }
+    unlink_app(t);
+    free_task(t);
+  }
+  if (!a.peer.empty()) peers_.erase(a.peer);
+  app_by_id_.erase(a.app_id);
+  const uint32_t timer_gen = a.timer_gen + 1;
+  a = App{};
+  a.timer_gen = timer_gen;
+  free_apps_.push_back(ai);
+}
+
+// ---- workers --------------------------------------------------------------------------------
+
+void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHello& m,
+                                    TimePoint now) {
+  auto pit = peers_.find(peer);
+  if (pit != peers_.end() && !pit->second.is_worker) {
+    ++stats_.bad_messages;
+    return send_error(peer, ErrorCode::kBadMessage, "an application cannot say worker hello");
+  }
+  uint32_t wi;
+  auto it = worker_by_uid_.find(m.worker_uid);
+  const bool known = it != worker_by_uid_.end();
+  if (known) {
+    wi = it->second;
+  } else {
+    if (free_workers_.empty()) {
+      wi = static_cast<uint32_t>(workers_.size());
+      workers_.emplace_back();
+    } else {
+      wi = free_workers_.back();
+      free_workers_.pop_back();
+    }
+    Worker& fresh = workers_[wi];
+    fresh.uid = m.worker_uid;
+    fresh.live = true;
+    worker_by_uid_.emplace(m.worker_uid, wi);
+  }
+  Worker& w = workers_[wi];
+  if (!w.peer.empty() && w.peer != peer) peers_.erase(w.peer);
+  w.peer = peer;
+  peers_[peer] = PeerRef{true, wi};
+  w.name = intern(m.name, worker_names_, worker_name_index_);
+  w.slots = m.slots;
+  w.capacity = m.capacity;
+  w.last_seen = now;
+  ++w.timer_gen;
+  timers_.push({now + options_.worker_timeout, wi, w.timer_gen, true});
+
+  // Reconcile what the worker holds with what we think it holds.
+  protocol::WorkerWelcome welcome;
+  welcome.scheduler_epoch = options_.epoch;
+  welcome.heartbeat_ms = static_cast<uint32_t>(to_ms(options_.heartbeat_interval));
+  std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> reported;
+  reported.reserve(m.running.size());
+  for (const auto& rt : m.running) reported.emplace(rt.key, rt.attempt);
+  if (known) {
+    // Ours but not reported: the attempt is gone.
+    std::vector<uint32_t> lost;
+    for (uint32_t t = w.task_head; t != kNone; t = tasks_[t].worker_next) {
+      auto r = reported.find(tasks_[t].key);
+      if (r == reported.end() || r->second != tasks_[t].attempt) lost.push_back(t);
+    }
+    for (uint32_t t : lost) {
+      unassign(t);
+      retry_or_fail(t, "the worker no longer had the task after reconnecting");
+    }
+  }
+  for (const auto& rt : m.running) {
+    const uint32_t t = find_task(rt.key);
+    if (t != kNone) {
+      Task& task = tasks_[t];
+      if (task.state == TaskState::kAssigned && task.worker == wi && task.attempt == rt.attempt) {
+        continue;  // as we thought
+      }
+      if (task.state == TaskState::kQueued) {
+        // Requeued while the worker was away (or reloaded after a restart): adopt its attempt.
+        task.state = TaskState::kAssigned;
+        task.attempt = std::max(task.attempt, rt.attempt);
+        link_worker(t, wi);
+        --stats_.queued;
+        ++stats_.assigned;
+        continue;
+      }
+    }
+    welcome.cancel.push_back(rt.key);
+  }
+  LRTS_INFO("worker '{}' {} ({} slots, holds {} task(s), {} to drop)", m.name,
+            known ? "reconnected" : "registered", m.slots, m.running.size(),
+            welcome.cancel.size());
+  buf_.clear();
+  protocol::encode(welcome, buf_);
+  transport_.send(peer, buf_);
+  mark_ready(wi);
+}
+
+void SchedulerCore::on_worker_results(uint32_t wi, const protocol::Results& m, TimePoint now) {
+  Worker& w = workers_[wi];
+  if (w.acks.empty() && !m.items.empty()) workers_with_acks_.push_back(wi);
+  for (const auto& item : m.items) {
+    w.acks.push_back(item.key);
+    const uint32_t t = find_task(item.key);
+    if (t == kNone) {
+      ++stats_.duplicates;
+      continue;
+    }
+    Task& task = tasks_[t];
+    const bool current = task.state == TaskState::kAssigned && task.worker == wi &&
+                         task.attempt == item.attempt;
+    if (item.status == TaskStatus::kLost) {
+      if (current) {
+        unassign(t);
+        retry_or_fail(t, item.payload);
+      } else {
+        ++stats_.duplicates;
+      }
+      continue;
+    }
+    if (task.state == TaskState::kDone) {
+      ++stats_.duplicates;
+      continue;
+    }
+    // First terminal result wins, even from an attempt we had given up on.
+    if (task.state == TaskState::kAssigned && task.worker != wi) {
+      Worker& other = workers_[task.worker];
+      if (other.cancels.empty()) workers_with_cancels_.push_back(task.worker);
+      other.cancels.push_back(task.key);
+    }
+    finish_task(t, item.status, item.payload, w.name, item.run_ns);
+  }
+}
+
+void SchedulerCore::on_worker_bye(uint32_t wi, const protocol::WorkerBye& m) {
+  for (const auto& rt : m.returned) {
+    const uint32_t t = find_task(rt.key);
+    if (t == kNone) continue;
+    Task& task = tasks_[t];
+    if (task.state != TaskState::kAssigned || task.worker != wi || task.attempt != rt.attempt) {
+      continue;
+    }
+    unassign(t);
+    --task.attempt;  // handed back, not failed: the attempt does not count
+    enqueue(t);
+    ++stats_.requeued;
+  }
+  lose_worker(wi, "the worker left");
+}
+
+void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
+  Worker& w = workers_[wi];
+  size_t n = 0;
+  while (w.task_head != kNone) {
+    const uint32_t t = w.task_head;
+    unassign(t);
+    retry_or_fail(t, reason);
+    ++n;
+  }
+  const std::string& name = worker_names_[w.name];
+  if (n) {
+    LRTS_WARN("worker '{}' lost ({}); {} task(s) go back to the queue", name, reason, n);
+  } else {
+    LRTS_INFO("worker '{}' removed ({})", name, reason);
+  }
+  if (!w.peer.empty()) peers_.erase(w.peer);
+  worker_by_uid_.erase(w.uid);
+  const uint32_t timer_gen = w.timer_gen + 1;
+  w = Worker{};
+  w.timer_gen = timer_gen;
+  free_workers_.push_back(wi);
+}
+
+void SchedulerCore::mark_ready(uint32_t wi) {
+  Worker& w = workers_[wi];
+  if (w.live && !w.in_ready && free_capacity(w) > 0) {
+    w.in_ready = true;
+    ready_workers_.push_back(wi);
+  }
+}
+
+uint32_t SchedulerCore::free_capacity(const Worker& w) const {
+  return w.capacity > w.assigned ? w.capacity - w.assigned : 0;
+}
+
+// ---- tasks ----------------------------------------------------------------------------------
+
+uint32_t SchedulerCore::alloc_task() {
+  uint32_t t;
+  if (free_tasks_.empty()) {
+    t = static_cast<uint32_t>(tasks_.size());
+    tasks_.emplace_back();
+  } else {
+    t = free_tasks_.back();
+    free_tasks_.pop_back();
+  }
+  ++tasks_[t].gen;
+  return t;
+}
+
+void SchedulerCore::free_task(uint32_t t) {
+  Task& task = tasks_[t];
+  assert(task.app == kNone && task.worker == kNone);
+  switch (task.state) {
+    case TaskState::kQueued: --stats_.queued; break;
+    case TaskState::kAssigned: --stats_.assigned; break;
+    case TaskState::kDone: --stats_.done; break;
+    case TaskState::kFree: break;
+  }
+  task_index_.erase(task.key);
+  const uint32_t gen = task.gen;
+  task = Task{};
+  task.gen = gen;
+  free_tasks_.push_back(t);
+}
+
+uint32_t SchedulerCore::find_task(const TaskKey& key) const {
+  auto it = task_index_.find(key);
+  return it == task_index_.end() ? kNone : it->second;
+}
+
+void SchedulerCore::enqueue(uint32_t t) {
+  Task& task = tasks_[t];
+  task.state = TaskState::kQueued;
+  ++stats_.queued;
+  if (task.attempt > 0) {
+    queue_.push_front({t, task.gen});  // a retry goes ahead of newer work
+  } else {
+    queue_.push_back({t, task.gen});
+  }
+}
+
+void SchedulerCore::unassign(uint32_t t) {
+  Task& task = tasks_[t];
+  assert(task.state == TaskState::kAssigned);
+  const uint32_t wi = task.worker;
+  unlink_worker(t);
+  Worker& w = workers_[wi];
+  --w.assigned;
+  --stats_.assigned;
+  task.state = TaskState::kFree;  // the caller decides what comes next
+  mark_ready(wi);
+}
+
+void SchedulerCore::finish_task(uint32_t t, TaskStatus status, std::string_view payload,
+                                uint32_t worker_name, uint64_t run_ns) {
+  Task& task = tasks_[t];
+  if (task.state == TaskState::kAssigned) {
+    unassign(t);
+  } else if (task.state == TaskState::kQueued) {
+    --stats_.queued;  // its queue entry goes stale
+  }
+  task.state = TaskState::kDone;
+  ++task.gen;  // invalidates any queue entry
+  task.status = status;
+  task.data.assign(payload);
+  task.result_worker = worker_name;
+  task.run_ns = run_ns;
+  ++stats_.done;
+  ++stats_.completed;
+  note_result_for_delivery(t);
+}
+
+void SchedulerCore::retry_or_fail(uint32_t t, std::string_view reason) {
+  Task& task = tasks_[t];
+  if (task.attempt > task.max_retries) {
+    std::string why = "gave up after " + std::to_string(task.attempt) + " attempt" +
+                      (task.attempt == 1 ? "" : "s") + ": " + std::string(reason);
+    task.state = TaskState::kFree;
+    finish_task(t, TaskStatus::kFailed, why, kNone, 0);
+    return;
+  }
+  ++stats_.requeued;
+  enqueue(t);
+}
+
+void SchedulerCore::note_result_for_delivery(uint32_t t) {
+  Task& task = tasks_[t];
+  App& a = apps_[task.app];
+  if (!a.connected) return;  // delivered when it says hello again
+  if (a.to_send.empty()) apps_with_results_.push_back(task.app);
+  a.to_send.push_back({t, task.gen});
+}
+
+void SchedulerCore::link_app(uint32_t t) {
+  Task& task = tasks_[t];
+  App& a = apps_[task.app];
+  task.app_prev = kNone;
+  task.app_next = a.task_head;
+  if (a.task_head != kNone) tasks_[a.task_head].app_prev = t;
+  a.task_head = t;
+  ++a.tasks;
+}
+
+void SchedulerCore::unlink_app(uint32_t t) {
+  Task& task = tasks_[t];
+  App& a = apps_[task.app];
+  if (task.app_prev != kNone) {
+    tasks_[task.app_prev].app_next = task.app_next;
+  } else {
+    a.task_head = task.app_next;
+  }
+  if (task.app_next != kNone) tasks_[task.app_next].app_prev = task.app_prev;
+  task.app = task.app_prev = task.app_next = kNone;
+  --a.tasks;
+}
+
+void SchedulerCore::link_worker(uint32_t t, uint32_t wi) {
+  Task& task = tasks_[t];
+  Worker& w = workers_[wi];
+  task.worker = wi;
+  task.worker_prev = kNone;
+  task.worker_next = w.task_head;
+  if (w.task_head != kNone) tasks_[w.task_head].worker_prev = t;
+  w.task_head = t;
+  ++w.assigned;
+}
+
+void SchedulerCore::unlink_worker(uint32_t t) {
+  Task& task = tasks_[t];
+  Worker& w = workers_[task.worker];
+  if (task.worker_prev != kNone) {
+    tasks_[task.worker_prev].worker_next = task.worker_next;
+  } else {
+    w.task_head = task.worker_next;
+  }
+  if (task.worker_next != kNone) tasks_[task.worker_next].worker_prev = task.worker_prev;
+  task.worker = task.worker_prev = task.worker_next = kNone;
+}
+
+uint32_t SchedulerCore::intern(std::string_view s, std::vector<std::string>& table,
+                               std::unordered_map<std::string, uint32_t>& index) {
+  std::string key(s);
+  auto it = index.find(key);
+  if (it != index.end()) return it->second;
+  const auto id = static_cast<uint32_t>(table.size());
+  table.push_back(key);
+  index.emplace(std::move(key), id);
+  return id;
+}
+
+// ---- time -----------------------------------------------------------------------------------
+
+void SchedulerCore::on_tick(TimePoint now) {
+  while (!timers_.empty() && timers_.top().when <= now) {
+    const Timer timer = timers_.top();
+    timers_.pop();
+    if (timer.is_worker) {
+      const Worker& w = workers_[timer.index];
+      if (w.live && w.timer_gen == timer.gen) check_worker(timer.index, now);
+    } else {
+      const App& a = apps_[timer.index];
+      if (a.live && a.timer_gen == timer.gen) check_app(timer.index, now);
+    }
+  }
+  while (!resends_.empty()) {
+    const Resend e = resends_.front();
+    if (e.sent + options_.result_resend > now) break;
+    resends_.pop_front();
+    if (tasks_[e.task].gen != e.gen || tasks_[e.task].state != TaskState::kDone) continue;
+    note_result_for_delivery(e.task);
+  }
+}
+
+void SchedulerCore::check_worker(uint32_t wi, TimePoint now) {
+  Worker& w = workers_[wi];
+  const TimePoint deadline = w.last_seen + options_.worker_timeout;
+  if (deadline > now) {
+    timers_.push({deadline, wi, w.timer_gen, true});
+    return;
+  }
+  lose_worker(wi, "no heartbeat for " + std::to_string(to_ms(now - w.last_seen)) + " ms");
+}
+
+void SchedulerCore::check_app(uint32_t ai, TimePoint now) {
+  App& a = apps_[ai];
+  const TimePoint silent_at = a.last_seen + options_.app_timeout;
+  if (a.connected) {
+    if (silent_at > now) {
+      timers_.push({silent_at, ai, a.timer_gen, false});
+      return;
+    }
+    a.connected = false;
+    a.to_send.clear();
+    if (!a.peer.empty()) peers_.erase(a.peer);
+    a.peer.clear();
+    LRTS_WARN("application '{}' silent for {} ms; keeping its {} task(s) for {} s", a.app_id,
+              to_ms(now - a.last_seen), a.tasks, to_ms(a.grace) / 1000);
+  }
+  if (silent_at + a.grace > now) {
+    timers_.push({silent_at + a.grace, ai, a.timer_gen, false});
+    return;
+  }
+  LRTS_WARN("application '{}' did not come back; dropping its {} task(s)", a.app_id, a.tasks);
+  drop_app(ai);
+}
+
+TimePoint SchedulerCore::next_deadline() const {
+  TimePoint next = TimePoint::max();
+  if (!timers_.empty()) next = timers_.top().when;
+  if (!resends_.empty()) next = std::min(next, resends_.front().sent + options_.result_resend);
+  return next;
+}
+
+// ---- output ---------------------------------------------------------------------------------
+
+void SchedulerCore::flush(TimePoint now) {
+  pump();
+  flush_results(now);
+
+  for (uint32_t ai : apps_with_acks_) {
+    App& a = apps_[ai];
+    if (a.submit_acks.empty()) continue;
+    if (a.connected) {
+      buf_.clear();
+      protocol::encode(protocol::SubmitAck{a.session, a.submit_acks}, buf_);
+      transport_.send(a.peer, buf_);
+    }
+    a.submit_acks.clear();
+  }
+  apps_with_acks_.clear();
+
+  for (uint32_t wi : workers_with_acks_) {
+    Worker& w = workers_[wi];
+    if (w.acks.empty()) continue;
+    buf_.clear();
+    protocol::encode(protocol::KeyList{MsgType::kResultAck, std::move(w.acks)}, buf_);
+    if (w.live) transport_.send(w.peer, buf_);
+    w.acks.clear();
+  }
+  workers_with_acks_.clear();
+
+  for (uint32_t wi : workers_with_cancels_) {
+    Worker& w = workers_[wi];
+    if (w.cancels.empty()) continue;
+    buf_.clear();
+    protocol::encode(protocol::KeyList{MsgType::kCancelTasks, std::move(w.cancels)}, buf_);
+    if (w.live) transport_.send(w.peer, buf_);
+    w.cancels.clear();
+  }
+  workers_with_cancels_.clear();
+}
+
+void SchedulerCore::pump() {
+  protocol::Assign msg;
+  std::vector<uint32_t> local_names;  // local index -> global service name index
+  while (stats_.queued > 0 && !ready_workers_.empty()) {
+    const uint32_t wi = ready_workers_.front();
+    ready_workers_.pop_front();
+    Worker& w = workers_[wi];
+    w.in_ready = false;
+    if (!w.live) continue;
+    uint32_t want = std::min(free_capacity(w), options_.max_assign_batch);
+    if (want == 0) continue;
+    msg.names.clear();
+    msg.tasks.clear();
+    local_names.clear();
+    while (want > 0 && !queue_.empty()) {
+      const QueueEntry e = queue_.front();
+      queue_.pop_front();
+      Task& task = tasks_[e.task];
+      if (task.gen != e.gen || task.state != TaskState::kQueued) continue;  // stale entry
+      task.state = TaskState::kAssigned;
+      ++task.attempt;
+      --stats_.queued;
+      ++stats_.assigned;
+      link_worker(e.task, wi);
+      uint32_t local = 0;
+      while (local < local_names.size() && local_names[local] != task.name) ++local;
+      if (local == local_names.size()) {
+        local_names.push_back(task.name);
+        msg.names.push_back(service_names_[task.name]);
+      }
+      msg.tasks.push_back({task.key, task.attempt, local, task.data, task.timeout_ms});
+      --want;
+    }
+    if (!msg.tasks.empty()) {
+      buf_.clear();
+      protocol::encode(msg, buf_);
+      transport_.send(w.peer, buf_);
+    }
+    mark_ready(wi);  // round robin: back of the line if it still has room
+  }
+}
+
+void SchedulerCore::flush_results(TimePoint now) {
+  protocol::Results msg;
+  for (uint32_t ai : apps_with_results_) {
+    App& a = apps_[ai];
+    if (!a.connected) {
+      a.to_send.clear();
+      continue;
+    }
+    size_t i = 0;
+    while (i < a.to_send.size()) {
+      msg.items.clear();
+      for (; i < a.to_send.size() && msg.items.size() < options_.max_result_batch; ++i) {
+        const QueueEntry e = a.to_send[i];
+        Task& task = tasks_[e.task];
+        if (task.gen != e.gen || task.state != TaskState::kDone || task.app != ai) continue;
+        protocol::ResultItem item;
+        item.key = task.key;
+        item.attempt = task.attempt;
+        item.status = task.status;
+        item.payload = task.data;
+        item.worker = task.result_worker == kNone ? std::string_view()
+                                                  : std::string_view(worker_names_[task.result_worker]);
+        item.run_ns = task.run_ns;
+        msg.items.push_back(item);
+        resends_.push_back({e.task, e.gen, now});
+      }
+      if (msg.items.empty()) continue;
+      buf_.clear();
+      protocol::encode(msg, MsgType::kResults, buf_);
+      transport_.send(a.peer, buf_);
+    }
+    a.to_send.clear();
+  }
+  apps_with_results_.clear();
+}
+
+CoreStats SchedulerCore::stats() const {
+  CoreStats s = stats_;
+  s.workers = worker_by_uid_.size();
+  s.apps = app_by_id_.size();
+  return s;
+}
+
+}  // namespace lrts::scheduler

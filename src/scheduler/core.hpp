@@ -1,0 +1,200 @@
+// SchedulerCore: the scheduler's whole state machine, with no I/O.
+//
+// DESIGN
+// Events come in as decoded messages (with the sender's routing id) and as clock ticks; every
+// call carries `now`, and the core never reads a clock, opens a socket or starts a thread. What it
+// wants to say goes out through the Transport interface as encoded messages (so a test can decode
+// and inspect them), and durable changes go to a JournalSink. This makes the core deterministic:
+// tests and simulations drive it with a fake transport and a hand-moved clock.
+//
+// Output is batched: event handlers only change state and note what has to be said; flush()
+// turns those notes into one message per peer (one ASSIGN per worker, one RESULTS per
+// application, ...). The server calls flush() after draining a burst of messages, so a thousand
+// results from ten messages leave as one batch.
+//
+// Task life: queued -> assigned(worker, attempt k) -> done(result held until the application
+// acknowledges it) -> erased. A lost attempt (worker lost, slot crashed) goes back to queued with
+// attempt k+1 until max_retries is used up, then ends as failed with the reason. The first
+// terminal result for a task wins; later ones (a stale attempt, a duplicate) are acknowledged to
+// the worker and dropped, so each result reaches the application once.
+//
+// Not thread-safe: one thread owns a core.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "protocol/messages.hpp"
+
+namespace lrts::scheduler {
+
+using protocol::TaskKey;
+using PeerId = std::string;  // ZeroMQ routing id
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void send(std::string_view peer, std::string_view message) = 0;
+};
+
+struct CoreOptions {
+  uint64_t epoch = 1;                     // identifies this scheduler run to peers
+  Duration heartbeat_interval = seconds(1);  // what workers and applications are told to use
+  Duration worker_timeout = seconds(10);  // a worker silent this long loses its tasks
+  Duration app_timeout = seconds(10);     // an application silent this long is disconnected
+  Duration app_grace = seconds(600);      // ... and after this much longer its work is dropped
+  Duration result_resend = seconds(5);    // an unacknowledged result is sent again after this
+  uint32_t max_assign_batch = 4096;       // tasks per ASSIGN message
+  uint32_t max_result_batch = 4096;       // results per RESULTS message
+};
+
+struct CoreStats {
+  uint64_t submitted = 0;
+  uint64_t completed = 0;   // terminal results recorded
+  uint64_t delivered = 0;   // acknowledged by applications
+  uint64_t duplicates = 0;  // results dropped as stale or duplicate
+  uint64_t requeued = 0;
+  uint64_t bad_messages = 0;
+  size_t queued = 0;
+  size_t assigned = 0;
+  size_t done = 0;
+  size_t workers = 0;
+  size_t apps = 0;
+};
+
+class SchedulerCore {
+ public:
+  SchedulerCore(CoreOptions options, Transport& transport);
+  ~SchedulerCore();
+  SchedulerCore(const SchedulerCore&) = delete;
+  SchedulerCore& operator=(const SchedulerCore&) = delete;
+
+  // One decoded message from `peer`.
+  void on_message(const PeerId& peer, const protocol::ToScheduler& msg, TimePoint now);
+  // A message that did not decode: answered with an error, counted, never fatal.
+  void on_bad_message(const PeerId& peer, std::string_view reason, TimePoint now);
+  // Timers: lost workers, silent applications, result resends.
+  void on_tick(TimePoint now);
+  // Sends everything the events since the last flush produced (assignments included).
+  void flush(TimePoint now);
+  // When on_tick next has something to do.
+  TimePoint next_deadline() const;
+
+  CoreStats stats() const;
+
+ private:
+  struct Task;
+  struct Worker;
+  struct App;
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  // peers
+  void on_app_hello(const PeerId& peer, const protocol::AppHello& m, TimePoint now);
+  void on_submit(uint32_t app, const protocol::Submit& m, TimePoint now);
+  void on_app_keys(uint32_t app, const protocol::KeyList& m, TimePoint now);
+  void on_app_bye(uint32_t app);
+  void on_worker_hello(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now);
+  void on_worker_results(uint32_t worker, const protocol::Results& m, TimePoint now);
+  void on_worker_bye(uint32_t worker, const protocol::WorkerBye& m);
+  void send_error(const PeerId& peer, protocol::ErrorCode code, std::string_view text);
+  void send_heartbeat_ack(const PeerId& peer);
+
+  // tasks
+  uint32_t alloc_task();
+  void free_task(uint32_t t);
+  uint32_t find_task(const TaskKey& key) const;
+  void enqueue(uint32_t t);
+  void unassign(uint32_t t);
+  void finish_task(uint32_t t, protocol::TaskStatus status, std::string_view payload,
+                   uint32_t worker_name, uint64_t run_ns);
+  void retry_or_fail(uint32_t t, std::string_view reason);
+  void cancel_task(uint32_t t);  // queued/assigned/done -> gone (no result)
+  void link_app(uint32_t t);
+  void unlink_app(uint32_t t);
+  void link_worker(uint32_t t, uint32_t w);
+  void unlink_worker(uint32_t t);
+  void note_result_for_delivery(uint32_t t);
+
+  // workers and apps
+  void lose_worker(uint32_t w, std::string_view reason);
+  void drop_app(uint32_t a);
+  void mark_ready(uint32_t w);
+  void check_worker(uint32_t w, TimePoint now);
+  void check_app(uint32_t a, TimePoint now);
+  uint32_t free_capacity(const Worker& w) const;
+  uint32_t intern(std::string_view s, std::vector<std::string>& table,
+                  std::unordered_map<std::string, uint32_t>& index);
+
+  // output
+  void pump();
+  void flush_results(TimePoint now);
+
+  CoreOptions options_;
+  Transport& transport_;
+  std::string buf_;
+
+  std::vector<Task> tasks_;
+  std::vector<uint32_t> free_tasks_;
+  std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> task_index_;
+  struct QueueEntry {
+    uint32_t task;
+    uint32_t gen;
+  };
+  std::deque<QueueEntry> queue_;
+
+  std::vector<Worker> workers_;
+  std::vector<uint32_t> free_workers_;
+  std::unordered_map<uint64_t, uint32_t> worker_by_uid_;
+  std::deque<uint32_t> ready_workers_;
+
+  // One liveness timer per worker and per application, checked lazily: a timer whose gen no
+  // longer matches its owner is ignored.
+  struct Timer {
+    TimePoint when;
+    uint32_t index;
+    uint32_t gen;
+    bool is_worker;
+    bool operator>(const Timer& o) const { return when > o.when; }
+  };
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  // Results sent and not yet acknowledged, in the order sent (so sorted by time).
+  struct Resend {
+    uint32_t task;
+    uint32_t gen;
+    TimePoint sent;
+  };
+  std::deque<Resend> resends_;
+
+  std::vector<App> apps_;
+  std::vector<uint32_t> free_apps_;
+  std::unordered_map<std::string, uint32_t> app_by_id_;
+
+  struct PeerRef {
+    bool is_worker;
+    uint32_t index;
+  };
+  std::unordered_map<PeerId, PeerRef> peers_;
+
+  std::vector<std::string> service_names_;
+  std::unordered_map<std::string, uint32_t> service_name_index_;
+  std::vector<std::string> worker_names_;
+  std::unordered_map<std::string, uint32_t> worker_name_index_;
+
+  // Pending output, turned into messages by flush().
+  std::vector<uint32_t> apps_with_results_;
+  std::vector<uint32_t> apps_with_acks_;
+  std::vector<uint32_t> workers_with_acks_;
+  std::vector<uint32_t> workers_with_cancels_;
+
+  CoreStats stats_;
+};
+
+}  // namespace lrts::scheduler

@@ -1,0 +1,143 @@
+#include "scheduler/server.hpp"
+
+#include <signal.h>
+
+#include <random>
+
+#include "common/log.hpp"
+#include "common/net.hpp"
+#include "common/signals.hpp"
+#include "common/zmq_socket.hpp"
+
+namespace lrts::scheduler {
+
+namespace {
+
+class RouterTransport final : public Transport {
+ public:
+  explicit RouterTransport(ZmqSocket& socket) : socket_(socket) {}
+  void send(std::string_view peer, std::string_view message) override {
+    switch (socket_.send_to(peer, message)) {
+      case SendResult::kSent: return;
+      case SendResult::kWouldBlock:
+        // The peer does not read; what matters is re-sent later (results, acks on re-hello).
+        ++dropped_;
+        LRTS_WARN("peer's queue is full; dropped one message of {} bytes", message.size());
+        return;
+      case SendResult::kUnreachable: ++dropped_; return;  // it went away
+      case SendResult::kError:
+        ++dropped_;
+        LRTS_WARN("send failed: {}", zmq_error_text());
+        return;
+    }
+  }
+  uint64_t dropped() const { return dropped_; }
+
+ private:
+  ZmqSocket& socket_;
+  uint64_t dropped_ = 0;
+};
+
+}  // namespace
+
+struct SchedulerServer::Impl {
+  ServerOptions options;
+  ZmqContext ctx;
+  ZmqSocket router{ctx, ZMQ_ROUTER};
+  RouterTransport transport{router};
+  std::unique_ptr<SchedulerCore> core;
+  std::string endpoint;
+};
+
+SchedulerServer::SchedulerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SchedulerServer::~SchedulerServer() = default;
+
+Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOptions& options) {
+  auto ep = bind_endpoint(options.address, options.port);
+  if (!ep) return Error{ep.error()};
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  ZmqSocket& r = impl->router;
+  r.set_int(ZMQ_ROUTER_MANDATORY, 1);
+  r.set_int(ZMQ_SNDHWM, 100000);
+  r.set_int(ZMQ_RCVHWM, 100000);
+  r.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
+  const int64_t max_msg = static_cast<int64_t>(options.max_message_bytes) + 1024;
+  zmq_setsockopt(r.get(), ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+  if (auto s = r.bind(ep->zmq); !s) return Error{s.error()};
+  impl->endpoint = r.last_endpoint();
+  CoreOptions core = options.core;
+  if (core.epoch == 1) core.epoch = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+  impl->core = std::make_unique<SchedulerCore>(core, impl->transport);
+  return std::unique_ptr<SchedulerServer>(new SchedulerServer(std::move(impl)));
+}
+
+int SchedulerServer::run() {
+  Impl& s = *impl_;
+  SignalPipe signals{SIGINT, SIGTERM};
+  LRTS_INFO("scheduler listening on {}", s.endpoint);
+
+  ZmqFrame identity, payload, extra;
+  TimePoint next_stats = Clock::now() + s.options.stats_interval;
+  CoreStats last_logged{};
+  for (;;) {
+    TimePoint now = Clock::now();
+    const TimePoint deadline = std::min(s.core->next_deadline(), next_stats);
+    long timeout_ms = -1;
+    if (deadline != TimePoint::max()) {
+      timeout_ms = std::max<long>(0, to_ms(deadline - now) + 1);
+    }
+    zmq_pollitem_t items[2] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, 2, timeout_ms) < 0 && zmq_errno() != EINTR) {
+      LRTS_ERROR("poll failed: {}", zmq_error_text());
+      return 1;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      for (int sig : signals.drain()) {
+        if (sig == SIGINT || sig == SIGTERM) {
+          LRTS_INFO("received {}; scheduler stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+          return 0;
+        }
+      }
+    }
+    now = Clock::now();
+    // Drain a bounded burst, then flush: everything it produced leaves in batches.
+    for (int n = 0; n < 4096; ++n) {
+      if (!s.router.recv(identity)) break;
+      if (!identity.more()) continue;  // cannot happen on a ROUTER; ignore
+      if (!s.router.recv(payload)) break;
+      bool extra_frames = payload.more();
+      while (extra_frames && s.router.recv(extra)) extra_frames = extra.more();
+      const PeerId peer(identity.view());
+      if (payload.more()) {
+        s.core->on_bad_message(peer, "message has more than one frame", now);
+        continue;
+      }
+      auto msg = protocol::decode_to_scheduler(payload.view(), s.options.max_message_bytes);
+      if (!msg) {
+        s.core->on_bad_message(peer, msg.error(), now);
+        continue;
+      }
+      s.core->on_message(peer, *msg, now);
+    }
+    s.core->on_tick(now);
+    s.core->flush(now);
+
+    if (now >= next_stats) {
+      next_stats = now + s.options.stats_interval;
+      const CoreStats st = s.core->stats();
+      if (st.completed != last_logged.completed || st.submitted != last_logged.submitted ||
+          st.workers != last_logged.workers) {
+        LRTS_INFO(
+            "stats: {} queued, {} running, {} awaiting delivery; {} submitted, {} completed, {} "
+            "delivered, {} requeued, {} duplicate results dropped; {} workers, {} applications",
+            st.queued, st.assigned, st.done, st.submitted, st.completed, st.delivered, st.requeued,
+            st.duplicates, st.workers, st.apps);
+        last_logged = st;
+      }
+    }
+  }
+}
+
+}  // namespace lrts::scheduler

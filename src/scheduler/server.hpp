@@ -1,0 +1,36 @@
+// SchedulerServer: the scheduler's socket loop around a SchedulerCore. One thread runs run();
+// it owns the ROUTER socket and the core. Idle, it sleeps in zmq_poll until a message, a signal
+// or the core's next deadline: no polling interval.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/result.hpp"
+#include "scheduler/core.hpp"
+
+namespace lrts::scheduler {
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  int port = 5555;
+  size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
+  Duration stats_interval = seconds(30);  // how often a summary line is logged while busy
+  CoreOptions core;
+};
+
+class SchedulerServer {
+ public:
+  static Result<std::unique_ptr<SchedulerServer>> create(const ServerOptions& options);
+  ~SchedulerServer();
+
+  // Serves until SIGINT or SIGTERM. Returns the process exit code.
+  int run();
+
+ private:
+  struct Impl;
+  explicit SchedulerServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lrts::scheduler

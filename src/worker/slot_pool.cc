@@ -1,0 +1,405 @@
+#include "worker/slot_pool.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.hpp"
+#include "worker/slot_runtime.hpp"
+
+namespace lrts::worker {
+
+namespace {
+constexpr int kSlotFd = 3;
+constexpr double kTargetQueuedNs = 2e6;  // keep ~2 ms of work in each slot
+constexpr uint32_t kMaxDepth = 512;
+constexpr Duration kMaxRestartDelay = seconds(5);
+}  // namespace
+
+struct SlotPool::Slot {
+  int index = 0;
+  ChildProcess proc;
+  UniqueFd fd;
+  protocol::FrameBuffer in{protocol::kDefaultMaxMessageBytes};
+  std::string out;
+  size_t out_off = 0;
+  bool ready = false;
+  std::deque<uint32_t> in_flight;  // refs, in the order the slot runs them
+  int failures = 0;                // consecutive deaths without finishing a task
+  TimePoint restart_at = TimePoint::max();
+  std::string hello_error;
+};
+
+SlotPool::SlotPool(SlotPoolOptions options) : options_(std::move(options)) {
+  slots_.resize(static_cast<size_t>(std::max(1, options_.slots)));
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    slots_[i].index = static_cast<int>(i);
+    slots_[i].in = protocol::FrameBuffer(options_.max_frame_bytes + 1024);
+  }
+}
+
+SlotPool::~SlotPool() { stop(); }
+
+int SlotPool::slot_count() const { return static_cast<int>(slots_.size()); }
+
+Status SlotPool::spawn(Slot& slot) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return make_error(std::string("socketpair: ") + std::strerror(errno));
+  }
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  SpawnOptions so;
+  so.argv = {options_.executable, kSlotFlag, std::to_string(kSlotFd)};
+  for (const auto& lib : options_.service_libs) {
+    so.argv.push_back("--service-lib");
+    so.argv.push_back(lib);
+  }
+  so.fds = {{theirs.get(), kSlotFd}};
+  so.new_process_group = true;
+  auto child = ChildProcess::spawn(so);
+  if (!child) return Error{child.error()};
+  const int flags = ::fcntl(mine.get(), F_GETFL);
+  ::fcntl(mine.get(), F_SETFL, flags | O_NONBLOCK);
+  slot.proc = std::move(*child);
+  slot.fd = std::move(mine);
+  slot.in = protocol::FrameBuffer(options_.max_frame_bytes + 1024);
+  slot.out.clear();
+  slot.out_off = 0;
+  slot.ready = false;
+  slot.restart_at = TimePoint::max();
+  LRTS_DEBUG("slot {} started (pid {})", slot.index, slot.proc.pid());
+  return {};
+}
+
+Result<std::vector<std::string>> SlotPool::start(Duration timeout) {
+  for (Slot& s : slots_) {
+    if (auto st = spawn(s); !st) return Error{st.error()};
+  }
+  const TimePoint deadline = Clock::now() + timeout;
+  std::vector<Outcome> none;
+  for (;;) {
+    bool all_ready = true;
+    for (Slot& s : slots_) {
+      if (!s.hello_error.empty()) return make_error("slot failed to start: " + s.hello_error);
+      if (!s.fd.valid()) return make_error("slot failed to start");
+      all_ready = all_ready && s.ready;
+    }
+    if (all_ready) break;
+    const TimePoint now = Clock::now();
+    if (now >= deadline) return make_error("slots did not start within the time limit");
+    std::vector<pollfd> fds;
+    for (Slot& s : slots_) fds.push_back({s.fd.get(), POLLIN, 0});
+    const int wait_ms = static_cast<int>(std::max<int64_t>(1, to_ms(deadline - now)));
+    if (::poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) {
+      return make_error(std::string("poll: ") + std::strerror(errno));
+    }
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (fds[i].revents && read_slot(slots_[i], none)) {
+        Slot& s = slots_[i];
+        s.proc.signal(SIGKILL);
+        const std::string how = describe_wait_status(s.proc.wait());
+        s.fd.reset();
+        if (s.hello_error.empty()) s.hello_error = "slot process " + how;
+      }
+    }
+  }
+  return services_;  // all slots load the same code; the first one speaks for them
+}
+
+void SlotPool::stop() {
+  for (Slot& s : slots_) {
+    s.fd.reset();
+    if (s.proc.running()) {
+      s.proc.signal(SIGKILL);
+      s.proc.wait();
+    }
+    s.ready = false;
+  }
+}
+
+bool SlotPool::add(LocalTask task) {
+  if (by_key_.count(task.key)) return false;
+  uint32_t ref;
+  if (free_.empty()) {
+    ref = static_cast<uint32_t>(entries_.size());
+    entries_.emplace_back();
+  } else {
+    ref = free_.back();
+    free_.pop_back();
+  }
+  Entry& e = entries_[ref];
+  e.task = std::move(task);
+  e.cancelled = false;
+  e.used = true;
+  by_key_.emplace(e.task.key, ref);
+  queue_.push_back(ref);
+  return true;
+}
+
+void SlotPool::free_entry(uint32_t ref) {
+  Entry& e = entries_[ref];
+  by_key_.erase(e.task.key);
+  e.used = false;
+  e.cancelled = false;
+  e.task.fields.clear();
+  free_.push_back(ref);
+}
+
+bool SlotPool::cancel(const TaskKey& key) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return false;
+  const uint32_t ref = it->second;
+  auto q = std::find(queue_.begin(), queue_.end(), ref);
+  if (q != queue_.end()) {
+    queue_.erase(q);
+    free_entry(ref);
+    return true;
+  }
+  entries_[ref].cancelled = true;
+  for (Slot& s : slots_) {
+    if (!s.in_flight.empty() && s.in_flight.front() == ref && s.proc.running()) {
+      LRTS_INFO("stopping slot {} to cancel the task it runs", s.index);
+      s.proc.signal(SIGKILL);
+    }
+  }
+  return true;
+}
+
+std::vector<protocol::RunningTask> SlotPool::held() const {
+  std::vector<protocol::RunningTask> out;
+  out.reserve(by_key_.size());
+  for (const auto& [key, ref] : by_key_) {
+    if (!entries_[ref].cancelled) out.push_back({key, entries_[ref].task.attempt});
+  }
+  return out;
+}
+
+std::vector<protocol::RunningTask> SlotPool::take_queued() {
+  std::vector<protocol::RunningTask> out;
+  for (uint32_t ref : queue_) {
+    out.push_back({entries_[ref].task.key, entries_[ref].task.attempt});
+    free_entry(ref);
+  }
+  queue_.clear();
+  return out;
+}
+
+uint32_t SlotPool::depth() const {
+  if (ewma_run_ns_ <= 0) return 1;
+  const double d = kTargetQueuedNs / std::max(ewma_run_ns_, 1.0);
+  return static_cast<uint32_t>(std::clamp(d, 1.0, static_cast<double>(kMaxDepth)));
+}
+
+uint32_t SlotPool::capacity() const {
+  const uint32_t d = depth();
+  const auto n = static_cast<uint32_t>(slots_.size());
+  // Short tasks: hold a second round locally so slots never wait for the scheduler. Long
+  // tasks: exactly one per slot, so none waits here while another worker is idle.
+  return d > 1 ? 2 * n * d : n;
+}
+
+void SlotPool::add_poll_items(std::vector<zmq_pollitem_t>& items) const {
+  for (const Slot& s : slots_) {
+    short events = 0;
+    if (s.fd.valid()) {
+      events = ZMQ_POLLIN;
+      if (s.out_off < s.out.size()) events |= ZMQ_POLLOUT;
+    }
+    // An invalid fd with no events is ignored by zmq_poll; keeps positions stable.
+    items.push_back({nullptr, s.fd.valid() ? s.fd.get() : -1, events, 0});
+  }
+}
+
+void SlotPool::on_poll(const zmq_pollitem_t* items, std::vector<Outcome>& out) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    if (!s.fd.valid()) continue;
+    if ((items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) && read_slot(s, out)) {
+      kill_and_reap(s, out);
+      continue;
+    }
+    if (s.fd.valid() && (items[i].revents & ZMQ_POLLOUT)) write_slot(s);
+  }
+}
+
+void SlotPool::kill_and_reap(Slot& s, std::vector<Outcome>& out) {
+  s.proc.signal(SIGKILL);
+  const int status = s.proc.wait();
+  on_slot_dead(s, status, out);
+}
+
+bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
+  bool eof = false;
+  for (;;) {
+    char* dst = s.in.prepare(64 * 1024);
+    const ssize_t n = ::read(s.fd.get(), dst, 64 * 1024);
+    if (n > 0) {
+      s.in.commit(static_cast<size_t>(n));
+      if (n < 64 * 1024) break;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    eof = true;  // closed or broken: the slot is gone
+    break;
+  }
+  std::string_view body;
+  for (;;) {
+    auto got = s.in.next(&body);
+    if (!got || !*got) {
+      if (!got) {
+        LRTS_ERROR("slot {} sent a bad frame ({}); restarting it", s.index, got.error());
+        eof = true;
+      }
+      break;
+    }
+    auto msg = protocol::decode_from_slot(body, options_.max_frame_bytes + 1024);
+    if (!msg) {
+      LRTS_ERROR("slot {} sent a bad message ({}); restarting it", s.index, msg.error());
+      eof = true;
+      break;
+    }
+    if (auto* hello = std::get_if<protocol::SlotHello>(&*msg)) {
+      if (!hello->error.empty()) {
+        s.hello_error.assign(hello->error);
+        LRTS_ERROR("slot {} cannot start: {}", s.index, s.hello_error);
+        eof = true;
+        break;
+      }
+      s.ready = true;
+      if (services_.empty()) {
+        for (auto name : hello->services) services_.emplace_back(name);
+      }
+      continue;
+    }
+    const auto& results = std::get<protocol::SlotResults>(*msg);
+    for (const auto& r : results.items) {
+      if (s.in_flight.empty() || s.in_flight.front() != r.ref) {
+        LRTS_ERROR("slot {} answered for a task it was not running; restarting it", s.index);
+        eof = true;
+        break;
+      }
+      s.in_flight.pop_front();
+      s.failures = 0;
+      Entry& e = entries_[r.ref];
+      const double ns = static_cast<double>(r.run_ns);
+      ewma_run_ns_ = ewma_run_ns_ <= 0 ? ns : 0.8 * ewma_run_ns_ + 0.2 * ns;
+      if (!e.cancelled) {
+        out.push_back(Outcome{e.task.key, e.task.attempt, r.status, std::string(r.payload),
+                              r.run_ns});
+      }
+      free_entry(r.ref);
+    }
+    if (eof) break;
+  }
+  return eof;
+}
+
+void SlotPool::reap(std::vector<Outcome>& out) {
+  for (Slot& s : slots_) {
+    int status = 0;
+    if (s.proc.running() && s.proc.try_wait(&status)) {
+      if (s.fd.valid()) read_slot(s, out);  // what it managed to send before dying counts
+      on_slot_dead(s, status, out);
+    }
+  }
+}
+
+void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out) {
+  s.fd.reset();
+  s.proc.mark_reaped();
+  const std::string how = describe_wait_status(wait_status);
+  bool first = true;
+  std::vector<uint32_t> back;
+  for (uint32_t ref : s.in_flight) {
+    Entry& e = entries_[ref];
+    if (e.cancelled) {
+      free_entry(ref);
+    } else if (first) {
+      out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kLost,
+                            "slot process " + how + " while running the task", 0});
+      LRTS_WARN("slot {} {} while running task {} (attempt {})", s.index, how,
+                protocol::format_service_id(e.task.key), e.task.attempt);
+      free_entry(ref);
+    } else {
+      back.push_back(ref);
+    }
+    first = false;
+  }
+  s.in_flight.clear();
+  for (auto it = back.rbegin(); it != back.rend(); ++it) queue_.push_front(*it);
+  if (first) LRTS_WARN("slot {} {} while idle", s.index, how);
+  ++s.failures;
+  const Duration delay = std::min<Duration>(
+      kMaxRestartDelay, milliseconds(s.failures <= 1 ? 0 : 50LL << std::min(s.failures, 10)));
+  s.restart_at = Clock::now() + delay;
+}
+
+void SlotPool::write_slot(Slot& s) {
+  while (s.out_off < s.out.size()) {
+    const ssize_t n = ::send(s.fd.get(), s.out.data() + s.out_off, s.out.size() - s.out_off,
+                             MSG_NOSIGNAL);
+    if (n > 0) {
+      s.out_off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EAGAIN: wait for POLLOUT; an error shows up as EOF on read
+  }
+  if (s.out_off == s.out.size()) {
+    s.out.clear();
+    s.out_off = 0;
+  }
+}
+
+void SlotPool::dispatch(TimePoint now) {
+  for (Slot& s : slots_) {
+    if (!s.fd.valid() && s.restart_at <= now) {
+      if (auto st = spawn(s); !st) {
+        LRTS_ERROR("cannot restart slot {}: {}", s.index, st.error());
+        ++s.failures;
+        s.restart_at = now + kMaxRestartDelay;
+      }
+    }
+  }
+  if (queue_.empty()) return;
+  const uint32_t d = depth();
+  protocol::SlotRun run;
+  std::vector<std::string> ids;
+  for (Slot& s : slots_) {
+    if (queue_.empty()) break;
+    if (!s.fd.valid() || !s.ready || s.in_flight.size() >= d) continue;
+    const size_t n = std::min<size_t>(d - s.in_flight.size(), queue_.size());
+    run.tasks.clear();
+    ids.clear();
+    ids.reserve(n);  // views into ids must not move
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t ref = queue_.front();
+      queue_.pop_front();
+      const Entry& e = entries_[ref];
+      ids.push_back(protocol::format_service_id(e.task.key));
+      run.tasks.push_back({ref, e.task.name, e.task.fields, ids.back(), e.task.attempt});
+      s.in_flight.push_back(ref);
+    }
+    protocol::encode_frame(run, s.out);
+    write_slot(s);
+  }
+}
+
+TimePoint SlotPool::next_deadline() const {
+  TimePoint next = TimePoint::max();
+  for (const Slot& s : slots_) {
+    if (!s.fd.valid()) next = std::min(next, s.restart_at);
+  }
+  return next;
+}
+
+}  // namespace lrts::worker

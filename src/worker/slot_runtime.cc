@@ -1,0 +1,194 @@
+#include "worker/slot_runtime.hpp"
+
+#include <poll.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <csignal>
+#include <string_view>
+
+#include "common/clock.hpp"
+#include "protocol/slot_codec.hpp"
+#include "services/registry.hpp"
+
+namespace lrts::worker {
+
+using protocol::SlotResult;
+using protocol::TaskStatus;
+
+namespace {
+
+constexpr size_t kMaxFrame = 1u << 30;
+constexpr size_t kMaxBufferedResults = 1024;
+constexpr Duration kMaxResultDelay = milliseconds(1);
+
+class SlotContext final : public TaskContext {
+ public:
+  const std::string& service_id() const override { return service_id_; }
+  uint32_t attempt() const override { return attempt_; }
+  void reset(std::string_view service_id, uint32_t attempt) {
+    service_id_.assign(service_id);
+    attempt_ = attempt;
+  }
+
+ private:
+  std::string service_id_;
+  uint32_t attempt_ = 0;
+};
+
+bool write_all(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool readable_now(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
+class Slot {
+ public:
+  explicit Slot(int fd) : fd_(fd), frames_(kMaxFrame) {}
+
+  int run() {
+    for (;;) {
+      std::string_view body;
+      auto got = frames_.next(&body);
+      if (!got) {
+        std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), got.error().c_str());
+        return 3;
+      }
+      if (*got) {
+        auto batch = protocol::decode_to_slot(body, kMaxFrame);
+        if (!batch) {
+          std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), batch.error().c_str());
+          return 3;
+        }
+        for (const auto& task : batch->tasks) {
+          run_task(task);
+          if (results_.items.size() >= kMaxBufferedResults ||
+              Clock::now() - first_buffered_ >= kMaxResultDelay) {
+            if (!flush()) return 0;
+          }
+        }
+        continue;  // maybe another complete frame is already buffered
+      }
+      // Nothing buffered: send what we hold before waiting, unless more work is right there.
+      if (!results_.items.empty() && !readable_now(fd_)) {
+        if (!flush()) return 0;
+      }
+      char* dst = frames_.prepare(64 * 1024);
+      const ssize_t n = ::read(fd_, dst, 64 * 1024);
+      if (n == 0) {
+        flush();
+        return 0;  // the worker closed our socket: time to go
+      }
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return 0;
+      }
+      frames_.commit(static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  void run_task(const protocol::SlotTask& task) {
+    if (results_.items.empty()) first_buffered_ = Clock::now();
+    SlotResult r;
+    r.ref = task.ref;
+    const auto* type = services::find_service(task.name);
+    const TimePoint start = Clock::now();
+    payloads_.emplace_back();
+    std::string& payload = payloads_.back();
+    if (!type) {
+      r.status = TaskStatus::kFailed;
+      payload = "unknown service '" + std::string(task.name) + "' (this worker has: ";
+      const auto names = registered_services();
+      for (size_t i = 0; i < names.size(); ++i) payload += (i ? ", '" : "'") + names[i] + "'";
+      payload += names.empty() ? "none)" : ")";
+    } else {
+      ctx_.reset(task.service_id, task.attempt);
+      try {
+        payload = type->invoke(ctx_, task.fields);
+        r.status = TaskStatus::kFinished;
+      } catch (const FieldsError& e) {
+        r.status = TaskStatus::kFailed;
+        payload = "service '" + type->name + "': " + e.what();
+      } catch (const std::exception& e) {
+        r.status = TaskStatus::kFailed;
+        payload = e.what();
+        if (payload.empty()) payload = "exception with an empty message";
+      } catch (...) {
+        r.status = TaskStatus::kFailed;
+        payload = "run threw something that is not a std::exception";
+      }
+    }
+    r.run_ns = static_cast<uint64_t>(to_ns(Clock::now() - start));
+    results_.items.push_back(r);
+  }
+
+  bool flush() {
+    if (results_.items.empty()) return true;
+    // Payload views are bound now: payloads_ no longer grows until cleared.
+    for (size_t i = 0; i < results_.items.size(); ++i) results_.items[i].payload = payloads_[i];
+    out_.clear();
+    protocol::encode_frame(results_, out_);
+    results_.items.clear();
+    payloads_.clear();
+    return write_all(fd_, out_);
+  }
+
+  int fd_;
+  protocol::FrameBuffer frames_;
+  SlotContext ctx_;
+  protocol::SlotResults results_;
+  std::vector<std::string> payloads_;
+  std::string out_;
+  TimePoint first_buffered_{};
+};
+
+}  // namespace
+
+bool is_slot_invocation(int argc, char** argv) {
+  return argc >= 3 && std::strcmp(argv[1], kSlotFlag) == 0;
+}
+
+int slot_main(int argc, char** argv) {
+  const pid_t parent = ::getppid();
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) return 1;  // the worker died before we armed the signal
+  ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGINT, SIG_IGN);  // the worker decides when slots stop
+
+  const int fd = std::atoi(argv[2]);
+  std::string error;
+  for (int i = 3; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--service-lib") == 0 && i + 1 < argc) {
+      if (auto s = services::load_service_library(argv[++i]); !s && error.empty()) {
+        error = s.error();
+      }
+    }
+  }
+  const auto names = registered_services();
+  protocol::SlotHello hello;
+  hello.pid = static_cast<uint32_t>(::getpid());
+  for (const auto& n : names) hello.services.push_back(n);
+  hello.error = error;
+  std::string out;
+  protocol::encode_frame(hello, out);
+  if (!write_all(fd, out) || !error.empty()) return error.empty() ? 0 : 2;
+  return Slot(fd).run();
+}
+
+}  // namespace lrts::worker

@@ -1,0 +1,291 @@
+#include "worker/worker.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <random>
+#include <unordered_map>
+
+#include "common/cpu.hpp"
+#include "common/log.hpp"
+#include "common/net.hpp"
+#include "common/process.hpp"
+#include "common/signals.hpp"
+#include "common/zmq_socket.hpp"
+#include "worker/slot_pool.hpp"
+
+namespace lrts::worker {
+
+using protocol::MsgType;
+
+namespace {
+
+constexpr size_t kMaxResultsPerMessage = 4096;
+
+std::string default_name() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+class Worker {
+ public:
+  Worker(const WorkerOptions& options, int slots)
+      : options_(options),
+        pool_(SlotPoolOptions{slots, options.executable, options.service_libs,
+                              options.max_message_bytes}) {
+    std::random_device rd;
+    uid_ = (uint64_t{rd()} << 32) | rd();
+    name_ = options.name.empty() ? default_name() : options.name;
+  }
+
+  int run() {
+    SignalPipe signals{SIGINT, SIGTERM, SIGCHLD};
+    auto services = pool_.start(options_.slot_start_timeout);
+    if (!services) {
+      LRTS_ERROR("{}", services.error());
+      return 1;
+    }
+    services_ = std::move(*services);
+    auto ep = connect_endpoint(options_.scheduler_address, options_.scheduler_port);
+    if (!ep) {
+      LRTS_ERROR("{}", ep.error());
+      return 1;
+    }
+    dealer_.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
+    dealer_.set_int(ZMQ_SNDHWM, 0);  // results are never dropped here; they wait for the link
+    dealer_.set_int(ZMQ_RCVHWM, 0);
+    dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
+    dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
+    if (auto s = dealer_.connect(ep->zmq); !s) {
+      LRTS_ERROR("{}", s.error());
+      return 1;
+    }
+    LRTS_INFO("worker '{}' with {} slot(s) and {} service(s), scheduler at {}", name_,
+              pool_.slot_count(), services_.size(), ep->zmq);
+    send_hello(Clock::now());
+
+    std::vector<zmq_pollitem_t> items;
+    ZmqFrame frame;
+    for (;;) {
+      TimePoint now = Clock::now();
+      TimePoint deadline = std::min(next_heartbeat_, pool_.next_deadline());
+      items.clear();
+      items.push_back({dealer_.get(), 0, ZMQ_POLLIN, 0});
+      items.push_back({nullptr, signals.fd(), ZMQ_POLLIN, 0});
+      pool_.add_poll_items(items);
+      const long timeout = deadline == TimePoint::max()
+                               ? -1
+                               : std::max<long>(0, to_ms(deadline - now) + 1);
+      if (zmq_poll(items.data(), static_cast<int>(items.size()), timeout) < 0 &&
+          zmq_errno() != EINTR) {
+        LRTS_ERROR("poll failed: {}", zmq_error_text());
+        return 1;
+      }
+      now = Clock::now();
+      if (items[1].revents & ZMQ_POLLIN) {
+        for (int sig : signals.drain()) {
+          if (sig == SIGCHLD) {
+            pool_.reap(outcomes_);
+          } else {
+            LRTS_INFO("received {}; worker stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            return shutdown();
+          }
+        }
+      }
+      pool_.on_poll(items.data() + 2, outcomes_);
+      for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) on_message(frame.view(), now);
+      pool_.dispatch(now);
+      send_outcomes();
+      if (now >= next_heartbeat_) heartbeat(now);
+    }
+  }
+
+ private:
+  void send(const std::string& msg) {
+    if (dealer_.send(msg) != SendResult::kSent) {
+      LRTS_WARN("could not queue a message for the scheduler");
+    }
+  }
+
+  void send_hello(TimePoint now) {
+    protocol::WorkerHello hello;
+    hello.worker_uid = uid_;
+    hello.name = name_;
+    hello.slots = static_cast<uint32_t>(pool_.slot_count());
+    hello.capacity = pool_.capacity();
+    for (const auto& s : services_) hello.services.push_back(s);
+    hello.running = pool_.held();
+    for (const auto& [key, r] : pending_) hello.running.push_back({key, r.attempt});
+    buf_.clear();
+    protocol::encode(hello, buf_);
+    send(buf_);
+    last_hello_ = now;
+    next_heartbeat_ = now + heartbeat_interval_;
+  }
+
+  void heartbeat(TimePoint now) {
+    next_heartbeat_ = now + heartbeat_interval_;
+    if (now - last_heard_ > 3 * heartbeat_interval_ && !scheduler_silent_) {
+      scheduler_silent_ = true;
+      LRTS_WARN("scheduler not answering; tasks keep running and results wait for it");
+    }
+    if (!welcomed_ && now - last_hello_ >= seconds(2)) {
+      send_hello(now);  // the first hello may have gone to a scheduler that died since
+      return;
+    }
+    buf_.clear();
+    protocol::encode(protocol::WorkerHeartbeat{pool_.capacity()}, buf_);
+    send(buf_);
+  }
+
+  void on_message(std::string_view bytes, TimePoint now) {
+    auto decoded = protocol::decode_to_worker(bytes, options_.max_message_bytes);
+    if (!decoded) {
+      LRTS_WARN("dropped a bad message from the scheduler: {}", decoded.error());
+      return;
+    }
+    last_heard_ = now;
+    if (scheduler_silent_) {
+      scheduler_silent_ = false;
+      LRTS_INFO("scheduler answering again");
+    }
+    auto& msg = *decoded;
+    if (auto* w = std::get_if<protocol::WorkerWelcome>(&msg)) {
+      if (epoch_ != 0 && epoch_ != w->scheduler_epoch) {
+        LRTS_INFO("scheduler restarted; re-registered with {} task(s) held", pool_.size());
+      }
+      epoch_ = w->scheduler_epoch;
+      welcomed_ = true;
+      if (w->heartbeat_ms > 0) heartbeat_interval_ = milliseconds(w->heartbeat_ms);
+      for (const auto& key : w->cancel) {
+        pool_.cancel(key);
+        pending_.erase(key);
+      }
+      resend_pending();
+    } else if (auto* a = std::get_if<protocol::Assign>(&msg)) {
+      for (const auto& t : a->tasks) {
+        if (pending_.count(t.key)) continue;  // finished here; the result is on its way
+        pool_.add(LocalTask{t.key, t.attempt, std::string(a->names[t.name_index]),
+                            std::string(t.fields), t.timeout_ms});
+      }
+    } else if (auto* k = std::get_if<protocol::KeyList>(&msg)) {
+      if (k->type == MsgType::kResultAck) {
+        for (const auto& key : k->keys) pending_.erase(key);
+      } else {
+        for (const auto& key : k->keys) pool_.cancel(key);
+      }
+    } else if (auto* hb = std::get_if<protocol::HeartbeatAck>(&msg)) {
+      if (hb->scheduler_epoch != epoch_ && now - last_hello_ > milliseconds(500)) {
+        welcomed_ = false;
+        send_hello(now);
+      }
+    } else if (auto* e = std::get_if<protocol::ErrorMsg>(&msg)) {
+      if (e->code == protocol::ErrorCode::kHelloRequired) {
+        if (welcomed_ || now - last_hello_ > milliseconds(500)) {
+          welcomed_ = false;
+          send_hello(now);
+        }
+      } else {
+        LRTS_ERROR("scheduler reports: {}", e->text);
+      }
+    }
+  }
+
+  // Results are kept until the scheduler acknowledges them, so none is lost if it restarts.
+  void send_outcomes() {
+    if (outcomes_.empty()) return;
+    protocol::Results msg;
+    for (Outcome& o : outcomes_) {
+      auto [it, fresh] = pending_.try_emplace(o.key, std::move(o));
+      if (!fresh) continue;
+      unsent_.push_back(it->first);
+    }
+    outcomes_.clear();
+    flush_unsent();
+  }
+
+  void resend_pending() {
+    unsent_.clear();
+    for (const auto& [key, o] : pending_) unsent_.push_back(key);
+    flush_unsent();
+  }
+
+  void flush_unsent() {
+    protocol::Results msg;
+    msg.capacity = pool_.capacity();
+    size_t i = 0;
+    while (i < unsent_.size()) {
+      msg.items.clear();
+      for (; i < unsent_.size() && msg.items.size() < kMaxResultsPerMessage; ++i) {
+        auto it = pending_.find(unsent_[i]);
+        if (it == pending_.end()) continue;
+        const Outcome& o = it->second;
+        msg.items.push_back({o.key, o.attempt, o.status, o.payload, {}, o.run_ns});
+      }
+      if (msg.items.empty()) continue;
+      buf_.clear();
+      protocol::encode(msg, MsgType::kWorkerResults, buf_);
+      send(buf_);
+    }
+    unsent_.clear();
+  }
+
+  int shutdown() {
+    // Hand unfinished work back so the scheduler requeues it at once, without counting it as a
+    // failed attempt. Results already sent stay valid.
+    pool_.stop();
+    send_outcomes();
+    protocol::WorkerBye bye;
+    bye.returned = pool_.take_queued();
+    for (const auto& t : pool_.held()) bye.returned.push_back(t);
+    buf_.clear();
+    protocol::encode(bye, buf_);
+    send(buf_);
+    dealer_.set_int(ZMQ_LINGER, 1000);
+    LRTS_INFO("worker stopped; handed back {} task(s)", bye.returned.size());
+    return 0;
+  }
+
+  WorkerOptions options_;
+  SlotPool pool_;
+  ZmqContext ctx_;
+  ZmqSocket dealer_{ctx_, ZMQ_DEALER};
+  uint64_t uid_ = 0;
+  std::string name_;
+  std::vector<std::string> services_;
+  uint64_t epoch_ = 0;
+  bool welcomed_ = false;
+  bool scheduler_silent_ = false;
+  Duration heartbeat_interval_ = seconds(1);
+  TimePoint next_heartbeat_{};
+  TimePoint last_hello_{};
+  TimePoint last_heard_ = Clock::now();
+  std::vector<Outcome> outcomes_;
+  std::unordered_map<protocol::TaskKey, Outcome, protocol::TaskKeyHash> pending_;
+  std::vector<protocol::TaskKey> unsent_;
+  std::string buf_;
+};
+
+}  // namespace
+
+int run_worker(const WorkerOptions& in) {
+  WorkerOptions options = in;
+  const int slots = resolve_max_jobs(options.max_jobs);
+  if (slots <= 0) {
+    LRTS_ERROR("invalid -max-jobs {}", options.max_jobs);
+    return 2;
+  }
+  if (options.executable.empty()) options.executable = self_executable();
+  for (const auto& lib : options.service_libs) {
+    if (::access(lib.c_str(), R_OK) != 0) {
+      LRTS_ERROR("service library {} cannot be read", lib);
+      return 2;
+    }
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  Worker worker(options, slots);
+  return worker.run();
+}
+
+}  // namespace lrts::worker

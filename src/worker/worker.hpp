@@ -1,0 +1,31 @@
+// The worker daemon: one process that talks to the scheduler, heartbeats, and supervises a pool
+// of slot processes that run the tasks. Its event loop is single-threaded.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "protocol/messages.hpp"
+
+namespace lrts::worker {
+
+struct WorkerOptions {
+  std::string scheduler_address = "127.0.0.1";
+  int scheduler_port = 5555;
+  std::string progress_address = "127.0.0.1";
+  int progress_port = 5454;
+  int max_jobs = -1;  // resolved with resolve_max_jobs
+  int timeout = 1;    // accepted for compatibility with the original lrts
+  std::vector<std::string> service_libs;
+  std::string name;  // default: host:pid
+  // Program that runs slots (it must handle --lrts-slot); default: this executable.
+  std::string executable;
+  size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
+  Duration slot_start_timeout = seconds(30);
+};
+
+// Runs a worker until SIGINT/SIGTERM. Returns the process exit code.
+int run_worker(const WorkerOptions& options);
+
+}  // namespace lrts::worker

@@ -1,0 +1,106 @@
+// Test support for integration tests: real lrts processes on loopback, free ports, a temporary
+// directory per test with one log file per process, and waiting on conditions with deadlines.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/process.hpp"
+
+namespace lrts::testing {
+
+using namespace std::chrono_literals;
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_port();
+
+// Polls `pred` until it holds or `timeout` passes. Returns whether it held.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s);
+
+std::string read_file(const std::string& path);
+
+// A fresh directory under $TMPDIR, removed at the end unless the test failed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// One background process whose stdout and stderr go to a log file.
+class Daemon {
+ public:
+  Daemon() = default;
+  Daemon(std::vector<std::string> argv, std::string log_path);
+  Daemon(Daemon&&) = default;
+  Daemon& operator=(Daemon&&) = default;
+  ~Daemon();
+
+  pid_t pid() const { return proc_.pid(); }
+  bool running() const { return proc_.running(); }
+  void signal(int sig) const { proc_.signal(sig); }
+  // Waits for the process to end; returns its wait status, or -1 on timeout.
+  int wait_exit(std::chrono::milliseconds timeout = 20s);
+  std::string log() const { return read_file(log_path_); }
+  const std::string& log_path() const { return log_path_; }
+  bool log_contains(const std::string& text) const;
+
+ private:
+  ChildProcess proc_;
+  std::string log_path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;  // -1: killed or timed out
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion (killed after `timeout`), capturing its output.
+CommandResult run_command(const std::vector<std::string>& argv,
+                          std::chrono::milliseconds timeout = 60s);
+
+// Pids of the live children of `parent` (from /proc).
+std::vector<pid_t> children_of(pid_t parent);
+bool process_alive(pid_t pid);
+// CPU time (user + system) a process has used, in clock ticks.
+long cpu_ticks(pid_t pid);
+
+// Paths set by the build.
+std::string lrts_bin();
+std::string examples_dir();
+std::string example_services_lib();
+std::string test_services_lib();
+
+// A scheduler and workers on a free port in a temp dir.
+class Cluster {
+ public:
+  explicit Cluster(TempDir& dir) : dir_(dir), port_(free_port()) {}
+  int port() const { return port_; }
+
+  Daemon& start_scheduler(std::vector<std::string> extra = {});
+  Daemon& start_worker(int slots, std::vector<std::string> extra = {});
+  Daemon& scheduler() { return scheduler_; }
+  Daemon& worker(size_t i) { return workers_.at(i); }
+  // Waits until the scheduler log shows `n` worker registrations in total.
+  bool wait_for_workers(size_t n, std::chrono::milliseconds timeout = 20s);
+  // Everything logged, for failure messages.
+  std::string logs() const;
+
+ private:
+  TempDir& dir_;
+  int port_;
+  Daemon scheduler_;
+  int scheduler_starts_ = 0;
+  std::vector<Daemon> workers_;
+};
+
+}  // namespace lrts::testing

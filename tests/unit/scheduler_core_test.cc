@@ -1,0 +1,384 @@
+#include "scheduler/core.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace lrts::scheduler {
+namespace {
+
+using namespace std::chrono_literals;
+using protocol::MsgType;
+using protocol::TaskStatus;
+
+// Records what the core sends, decoded, per peer.
+class FakeTransport final : public Transport {
+ public:
+  void send(std::string_view peer, std::string_view message) override {
+    sent[std::string(peer)].emplace_back(message);
+  }
+  // Messages for `peer` since the last call, decoded as the peer would.
+  template <class Variant, class Decode>
+  std::vector<Variant> take(const std::string& peer, Decode decode) {
+    std::vector<Variant> out;
+    for (auto& bytes : sent[peer]) {
+      storage.push_back(std::move(bytes));
+      auto d = decode(storage.back(), protocol::kDefaultMaxMessageBytes);
+      EXPECT_TRUE(d.ok()) << d.error();
+      if (d.ok()) out.push_back(std::move(*d));
+    }
+    sent[peer].clear();
+    return out;
+  }
+  std::map<std::string, std::vector<std::string>> sent;
+  std::deque<std::string> storage;  // keeps decoded views valid
+};
+
+class SchedulerCoreTest : public ::testing::Test {
+ protected:
+  SchedulerCoreTest() : core_(options(), transport_) {}
+
+  static CoreOptions options() {
+    CoreOptions o;
+    o.epoch = 42;
+    o.worker_timeout = 10s;
+    o.app_timeout = 10s;
+    o.app_grace = 60s;
+    o.result_resend = 5s;
+    return o;
+  }
+
+  void deliver(const std::string& peer, const protocol::ToScheduler& msg) {
+    core_.on_message(peer, msg, now_);
+    core_.flush(now_);
+  }
+  void advance(Duration d) {
+    now_ += d;
+    core_.on_tick(now_);
+    core_.flush(now_);
+  }
+
+  void app_hello(const std::string& peer, const char* id = "app", uint64_t session = 100) {
+    deliver(peer, protocol::AppHello{id, session, 0});
+  }
+  void submit(const std::string& peer, std::vector<uint64_t> seqs, uint32_t max_retries = 2,
+              uint64_t session = 100) {
+    protocol::Submit s;
+    s.session = session;
+    s.names = {"svc"};
+    for (uint64_t seq : seqs) s.tasks.push_back({seq, 0, std::string("f").append(std::to_string(seq)), max_retries, 0});
+    fields_.push_back(std::move(s));
+    deliver(peer, fields_.back());
+  }
+  void worker_hello(const std::string& peer, uint64_t uid, uint32_t capacity,
+                    std::vector<protocol::RunningTask> running = {}) {
+    protocol::WorkerHello h;
+    h.worker_uid = uid;
+    h.name = peer;
+    h.slots = capacity;
+    h.capacity = capacity;
+    h.running = std::move(running);
+    deliver(peer, h);
+  }
+  void result(const std::string& worker, protocol::TaskKey key, uint32_t attempt,
+              TaskStatus status, std::string payload, uint32_t capacity = 1) {
+    payloads_.push_back(std::move(payload));
+    protocol::Results r;
+    r.capacity = capacity;
+    r.items.push_back({key, attempt, status, payloads_.back(), "", 7});
+    deliver(worker, r);
+  }
+
+  std::vector<protocol::ToWorker> to_worker(const std::string& peer) {
+    return transport_.take<protocol::ToWorker>(peer, protocol::decode_to_worker);
+  }
+  std::vector<protocol::ToApp> to_app(const std::string& peer) {
+    return transport_.take<protocol::ToApp>(peer, protocol::decode_to_app);
+  }
+  // The (seq, attempt) pairs assigned to a worker since last asked.
+  std::vector<std::pair<uint64_t, uint32_t>> assigned(const std::string& peer) {
+    std::vector<std::pair<uint64_t, uint32_t>> out;
+    for (auto& m : to_worker(peer)) {
+      if (auto* a = std::get_if<protocol::Assign>(&m)) {
+        for (auto& t : a->tasks) out.emplace_back(t.key.seq, t.attempt);
+      }
+    }
+    return out;
+  }
+  std::vector<protocol::ResultItem> results(const std::string& peer) {
+    std::vector<protocol::ResultItem> out;
+    for (auto& m : to_app(peer)) {
+      if (auto* r = std::get_if<protocol::Results>(&m)) {
+        out.insert(out.end(), r->items.begin(), r->items.end());
+      }
+    }
+    return out;
+  }
+
+  FakeTransport transport_;
+  SchedulerCore core_;
+  TimePoint now_ = TimePoint{} + 1000s;
+  std::deque<protocol::Submit> fields_;
+  std::deque<std::string> payloads_;
+};
+
+using Pairs = std::vector<std::pair<uint64_t, uint32_t>>;
+
+TEST_F(SchedulerCoreTest, AssignsQueuedTasksInFifoOrderUpToCapacity) {
+  app_hello("A");
+  submit("A", {1, 2, 3, 4, 5});
+  worker_hello("W", 1, 2);
+  EXPECT_EQ(assigned("W"), (Pairs{{1, 1}, {2, 1}}));
+  result("W", {100, 1}, 1, TaskStatus::kFinished, "r1", 2);
+  EXPECT_EQ(assigned("W"), (Pairs{{3, 1}}));
+  EXPECT_EQ(core_.stats().queued, 2u);
+  EXPECT_EQ(core_.stats().assigned, 2u);
+}
+
+TEST_F(SchedulerCoreTest, SpreadsWorkOverWorkersWithFreeSlots) {
+  worker_hello("W1", 1, 1);
+  worker_hello("W2", 2, 1);
+  app_hello("A");
+  submit("A", {1, 2, 3});
+  EXPECT_EQ(assigned("W1").size() + assigned("W2").size(), 2u);
+  EXPECT_EQ(core_.stats().queued, 1u);
+}
+
+TEST_F(SchedulerCoreTest, AcknowledgesSubmissionsAndIgnoresResubmission) {
+  app_hello("A");
+  to_app("A");
+  submit("A", {1, 2});
+  submit("A", {2, 3});  // 2 again, as after a reconnect
+  EXPECT_EQ(core_.stats().submitted, 3u);
+  std::vector<uint64_t> acked;
+  for (auto& m : to_app("A")) {
+    if (auto* a = std::get_if<protocol::SubmitAck>(&m)) {
+      acked.insert(acked.end(), a->seqs.begin(), a->seqs.end());
+    }
+  }
+  EXPECT_EQ(acked, (std::vector<uint64_t>{1, 2, 2, 3}));
+}
+
+TEST_F(SchedulerCoreTest, DeliversResultOnceAndForgetsTaskAfterAck) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W", 1, 1);
+  ASSERT_EQ(assigned("W"), (Pairs{{1, 1}}));
+  to_app("A");
+  result("W", {100, 1}, 1, TaskStatus::kFinished, "value");
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].payload, "value");
+  EXPECT_EQ(r[0].worker, "W");
+  // The worker is told to drop its copy.
+  bool acked = false;
+  for (auto& m : to_worker("W")) {
+    if (auto* k = std::get_if<protocol::KeyList>(&m)) acked |= k->type == MsgType::kResultAck;
+  }
+  EXPECT_TRUE(acked);
+  // A duplicate of the same result is not delivered again.
+  result("W", {100, 1}, 1, TaskStatus::kFinished, "value");
+  EXPECT_TRUE(results("A").empty());
+  EXPECT_EQ(core_.stats().duplicates, 1u);
+  deliver("A", protocol::KeyList{MsgType::kAckResults, {{100, 1}}});
+  EXPECT_EQ(core_.stats().done, 0u);
+  EXPECT_EQ(core_.stats().delivered, 1u);
+}
+
+TEST_F(SchedulerCoreTest, ResendsUnacknowledgedResults) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W", 1, 1);
+  result("W", {100, 1}, 1, TaskStatus::kFinished, "v");
+  EXPECT_EQ(results("A").size(), 1u);
+  deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  advance(6s);
+  EXPECT_EQ(results("A").size(), 1u);  // sent again: no ack came
+  deliver("A", protocol::KeyList{MsgType::kAckResults, {{100, 1}}});
+  advance(6s);
+  EXPECT_TRUE(results("A").empty());
+}
+
+TEST_F(SchedulerCoreTest, RequeuesTasksOfLostWorkerWithTheNextAttempt) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W1", 1, 1);
+  ASSERT_EQ(assigned("W1"), (Pairs{{1, 1}}));
+  worker_hello("W2", 2, 1);
+  advance(5s);
+  deliver("W2", protocol::WorkerHeartbeat{1});
+  deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  advance(6s);  // W1 silent for 11 s
+  EXPECT_EQ(assigned("W2"), (Pairs{{1, 2}}));
+  EXPECT_EQ(core_.stats().workers, 1u);
+  EXPECT_EQ(core_.stats().requeued, 1u);
+}
+
+TEST_F(SchedulerCoreTest, FailsTaskWhenRetriesAreUsedUp) {
+  app_hello("A");
+  submit("A", {1}, /*max_retries=*/1);
+  worker_hello("W", 1, 1);
+  ASSERT_EQ(assigned("W"), (Pairs{{1, 1}}));
+  result("W", {100, 1}, 1, TaskStatus::kLost, "slot process killed by signal 11");
+  ASSERT_EQ(assigned("W"), (Pairs{{1, 2}}));
+  to_app("A");
+  result("W", {100, 1}, 2, TaskStatus::kLost, "slot process killed by signal 11");
+  EXPECT_TRUE(assigned("W").empty());
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, TaskStatus::kFailed);
+  EXPECT_EQ(r[0].payload, "gave up after 2 attempts: slot process killed by signal 11");
+}
+
+TEST_F(SchedulerCoreTest, FirstTerminalResultWinsOverALaterAttempt) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W1", 1, 1);
+  assigned("W1");
+  worker_hello("W2", 2, 1);
+  // W1 is cut off long enough to lose its task, which goes to W2 ...
+  advance(5s);
+  deliver("W2", protocol::WorkerHeartbeat{1});
+  deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  advance(6s);
+  ASSERT_EQ(assigned("W2"), (Pairs{{1, 2}}));
+  // ... then W1 comes back with the task and its result.
+  worker_hello("W1", 1, 1, {{{100, 1}, 1}});
+  to_app("A");
+  result("W1", {100, 1}, 1, TaskStatus::kFinished, "from W1");
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].payload, "from W1");
+  // W2 is told to stop its now useless attempt, and its late result is dropped.
+  bool cancelled = false;
+  for (auto& m : to_worker("W2")) {
+    if (auto* k = std::get_if<protocol::KeyList>(&m)) cancelled |= k->type == MsgType::kCancelTasks;
+  }
+  EXPECT_TRUE(cancelled);
+  result("W2", {100, 1}, 2, TaskStatus::kFinished, "from W2");
+  EXPECT_TRUE(results("A").empty());
+}
+
+TEST_F(SchedulerCoreTest, ReconnectingWorkerKeepsWhatItHoldsAndLosesTheRest) {
+  app_hello("A");
+  submit("A", {1, 2});
+  worker_hello("W", 1, 2);
+  ASSERT_EQ(assigned("W").size(), 2u);
+  // It re-registers holding only task 1 (task 2 died with it).
+  worker_hello("W", 1, 2, {{{100, 1}, 1}});
+  EXPECT_EQ(assigned("W"), (Pairs{{2, 2}}));
+  EXPECT_EQ(core_.stats().assigned, 2u);
+}
+
+TEST_F(SchedulerCoreTest, WorkerLeavingHandsBackTasksWithoutUsingAnAttempt) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W1", 1, 1);
+  ASSERT_EQ(assigned("W1"), (Pairs{{1, 1}}));
+  deliver("W1", protocol::WorkerBye{{{{100, 1}, 1}}});
+  worker_hello("W2", 2, 1);
+  EXPECT_EQ(assigned("W2"), (Pairs{{1, 1}}));
+}
+
+TEST_F(SchedulerCoreTest, CancelGivesACancelledResultAndStopsTheWorker) {
+  app_hello("A");
+  submit("A", {1, 2});
+  worker_hello("W", 1, 1);
+  ASSERT_EQ(assigned("W"), (Pairs{{1, 1}}));
+  to_app("A");
+  deliver("A", protocol::KeyList{MsgType::kCancel, {{100, 1}, {100, 2}}});
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, TaskStatus::kCancelled);
+  EXPECT_EQ(r[1].status, TaskStatus::kCancelled);
+  bool cancel_sent = false;
+  for (auto& m : to_worker("W")) {
+    if (auto* k = std::get_if<protocol::KeyList>(&m)) {
+      cancel_sent |= k->type == MsgType::kCancelTasks && k->keys.size() == 1;
+    }
+  }
+  EXPECT_TRUE(cancel_sent);
+  EXPECT_EQ(core_.stats().queued, 0u);
+}
+
+TEST_F(SchedulerCoreTest, ApplicationGoodbyeDropsItsWork) {
+  app_hello("A");
+  submit("A", {1, 2, 3});
+  worker_hello("W", 1, 1);
+  assigned("W");
+  deliver("A", protocol::Empty{MsgType::kAppBye});
+  EXPECT_EQ(core_.stats().queued + core_.stats().assigned + core_.stats().done, 0u);
+  EXPECT_EQ(core_.stats().apps, 0u);
+}
+
+TEST_F(SchedulerCoreTest, SilentApplicationKeepsItsTasksForTheGracePeriod) {
+  app_hello("A", "app-x");
+  submit("A", {1});
+  worker_hello("W", 1, 1);
+  assigned("W");
+  for (int i = 0; i < 5; ++i) {  // the worker stays alive, the application goes silent
+    advance(5s);
+    deliver("W", protocol::WorkerHeartbeat{1});
+  }
+  EXPECT_EQ(core_.stats().apps, 1u);  // 25 s < 10 s timeout + 60 s grace
+  result("W", {100, 1}, 1, TaskStatus::kFinished, "kept");
+  // The application comes back (new connection, new session) and gets the result.
+  app_hello("A2", "app-x", 200);
+  auto msgs = to_app("A2");
+  ASSERT_FALSE(msgs.empty());
+  const auto& welcome = std::get<protocol::AppWelcome>(msgs[0]);
+  EXPECT_EQ(welcome.outstanding, (std::vector<protocol::TaskKey>{{100, 1}}));
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(std::get<protocol::Results>(msgs[1]).items.at(0).payload, "kept");
+}
+
+TEST_F(SchedulerCoreTest, ApplicationGoneLongerThanGraceLosesItsWork) {
+  app_hello("A");
+  submit("A", {1, 2});
+  for (int i = 0; i < 20; ++i) advance(5s);
+  EXPECT_EQ(core_.stats().apps, 0u);
+  EXPECT_EQ(core_.stats().queued, 0u);
+}
+
+TEST_F(SchedulerCoreTest, UnknownPeerIsAskedToSayHello) {
+  deliver("X", protocol::WorkerHeartbeat{1});
+  auto msgs = to_worker("X");
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<protocol::ErrorMsg>(msgs[0]).code, protocol::ErrorCode::kHelloRequired);
+}
+
+TEST_F(SchedulerCoreTest, BadMessageIsAnsweredAndCounted) {
+  core_.on_bad_message("X", "malformed submit: truncated message", now_);
+  auto msgs = to_worker("X");
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<protocol::ErrorMsg>(msgs[0]).code, protocol::ErrorCode::kBadMessage);
+  EXPECT_EQ(core_.stats().bad_messages, 1u);
+}
+
+TEST_F(SchedulerCoreTest, ResultForUnknownTaskIsAcknowledgedAndDropped) {
+  worker_hello("W", 1, 1);
+  result("W", {999, 9}, 1, TaskStatus::kFinished, "stray");
+  EXPECT_EQ(core_.stats().duplicates, 1u);
+  EXPECT_EQ(core_.stats().completed, 0u);
+}
+
+TEST_F(SchedulerCoreTest, IdleCoreHasNoTimers) {
+  EXPECT_EQ(core_.next_deadline(), TimePoint::max());
+  worker_hello("W", 1, 1);
+  EXPECT_EQ(core_.next_deadline(), now_ + 10s);
+}
+
+TEST_F(SchedulerCoreTest, BatchesAssignmentsIntoOneMessagePerWorker) {
+  app_hello("A");
+  std::vector<uint64_t> seqs;
+  for (uint64_t i = 1; i <= 1000; ++i) seqs.push_back(i);
+  submit("A", seqs);
+  worker_hello("W", 1, 1000);
+  auto msgs = to_worker("W");
+  size_t assigns = 0;
+  for (auto& m : msgs) assigns += std::holds_alternative<protocol::Assign>(m);
+  EXPECT_EQ(assigns, 1u);
+}
+
+}  // namespace
+}  // namespace lrts::scheduler
