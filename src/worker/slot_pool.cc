@@ -33,6 +33,7 @@ struct SlotPool::Slot {
   size_t out_off = 0;
   bool ready = false;
   std::deque<uint32_t> in_flight;  // refs, in the order the slot runs them
+  TimePoint front_started{};       // when in_flight.front() started (as seen from here)
   int failures = 0;                // consecutive deaths without finishing a task
   TimePoint restart_at = TimePoint::max();
   std::string hello_error;
@@ -149,6 +150,7 @@ void SlotPool::free_entry(uint32_t ref) {
   by_key_.erase(e.task.key);
   e.used = false;
   e.cancelled = false;
+  e.timed_out = false;
   e.task.fields.clear();
   free_.push_back(ref);
 }
@@ -288,6 +290,7 @@ bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
         break;
       }
       s.in_flight.pop_front();
+      s.front_started = Clock::now();
       s.failures = 0;
       Entry& e = entries_[r.ref];
       const double ns = static_cast<double>(r.run_ns);
@@ -322,6 +325,13 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
   for (uint32_t ref : s.in_flight) {
     Entry& e = entries_[ref];
     if (e.cancelled) {
+      free_entry(ref);
+    } else if (first && e.timed_out) {
+      out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kTimedOut,
+                            "exceeded its timeout of " + std::to_string(e.task.timeout_ms) + " ms",
+                            static_cast<uint64_t>(e.task.timeout_ms) * 1'000'000});
+      LRTS_WARN("task {} exceeded its timeout of {} ms; slot {} stopped",
+                protocol::format_service_id(e.task.key), e.task.timeout_ms, s.index);
       free_entry(ref);
     } else if (first) {
       out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kLost,
@@ -370,6 +380,15 @@ void SlotPool::dispatch(TimePoint now) {
       }
     }
   }
+  for (Slot& s : slots_) {
+    if (s.in_flight.empty() || !s.proc.running()) continue;
+    Entry& e = entries_[s.in_flight.front()];
+    if (e.task.timeout_ms > 0 && !e.timed_out &&
+        now - s.front_started >= milliseconds(e.task.timeout_ms)) {
+      e.timed_out = true;
+      s.proc.signal(SIGKILL);  // reaped through SIGCHLD like any other death
+    }
+  }
   if (queue_.empty()) return;
   const uint32_t d = depth();
   protocol::SlotRun run;
@@ -378,6 +397,7 @@ void SlotPool::dispatch(TimePoint now) {
     if (queue_.empty()) break;
     if (!s.fd.valid() || !s.ready || s.in_flight.size() >= d) continue;
     const size_t n = std::min<size_t>(d - s.in_flight.size(), queue_.size());
+    if (s.in_flight.empty()) s.front_started = now;
     run.tasks.clear();
     ids.clear();
     ids.reserve(n);  // views into ids must not move
@@ -398,6 +418,11 @@ TimePoint SlotPool::next_deadline() const {
   TimePoint next = TimePoint::max();
   for (const Slot& s : slots_) {
     if (!s.fd.valid()) next = std::min(next, s.restart_at);
+    if (s.in_flight.empty()) continue;
+    const Entry& e = entries_[s.in_flight.front()];
+    if (e.task.timeout_ms > 0 && !e.timed_out) {
+      next = std::min(next, s.front_started + milliseconds(e.task.timeout_ms));
+    }
   }
   return next;
 }

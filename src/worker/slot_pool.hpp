@@ -91,7 +91,8 @@ class SlotPool {
   void on_poll(const zmq_pollitem_t* items, std::vector<Outcome>& out);
   // After SIGCHLD: reaps dead slots.
   void reap(std::vector<Outcome>& out);
-  // Sends queued tasks to slots with room, restarts slots that are due.
+  // Sends queued tasks to slots with room, restarts slots that are due, stops tasks that ran
+  // past their timeout.
   void dispatch(TimePoint now);
   TimePoint next_deadline() const;
 
@@ -100,6 +101,7 @@ class SlotPool {
   struct Entry {
     LocalTask task;
     bool cancelled = false;
+    bool timed_out = false;
     bool used = false;
   };
 

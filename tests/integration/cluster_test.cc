@@ -192,6 +192,48 @@ TEST_F(ClusterTest, AsCompletedYieldsInCompletionOrder) {
   EXPECT_EQ(order, (std::vector<int64_t>{2, 1}));
 }
 
+TEST_F(ClusterTest, TaskPastItsTimeoutEndsTimedOutAndTheSlotIsReplaced) {
+  cluster_.start_scheduler();
+  cluster_.start_worker(1);
+  ClientApplication app(info());
+  app.start_application();
+  test_services::SleepService slow;
+  slow.ms = 60'000;
+  const std::string id = app.schedule_service(slow, TaskOptions{.max_retries = 3, .timeout = 300ms});
+  const ServiceResult r = app.wait_for(id, 30s);
+  EXPECT_EQ(r.status(), ServiceStatus::timed_out);
+  EXPECT_EQ(r.error(), "exceeded its timeout of 300 ms");
+  EXPECT_EQ(r.attempt(), 1u);  // a timeout is not retried
+  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(2, 2)), 30s)
+                .service_result<int>(),
+            4);
+}
+
+TEST_F(ClusterTest, CancelStopsARunningTask) {
+  cluster_.start_scheduler();
+  Daemon& w = cluster_.start_worker(1);
+  ClientApplication app(info());
+  app.start_application();
+  test_services::SleepService slow;
+  slow.ms = 60'000;
+  slow.started = dir_.file("started");
+  const std::string running = app.schedule_service(slow);
+  slow.started.clear();
+  const std::string queued = app.schedule_service(slow);
+  ASSERT_TRUE(wait_until([&] { return !read_file(dir_.file("started")).empty(); }));
+  const std::vector<pid_t> slot_before = children_of(w.pid());
+  EXPECT_TRUE(app.cancel(queued));
+  EXPECT_TRUE(app.cancel(running));
+  EXPECT_EQ(app.wait_for(queued, 30s).status(), ServiceStatus::cancelled);
+  EXPECT_EQ(app.wait_for(running, 30s).status(), ServiceStatus::cancelled);
+  EXPECT_FALSE(app.cancel(running));  // already complete
+  // The slot running it was stopped (and a fresh one started).
+  EXPECT_TRUE(wait_until([&] { return !process_alive(slot_before.at(0)); }));
+  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(2, 5)), 30s)
+                .service_result<int>(),
+            10);
+}
+
 TEST_F(ClusterTest, SignalsStopDaemonsCleanlyAndTakeTheSlotsWithThem) {
   cluster_.start_scheduler();
   Daemon& w = cluster_.start_worker(2);

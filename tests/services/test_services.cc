@@ -12,7 +12,8 @@ EchoResult EchoService::run(lrts::TaskContext& ctx) {
   return EchoResult{text, ctx.service_id(), ctx.attempt(), numbers};
 }
 
-int64_t SleepService::run() {
+int64_t SleepService::run(lrts::TaskContext& ctx) {
+  if (!started.empty()) std::ofstream(started) << ctx.service_id() << "\n";
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return value;
 }

@@ -37,14 +37,17 @@ class EchoService : public lrts::Service {
   LRTS_FIELDS(text, numbers);
 };
 
-// Sleeps `ms` milliseconds (a wait in the task, not in the test), returns `value`.
+// Sleeps `ms` milliseconds (a wait in the task, not in the test), returns `value`. If
+// `started` names a file, writes the service id there first, so a test can wait for the task to
+// be running.
 class SleepService : public lrts::Service {
  public:
   int ms = 0;
   int64_t value = 0;
+  std::string started;
   std::string service_name() const override { return "test.sleep"; }
-  int64_t run();
-  LRTS_FIELDS(ms, value);
+  int64_t run(lrts::TaskContext& ctx);
+  LRTS_FIELDS(ms, value, started);
 };
 
 // Returns nothing (nil result).

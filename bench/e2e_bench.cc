@@ -1,0 +1,98 @@
+// End-to-end figures on a local cluster of real processes:
+//   throughput: N no-op tasks scheduled at once, until the last result is in the application;
+//   round trip: one task at a time, schedule -> result in the application (p50, p99).
+//
+//   lrts_e2e_bench [--tasks N] [--workers W] [--slots S] [--round-trips R]
+#include <lrts/lrts.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_cluster.hpp"
+
+namespace {
+
+class Noop : public lrts::Service {
+ public:
+  std::string service_name() const override { return "bench.noop"; }
+  void run() {}
+  LRTS_NO_FIELDS();
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int tasks = 100'000, workers = 1, slots = 2, round_trips = 2000, runs = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const int v = std::atoi(argv[i + 1]);
+    if (flag == "--tasks") tasks = v;
+    else if (flag == "--workers") workers = v;
+    else if (flag == "--slots") slots = v;
+    else if (flag == "--round-trips") round_trips = v;
+    else if (flag == "--runs") runs = v;
+  }
+  lrts::bench::LocalCluster cluster(workers, slots);
+  lrts::ApplicationInformation info;
+  info.scheduler_port = cluster.port;
+  lrts::ClientApplication app(info);
+  app.start_application();
+  // Warm up: the cluster is up and every slot has run something.
+  {
+    std::vector<std::string> ids;
+    for (int i = 0; i < 100; ++i) ids.push_back(app.schedule_service(Noop()));
+    app.wait_for_multi(ids, std::chrono::seconds(60));
+  }
+
+  std::vector<double> rates;
+  for (int run = 0; run < runs; ++run) {
+    std::vector<std::string> ids;
+    ids.reserve(static_cast<size_t>(tasks));
+    const auto start = Clock::now();
+    for (int i = 0; i < tasks; ++i) ids.push_back(app.schedule_service(Noop()));
+    const double submit_s = seconds_since(start);
+    size_t n = 0;
+    for (const auto& r : app.as_completed(ids, std::chrono::seconds(600))) n += r.ok() ? 1 : 0;
+    const double total_s = seconds_since(start);
+    if (n != static_cast<size_t>(tasks)) {
+      std::fprintf(stderr, "only %zu of %d tasks finished\n", n, tasks);
+      return 1;
+    }
+    rates.push_back(tasks / total_s);
+    std::printf("throughput run %d: %d no-op tasks in %.3f s = %.0f tasks/s (schedule_service "
+                "calls took %.3f s)\n",
+                run + 1, tasks, total_s, tasks / total_s, submit_s);
+  }
+  std::sort(rates.begin(), rates.end());
+
+  std::vector<double> rtt_us;
+  rtt_us.reserve(static_cast<size_t>(round_trips));
+  for (int i = 0; i < round_trips; ++i) {
+    const auto start = Clock::now();
+    const std::string id = app.schedule_service(Noop());
+    app.wait_for(id, std::chrono::seconds(30));
+    rtt_us.push_back(seconds_since(start) * 1e6);
+  }
+  std::sort(rtt_us.begin(), rtt_us.end());
+  auto pct = [&](double p) { return rtt_us[static_cast<size_t>(p * (rtt_us.size() - 1))]; };
+  app.stop_application();
+
+  std::printf("\nlrts end to end, %d worker(s) x %d slot(s), %u cores\n", workers, slots,
+              std::thread::hardware_concurrency());
+  std::printf("  throughput (median of %d): %.0f tasks/s for %d no-op tasks\n", runs,
+              rates[rates.size() / 2], tasks);
+  std::printf("  round trip of one task: p50 %.0f us, p90 %.0f us, p99 %.0f us, max %.0f us\n",
+              pct(0.5), pct(0.9), pct(0.99), rtt_us.back());
+  return 0;
+}

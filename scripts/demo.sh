@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, starts a local cluster (scheduler + worker) and runs the
+# example applications against it, then stops the cluster.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$root/build"
+"$root/scripts/setup.sh" "$build"
+
+port="${LRTS_DEMO_PORT:-5555}"
+logs="$(mktemp -d /tmp/lrts-demo-XXXXXX)"
+lrts="$build/lrts"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "== starting a scheduler and a worker on 127.0.0.1:$port (logs in $logs)"
+"$lrts" scheduler -address 127.0.0.1 -port "$port" -timeout 1 >"$logs/scheduler.log" 2>&1 &
+pids+=($!)
+"$lrts" worker -scheduler-address 127.0.0.1 -scheduler-port "$port" -max-jobs -2 -timeout 1 \
+  --service-lib "$build/examples/libexample_services.so" >"$logs/worker.log" 2>&1 &
+pids+=($!)
+
+for example in wait_for wait_for_multi as_completed; do
+  echo "== examples/$example.cc"
+  "$build/examples/example_$example" "$port"
+done
+echo "== lrts submit \"Multiplication Service Example\" --fields '{\"a\":6,\"b\":9}' --count 3 --wait"
+"$lrts" submit "Multiplication Service Example" --fields '{"a":6,"b":9}' --count 3 --wait \
+  -scheduler-port "$port"
