@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, starts a local cluster (scheduler + worker) and runs the
-# example applications against it, then stops the cluster.
+# Installs what is missing, builds, starts a local cluster (scheduler, progress server, worker)
+# and runs the example applications against it, ending with the live progress view; then stops
+# the cluster.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
 "$root/scripts/setup.sh" "$build"
 
 port="${LRTS_DEMO_PORT:-5555}"
+progress_port="${LRTS_DEMO_PROGRESS_PORT:-5454}"
 logs="$(mktemp -d /tmp/lrts-demo-XXXXXX)"
 lrts="$build/lrts"
 pids=()
@@ -16,10 +18,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting a scheduler and a worker on 127.0.0.1:$port (logs in $logs)"
+echo "== starting a scheduler (port $port), a progress server (port $progress_port) and a worker"
+echo "   (logs in $logs)"
 "$lrts" scheduler -address 127.0.0.1 -port "$port" -timeout 1 >"$logs/scheduler.log" 2>&1 &
 pids+=($!)
-"$lrts" worker -scheduler-address 127.0.0.1 -scheduler-port "$port" -max-jobs -2 -timeout 1 \
+"$lrts" progress-server -address 127.0.0.1 -port "$progress_port" -timeout 1 \
+  >"$logs/progress-server.log" 2>&1 &
+pids+=($!)
+"$lrts" worker -scheduler-address 127.0.0.1 -scheduler-port "$port" \
+  -progress-address 127.0.0.1 -progress-port "$progress_port" -max-jobs 4 -timeout 1 \
   --service-lib "$build/examples/libexample_services.so" >"$logs/worker.log" 2>&1 &
 pids+=($!)
 
@@ -30,3 +37,5 @@ done
 echo "== lrts submit \"Multiplication Service Example\" --fields '{\"a\":6,\"b\":9}' --count 3 --wait"
 "$lrts" submit "Multiplication Service Example" --fields '{"a":6,"b":9}' --count 3 --wait \
   -scheduler-port "$port"
+echo "== examples/detailed_progress.cc: 8 tasks reporting progress, watched live"
+"$build/examples/example_detailed_progress" "$port" "$progress_port" 8

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -22,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lrts/progress.hpp"
 #include "lrts/result.hpp"
 #include "lrts/service.hpp"
 
@@ -45,6 +47,14 @@ struct ApplicationInformation {
   // How long the scheduler keeps this application's tasks running after it disappears without
   // stop_application (crash, network cut). Zero: the scheduler's default.
   std::chrono::milliseconds disconnect_grace{0};
+
+  // Follow the progress bars of this application's tasks through the progress server (when one
+  // runs): progress(), on_progress() and the terminal view need it.
+  bool track_progress = true;
+  // Draw live progress on the terminal (stderr): a status line with the stage set by
+  // set_stage(), then one line per bar, redrawn in place; what the program prints shows above
+  // the bars. When stderr is not a terminal, plain lines are printed every few seconds.
+  bool show_progress = false;
 };
 
 // Per-task options for schedule_service.
@@ -146,6 +156,15 @@ class ClientApplication {
   // Asks the cluster to stop a queued or running task; its result becomes `cancelled`. Returns
   // false if the id is unknown or already complete.
   bool cancel(const std::string& service_id);
+
+  // Progress bars of one task (latest known state), or of every task this application follows.
+  std::vector<ProgressSnapshot> progress(const std::string& service_id) const;
+  std::vector<ProgressSnapshot> progress() const;
+  // Called with the bars that changed, on the background thread: keep it short.
+  using ProgressCallback = std::function<void(const std::vector<ProgressSnapshot>& changed)>;
+  void on_progress(ProgressCallback callback);
+  // The stage shown in the terminal view's status line ("Waiting For Results").
+  void set_stage(std::string stage);
 
   const std::string& application_id() const;
   // True once the scheduler has answered.

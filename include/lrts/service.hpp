@@ -28,10 +28,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "lrts/progress.hpp"
+
 namespace lrts {
 
-// What `run` receives: facts about the running task (and, with the progress feature, the
-// progress bars). Valid only during `run`; used from the thread that runs the task.
+// What `run` receives: facts about the running task, and its progress bars. Valid only during
+// `run`; meant for the thread that runs the task.
 class TaskContext {
  public:
   virtual ~TaskContext() = default;
@@ -39,6 +41,16 @@ class TaskContext {
   virtual const std::string& service_id() const = 0;
   // 1 for the first execution; higher when the task is retried after a lost attempt.
   virtual uint32_t attempt() const = 0;
+
+  // A new progress bar. `total` 0 means unknown. A worker shows up to its --bars-per-slot bars
+  // per task at once; further bars (and bars outside a worker) are detached: they count but
+  // are not shown. Description and unit are cut to 47 and 15 bytes.
+  virtual ProgressBar create_progress(std::string_view description, uint64_t total = 0,
+                                      std::string_view unit = "it") = 0;
+  // The task's default bar, created on first use (described by the service name).
+  virtual ProgressBar& progress() = 0;
+  void increment_progress(uint64_t n = 1) { progress().advance(n); }
+  void close_progress() { progress().close(); }
 };
 
 class Service {

@@ -9,6 +9,8 @@
 #include "common/log.hpp"
 #include "common/net.hpp"
 #include "lrts/worker_main.hpp"
+#include "progress/server.hpp"
+#include "progress/viewer.hpp"
 #include "scheduler/server.hpp"
 #include "worker/slot_runtime.hpp"
 #include "worker/worker.hpp"
@@ -51,6 +53,8 @@ struct WorkerFlags {
   std::string log_level = "info";
   double timeout = 1;
   double max_message_mb = 64;
+  int progress_floor_ms = 20;
+  int progress_ceiling_ms = 1000;
 };
 
 void add_worker_options(CLI::App& app, WorkerFlags& f) {
@@ -82,6 +86,19 @@ void add_worker_options(CLI::App& app, WorkerFlags& f) {
                  "Largest message accepted, in MiB (task fields and results included)")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 4095.0));
+  app.add_option("--bars-per-slot", o.bars_per_slot,
+                 "Progress bars a task can show at once (shared memory per slot: 128 bytes each)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--progress-floor-ms", f.progress_floor_ms,
+                 "Progress batches leave at most this often, even on a fast link")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 60'000));
+  app.add_option("--progress-ceiling-ms", f.progress_ceiling_ms,
+                 "Progress batches leave at least this often; an unanswered batch is sent again "
+                 "after this long")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600'000));
   add_log_level(app, f.log_level);
 }
 
@@ -91,6 +108,8 @@ int finish_worker(WorkerFlags& f, const char* component) {
     return 2;
   }
   f.options.timeout = static_cast<int>(f.timeout);
+  f.options.progress_floor = milliseconds(f.progress_floor_ms);
+  f.options.progress_ceiling = milliseconds(std::max(f.progress_ceiling_ms, f.progress_floor_ms));
   f.options.max_message_bytes = static_cast<size_t>(f.max_message_mb * 1024 * 1024);
   // Unresolvable names are a usage error, reported before anything starts.
   if (auto ep = connect_endpoint(f.options.scheduler_address, f.options.scheduler_port); !ep) {
@@ -198,6 +217,47 @@ int main(int argc, char** argv) {
   WorkerFlags wf;
   add_worker_options(*work, wf);
 
+  // progress-server
+  auto* pserver = app.add_subcommand(
+      "progress-server", "Run the progress server: collects task progress from workers and shows "
+                         "it to applications (optional)");
+  progress::ProgressServerOptions pso;
+  std::string pserver_log = "info";
+  double pserver_timeout = 1, keep_closed_s = 300;
+  pserver->add_option("--address", pso.address, "Address to listen on (IP, host name, or *)")
+      ->capture_default_str();
+  pserver->add_option("--port", pso.port, "TCP port to listen on")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  pserver->add_option("--timeout", pserver_timeout, kTimeoutHelp)
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  pserver->add_option("--keep-closed", keep_closed_s,
+                      "Seconds a finished bar is kept for late viewers before it is forgotten")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 7.0 * 86400));
+  pserver->add_option("--max-bars", pso.store.max_bars,
+                      "Bars held at most (oldest finished ones are forgotten first)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000'000));
+  add_log_level(*pserver, pserver_log);
+
+  // progress (viewer)
+  auto* viewer = app.add_subcommand(
+      "progress", "Show the live progress of every application's tasks, or of one application's");
+  progress::ViewerOptions vo;
+  double view_seconds = 0;
+  viewer->add_option("--address", vo.address, "Address of the progress server")
+      ->capture_default_str();
+  viewer->add_option("--port", vo.port, "TCP port of the progress server")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  viewer->add_option("--application-id", vo.application_id,
+                     "Show only this application's tasks (default: every application)");
+  viewer->add_option("--seconds", view_seconds, "Stop after this many seconds (0: until Ctrl-C)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+
   // submit
   auto* submit = app.add_subcommand(
       "submit", "Submit tasks of a registered service; print their ids (and results with --wait)");
@@ -236,8 +296,8 @@ int main(int argc, char** argv) {
     bool known = false;
     for (const auto* sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];
     if (!known) {
-      std::fprintf(stderr, "lrts: unknown command '%s' (use scheduler, worker or submit; see "
-                   "--help)\n", argv[1]);
+      std::fprintf(stderr, "lrts: unknown command '%s' (use scheduler, worker, submit, "
+                   "progress-server or progress; see --help)\n", argv[1]);
       return 2;
     }
   }
@@ -266,6 +326,24 @@ int main(int argc, char** argv) {
     return (*server)->run();
   }
   if (work->parsed()) return finish_worker(wf, "worker");
+  if (pserver->parsed()) {
+    if (auto s = log::init("progress-server", pserver_log); !s) {
+      std::fprintf(stderr, "lrts progress-server: %s\n", s.error().c_str());
+      return 2;
+    }
+    pso.store.keep_closed = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double>(keep_closed_s));
+    auto server = progress::ProgressServer::create(pso);
+    if (!server) {
+      std::fprintf(stderr, "lrts progress-server: %s\n", server.error().c_str());
+      return 2;
+    }
+    return (*server)->run();
+  }
+  if (viewer->parsed()) {
+    vo.run_for = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(view_seconds));
+    return progress::run_viewer(vo);
+  }
   if (submit->parsed()) return run_submit(sub);
   return 2;
 }

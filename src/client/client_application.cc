@@ -35,6 +35,7 @@
 #include "common/unique_fd.hpp"
 #include "common/zmq_socket.hpp"
 #include "lrts/client.hpp"
+#include "progress/view.hpp"
 #include "protocol/messages.hpp"
 
 namespace lrts {
@@ -49,6 +50,8 @@ constexpr size_t kMaxTasksPerSubmit = 4096;
 constexpr size_t kMaxBytesPerSubmit = 4u << 20;
 constexpr Duration kHeartbeat = seconds(1);
 constexpr Duration kHelloRetry = seconds(2);
+constexpr Duration kSubscribeRenewal = seconds(2);
+constexpr size_t kMaxTasksWithProgress = 100'000;
 
 struct Submission {
   uint64_t seq = 0;
@@ -106,6 +109,17 @@ struct ClientApplication::Impl {
   std::unordered_set<TaskKey, TaskKeyHash> pending;
   std::unordered_map<TaskKey, ServiceResult, TaskKeyHash> ready;
   std::vector<CompletionRange::State*> subscriptions;
+  // Progress: the latest bars per task (bounded), callbacks, the terminal view.
+  struct TaskBars {
+    uint32_t attempt = 0;
+    std::vector<ProgressSnapshot> bars;  // by bar number
+  };
+  std::unordered_map<TaskKey, TaskBars, TaskKeyHash> bars;
+  std::deque<TaskKey> bars_order;  // first seen first
+  std::vector<ProgressCallback> progress_callbacks;
+  std::unique_ptr<progress::TerminalView> view;
+  uint64_t scheduled = 0;
+  uint64_t completed = 0;
   size_t unacked = 0;  // submissions sent but not yet acknowledged (mirrors the I/O thread)
   bool started = false;
   bool detach = false;  // stop without telling the scheduler to drop our work
@@ -164,14 +178,18 @@ class IoLoop {
     dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
     if (auto s = dealer_.connect(ep->zmq); !s) return fail(s.error());
     send_hello(Clock::now());
+    sessions_.insert(impl_.session);
+    if (impl_.info.track_progress || impl_.info.show_progress) connect_progress();
 
     ZmqFrame frame;
     for (;;) {
       TimePoint now = Clock::now();
-      zmq_pollitem_t items[2] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, impl_.wake.get(), ZMQ_POLLIN, 0}};
-      const long timeout = std::max<long>(0, to_ms(next_heartbeat_ - now) + 1);
-      if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) {
+      zmq_pollitem_t items[3] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, impl_.wake.get(), ZMQ_POLLIN, 0},
+                                 {progress_.get(), 0, ZMQ_POLLIN, 0}};
+      const TimePoint deadline = std::min(next_heartbeat_, next_subscribe_);
+      const long timeout = std::max<long>(0, to_ms(deadline - now) + 1);
+      if (zmq_poll(items, progress_.get() ? 3 : 2, timeout) < 0 && zmq_errno() != EINTR) {
         return fail("poll failed: " + zmq_error_text());
       }
       now = Clock::now();
@@ -181,6 +199,10 @@ class IoLoop {
       }
       if (!take_work()) break;  // stopping
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) on_message(frame.view(), now);
+      if (progress_.get()) {
+        for (int n = 0; n < 256 && progress_.recv(frame); ++n) on_progress(frame.view());
+        if (now >= next_subscribe_) subscribe(now);
+      }
       if (now >= next_heartbeat_) heartbeat(now);
     }
     if (impl_.detach) return;
@@ -197,6 +219,78 @@ class IoLoop {
     std::lock_guard lock(impl_.mu);
     impl_.fatal = why;
     impl_.cv.notify_all();
+  }
+
+  void connect_progress() {
+    auto ep = connect_endpoint(impl_.info.progress_server_address, impl_.info.progress_server_port);
+    if (!ep) {
+      LRTS_WARN("progress: {}; progress is not followed", ep.error());
+      return;
+    }
+    progress_ = ZmqSocket(ctx_, ZMQ_DEALER);
+    progress_.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
+    progress_.set_int(ZMQ_SNDHWM, 2);  // subscriptions wait for the server; at most two queue
+    progress_.set_int(ZMQ_RECONNECT_IVL, 200);
+    progress_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
+    if (auto s = progress_.connect(ep->zmq); !s) {
+      LRTS_WARN("progress: {}", s.error());
+      progress_.close();
+      return;
+    }
+    next_subscribe_ = Clock::now();
+  }
+
+  // (Re)subscribes to our sessions' bars; renewed regularly so a restarted server learns of us.
+  void subscribe(TimePoint now) {
+    next_subscribe_ = now + kSubscribeRenewal;
+    protocol::Subscribe sub;
+    sub.application_id = impl_.app_id;
+    sub.sessions.assign(sessions_.begin(), sessions_.end());
+    buf_.clear();
+    protocol::encode(sub, buf_);
+    progress_.send(buf_);
+  }
+
+  void on_progress(std::string_view bytes) {
+    auto update = protocol::decode_progress_update(bytes);
+    if (!update) {
+      LRTS_WARN("progress: dropped a bad message: {}", update.error());
+      return;
+    }
+    std::vector<ProgressSnapshot> changed;
+    changed.reserve(update->bars.size());
+    for (const auto& b : update->bars) {
+      changed.push_back(progress::to_snapshot(b));
+    }
+    std::vector<ClientApplication::ProgressCallback> callbacks;
+    {
+      std::lock_guard lock(impl_.mu);
+      for (size_t i = 0; i < changed.size(); ++i) store_bar(update->bars[i].key, changed[i]);
+      callbacks = impl_.progress_callbacks;
+      if (impl_.view) impl_.view->update(changed);
+    }
+    impl_.cv.notify_all();  // stop_application may wait for bars to settle
+    for (const auto& cb : callbacks) cb(changed);
+  }
+
+  // Call with mu held.
+  void store_bar(const TaskKey& key, const ProgressSnapshot& p) {
+    auto [it, fresh] = impl_.bars.try_emplace(key);
+    auto& tb = it->second;
+    if (fresh) {
+      impl_.bars_order.push_back(key);
+      while (impl_.bars.size() > kMaxTasksWithProgress && !impl_.bars_order.empty()) {
+        impl_.bars.erase(impl_.bars_order.front());
+        impl_.bars_order.pop_front();
+      }
+    }
+    if (p.attempt < tb.attempt) return;
+    if (p.attempt > tb.attempt) {
+      tb.bars.clear();  // a retry starts its bars again
+      tb.attempt = p.attempt;
+    }
+    if (tb.bars.size() <= p.bar) tb.bars.resize(p.bar + 1);
+    tb.bars[p.bar] = p;
   }
 
   // Moves new submissions and cancellations out of the shared state and sends them.
@@ -322,6 +416,7 @@ class IoLoop {
         std::lock_guard lock(impl_.mu);
         for (const auto& key : w->outstanding) {
           if (!impl_.ready.count(key)) impl_.pending.insert(key);
+          if (sessions_.insert(key.session).second) next_subscribe_ = now;
         }
         LRTS_INFO("scheduler holds {} task(s) from an earlier run of this application",
                   w->outstanding.size());
@@ -366,8 +461,13 @@ class IoLoop {
           }
         }
         if (!routed) impl_.ready.emplace(item.key, std::move(r));
+        ++impl_.completed;
       }
       impl_.cv.notify_all();
+      if (impl_.view) {
+        impl_.view->set_extra(std::to_string(impl_.completed) + "/" +
+                              std::to_string(impl_.scheduled) + " tasks done");
+      }
     }
     for (const auto& key : ack.keys) {
       if (key.session == impl_.session) mark_acked(key.seq);
@@ -381,6 +481,9 @@ class IoLoop {
   ClientApplication::Impl& impl_;
   ZmqContext ctx_;
   ZmqSocket dealer_{ctx_, ZMQ_DEALER};
+  ZmqSocket progress_;  // to the progress server, when progress is followed
+  std::unordered_set<uint64_t> sessions_;  // whose bars we follow
+  TimePoint next_subscribe_ = TimePoint::max();
   std::string buf_;
   std::vector<Submission> fresh_;
   std::deque<Submission> unacked_;  // contiguous seqs from base_seq_
@@ -425,21 +528,45 @@ void ClientApplication::start_application() {
   if (impl_->started) return;
   if (impl_->stopped) throw std::logic_error("lrts application: cannot start again after stop");
   impl_->started = true;
+  if (impl_->info.show_progress) {
+    impl_->view = std::make_unique<progress::TerminalView>();
+    impl_->view->set_stage("Running");
+    impl_->view->start();
+  }
   impl_->io = std::thread([impl = impl_.get()] { impl->io_main(); });
 }
 
 void ClientApplication::stop_application() {
   {
-    std::lock_guard lock(impl_->mu);
+    std::unique_lock lock(impl_->mu);
     if (!impl_->started || impl_->stopping) return;
+    if (impl_->view) {
+      // Results travel faster than progress: give the final state of finished tasks' bars a
+      // moment to arrive, so the last frame shows where each task really ended.
+      auto settled = [&] {
+        for (const auto& [key, tb] : impl_->bars) {
+          if (impl_->pending.count(key)) continue;
+          for (const auto& b : tb.bars) {
+            if (!b.service_id.empty() && !b.closed) return false;
+          }
+        }
+        return true;
+      };
+      impl_->cv.wait_until(lock, Clock::now() + milliseconds(1000), settled);
+    }
     impl_->stopping = true;
     impl_->cv.notify_all();
   }
   impl_->wake_io();
   if (impl_->io.joinable()) impl_->io.join();
-  std::lock_guard lock(impl_->mu);
-  impl_->stopped = true;
-  impl_->cv.notify_all();
+  std::unique_ptr<progress::TerminalView> view;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopped = true;
+    impl_->cv.notify_all();
+    view = std::move(impl_->view);
+  }
+  if (view) view->stop();  // the last frame stays on the terminal
 }
 
 void ClientApplication::detach_application() {
@@ -489,6 +616,7 @@ std::string ClientApplication::schedule_service(std::string_view service_name,
     if (impl_->stopping || impl_->stopped) throw std::runtime_error("lrts application is stopped");
     key.seq = s.seq = impl_->next_seq++;
     impl_->pending.insert(key);
+    ++impl_->scheduled;
     was_empty = impl_->outbox.empty();
     impl_->outbox.push_back(std::move(s));
   }
@@ -618,6 +746,41 @@ bool ClientApplication::cancel(const std::string& service_id) {
   }
   impl_->wake_io();
   return true;
+}
+
+std::vector<ProgressSnapshot> ClientApplication::progress(const std::string& service_id) const {
+  const TaskKey key = parse_id(service_id);
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->bars.find(key);
+  if (it == impl_->bars.end()) return {};
+  std::vector<ProgressSnapshot> out;
+  for (const auto& b : it->second.bars) {
+    if (!b.service_id.empty()) out.push_back(b);
+  }
+  return out;
+}
+
+std::vector<ProgressSnapshot> ClientApplication::progress() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<ProgressSnapshot> out;
+  for (const auto& key : impl_->bars_order) {
+    auto it = impl_->bars.find(key);
+    if (it == impl_->bars.end()) continue;
+    for (const auto& b : it->second.bars) {
+      if (!b.service_id.empty()) out.push_back(b);
+    }
+  }
+  return out;
+}
+
+void ClientApplication::on_progress(ProgressCallback callback) {
+  std::lock_guard lock(impl_->mu);
+  impl_->progress_callbacks.push_back(std::move(callback));
+}
+
+void ClientApplication::set_stage(std::string stage) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->view) impl_->view->set_stage(std::move(stage));
 }
 
 const std::string& ClientApplication::application_id() const { return impl_->app_id; }

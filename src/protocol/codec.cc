@@ -1,11 +1,17 @@
 #include <charconv>
 #include <cstdio>
 
+#include "protocol/codec_util.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/msgpack_io.hpp"
 
 namespace lrts::protocol {
 
+using detail::expect_fields;
+using detail::finish;
+using detail::header;
+using detail::Header;
+using detail::read_header;
 using mp::Reader;
 using mp::Writer;
 
@@ -41,12 +47,6 @@ const char* status_name(TaskStatus s) {
 }
 
 namespace {
-
-void header(Writer& w, MsgType type, uint32_t fields) {
-  w.array(2 + fields);
-  w.uint(kVersion);
-  w.uint(static_cast<uint8_t>(type));
-}
 
 void write_keys(Writer& w, const std::vector<TaskKey>& keys) {
   w.array(static_cast<uint32_t>(keys.size() * 2));
@@ -109,46 +109,6 @@ std::vector<RunningTask> read_running(Reader& r) {
     v.push_back(t);
   }
   return v;
-}
-
-// Reads `[version, type, ...]` and returns the type and the number of fields after it.
-struct Header {
-  uint8_t type = 0;
-  uint32_t fields = 0;
-};
-
-Result<Header> read_header(Reader& r, std::string_view bytes, size_t max_bytes) {
-  if (bytes.size() > max_bytes) {
-    return make_error("message of " + std::to_string(bytes.size()) + " bytes exceeds the limit of " +
-                      std::to_string(max_bytes));
-  }
-  const uint32_t n = r.array();
-  if (!r.ok() || n < 2) return make_error("not an lrts message (expected [version, type, ...])");
-  const uint64_t version = r.uint();
-  if (!r.ok()) return make_error("not an lrts message (bad version field)");
-  if (version != kVersion) {
-    return make_error("protocol version " + std::to_string(version) +
-                      " is not supported (this side speaks version " + std::to_string(kVersion) +
-                      ")");
-  }
-  const uint64_t type = r.uint_max(255);
-  if (!r.ok()) return make_error("bad message type field");
-  return Header{static_cast<uint8_t>(type), n - 2};
-}
-
-template <class T>
-Result<T> finish(Reader& r, T&& value, const char* what) {
-  if (r.ok() && !r.at_end()) r.fail("trailing bytes after message");
-  if (!r.ok()) return make_error(std::string("malformed ") + what + ": " + r.error());
-  return std::move(value);
-}
-
-bool expect_fields(Reader& r, const Header& h, uint32_t n) {
-  if (h.fields != n) {
-    r.fail("wrong number of fields");
-    return false;
-  }
-  return true;
 }
 
 AppHello read_app_hello(Reader& r, const Header& h) {

@@ -71,6 +71,12 @@ enum class MsgType : uint8_t {
   kSlotHello = 64,
   kSlotRun = 65,
   kSlotResults = 66,
+  // progress
+  kProgress = 80,        // worker -> progress server
+  kProgressAck = 81,     // progress server -> worker
+  kSubscribe = 82,       // application -> progress server
+  kProgressUpdate = 83,  // progress server -> application
+  kUnsubscribe = 84,     // application -> progress server
 };
 
 enum class TaskStatus : uint8_t {
@@ -203,6 +209,49 @@ struct Assign {
   std::vector<AssignTask> tasks;
 };
 
+// ---- progress -------------------------------------------------------------------------------
+
+// The state of one bar. Identified by (key, attempt, bar_no).
+struct BarState {
+  TaskKey key;
+  uint32_t attempt = 0;
+  uint32_t bar_no = 0;
+  std::string description;
+  std::string unit;
+  uint64_t count = 0;
+  uint64_t total = 0;  // 0: unknown
+  bool closed = false;
+  uint64_t elapsed_ms = 0;  // since the bar was created
+  // Computed by the progress server (kProgressUpdate only).
+  double rate = 0;
+  double eta_seconds = -1;
+};
+
+struct ProgressBatch {
+  uint64_t batch_seq = 0;
+  std::string_view worker;
+  std::vector<BarState> bars;
+};
+
+struct ProgressAck {
+  uint64_t batch_seq = 0;
+  uint64_t server_epoch = 0;
+};
+
+struct Subscribe {
+  std::string_view application_id;  // may be empty (a viewer)
+  std::vector<uint64_t> sessions;   // bars of these sessions ...
+  bool all = false;                 // ... or of everything
+};
+
+struct ProgressUpdate {
+  uint64_t server_epoch = 0;
+  bool snapshot = false;  // the full state (after subscribing or a server restart)
+  std::vector<BarState> bars;
+};
+
+using ToProgressServer = std::variant<ProgressBatch, Subscribe, Empty>;
+
 using FromApp = std::variant<AppHello, Submit, KeyList, Empty>;
 using ToApp = std::variant<AppWelcome, SubmitAck, Results, HeartbeatAck, ErrorMsg>;
 using FromWorker = std::variant<WorkerHello, WorkerHeartbeat, Results, WorkerBye>;
@@ -236,6 +285,16 @@ Result<ToScheduler> decode_to_scheduler(std::string_view bytes,
 Result<ToApp> decode_to_app(std::string_view bytes, size_t max_bytes = kDefaultMaxMessageBytes);
 Result<ToWorker> decode_to_worker(std::string_view bytes,
                                   size_t max_bytes = kDefaultMaxMessageBytes);
+
+void encode(const ProgressBatch& m, std::string& out);
+void encode(const ProgressAck& m, std::string& out);
+void encode(const Subscribe& m, std::string& out);
+void encode(const ProgressUpdate& m, std::string& out);
+Result<ToProgressServer> decode_to_progress_server(std::string_view bytes,
+                                                   size_t max_bytes = kDefaultMaxMessageBytes);
+Result<ProgressAck> decode_progress_ack(std::string_view bytes);
+Result<ProgressUpdate> decode_progress_update(std::string_view bytes,
+                                              size_t max_bytes = kDefaultMaxMessageBytes);
 
 }  // namespace lrts::protocol
 

@@ -2,10 +2,13 @@
 
 #include <cstring>
 
+#include "protocol/codec_util.hpp"
 #include "protocol/msgpack_io.hpp"
 
 namespace lrts::protocol {
 
+using detail::finish;
+using detail::header;
 using mp::Reader;
 using mp::Writer;
 
@@ -20,34 +23,6 @@ size_t begin_frame(std::string& out) {
 void end_frame(std::string& out, size_t at) {
   const uint32_t len = static_cast<uint32_t>(out.size() - at - kFrameHeaderBytes);
   for (size_t i = 0; i < 4; ++i) out[at + i] = static_cast<char>((len >> (8 * i)) & 0xff);
-}
-
-void header(Writer& w, MsgType type, uint32_t fields) {
-  w.array(2 + fields);
-  w.uint(kVersion);
-  w.uint(static_cast<uint8_t>(type));
-}
-
-Result<uint8_t> read_header(Reader& r, std::string_view body, size_t max_bytes,
-                            uint32_t* fields) {
-  if (body.size() > max_bytes) return make_error("slot frame exceeds the size limit");
-  const uint32_t n = r.array();
-  const uint64_t version = r.uint();
-  const uint64_t type = r.uint_max(255);
-  if (!r.ok() || n < 2) return make_error(std::string("malformed slot frame: ") + r.error());
-  if (version != kVersion) {
-    return make_error("slot speaks protocol version " + std::to_string(version) +
-                      ", this worker speaks " + std::to_string(kVersion));
-  }
-  *fields = n - 2;
-  return static_cast<uint8_t>(type);
-}
-
-template <class T, class V>
-Result<T> finish(Reader& r, V&& value, const char* what) {
-  if (r.ok() && !r.at_end()) r.fail("trailing bytes");
-  if (!r.ok()) return make_error(std::string("malformed ") + what + ": " + r.error());
-  return T(std::forward<V>(value));
 }
 
 }  // namespace
@@ -85,20 +60,32 @@ void encode_frame(const SlotResults& m, std::string& out) {
   header(w, MsgType::kSlotResults, 1);
   w.array(static_cast<uint32_t>(m.items.size()));
   for (const auto& it : m.items) {
-    w.array(4);
+    w.array(5);
     w.uint(it.ref);
     w.uint(static_cast<uint8_t>(it.status));
     w.bin(it.payload);
     w.uint(it.run_ns);
+    w.array(static_cast<uint32_t>(it.bars.size()));
+    for (const auto& b : it.bars) {
+      w.array(7);
+      w.uint(b.bar_no);
+      w.str(b.description);
+      w.str(b.unit);
+      w.uint(b.count);
+      w.uint(b.total);
+      w.boolean(b.closed);
+      w.uint(b.elapsed_ms);
+    }
   }
   end_frame(out, at);
 }
 
 Result<FromSlot> decode_from_slot(std::string_view body, size_t max_bytes) {
   Reader r(body);
-  uint32_t fields = 0;
-  auto type = read_header(r, body, max_bytes, &fields);
-  if (!type) return Error{type.error()};
+  auto h = detail::read_header(r, body, max_bytes);
+  if (!h) return Error{h.error()};
+  const uint8_t* type = &h->type;
+  const uint32_t fields = h->fields;
   if (*type == static_cast<uint8_t>(MsgType::kSlotHello)) {
     SlotHello m;
     if (fields != 3) r.fail("wrong number of fields");
@@ -114,13 +101,26 @@ Result<FromSlot> decode_from_slot(std::string_view body, size_t max_bytes) {
     const uint32_t n = r.array();
     m.items.reserve(n);
     for (uint32_t i = 0; i < n && r.ok(); ++i) {
-      r.expect_array(4);
+      r.expect_array(5);
       SlotResult it;
       it.ref = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
       it.status = static_cast<TaskStatus>(r.uint_max(kMaxTaskStatus));
       it.payload = r.bin();
       it.run_ns = r.uint();
-      m.items.push_back(it);
+      const uint32_t nb = r.array();
+      for (uint32_t j = 0; j < nb && r.ok(); ++j) {
+        r.expect_array(7);
+        BarState b;
+        b.bar_no = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
+        b.description.assign(r.str());
+        b.unit.assign(r.str());
+        b.count = r.uint();
+        b.total = r.uint();
+        b.closed = r.boolean();
+        b.elapsed_ms = r.uint();
+        it.bars.push_back(std::move(b));
+      }
+      m.items.push_back(std::move(it));
     }
     return finish<FromSlot>(r, std::move(m), "slot results");
   }
@@ -129,9 +129,10 @@ Result<FromSlot> decode_from_slot(std::string_view body, size_t max_bytes) {
 
 Result<SlotRun> decode_to_slot(std::string_view body, size_t max_bytes) {
   Reader r(body);
-  uint32_t fields = 0;
-  auto type = read_header(r, body, max_bytes, &fields);
-  if (!type) return Error{type.error()};
+  auto h = detail::read_header(r, body, max_bytes);
+  if (!h) return Error{h.error()};
+  const uint8_t* type = &h->type;
+  const uint32_t fields = h->fields;
   if (*type != static_cast<uint8_t>(MsgType::kSlotRun)) {
     return make_error("unexpected message type " + std::to_string(*type) + " for a slot");
   }

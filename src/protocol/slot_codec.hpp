@@ -5,7 +5,9 @@
 // another language only has to speak these three messages.
 //   slot -> worker  kSlotHello   [v, 64, pid, [service names], error]   once, after loading code
 //   worker -> slot  kSlotRun     [v, 65, [[ref, name, fields(bin), service_id, attempt], ...]]
-//   slot -> worker  kSlotResults [v, 66, [[ref, status, payload(bin), run_ns], ...]]
+//   slot -> worker  kSlotResults [v, 66, [[ref, status, payload(bin), run_ns, bars], ...]]
+//                   bars: final state of the task's progress bars,
+//                   [[bar_no, description, unit, count, total, closed, elapsed_ms], ...]
 // The slot runs tasks in the order received and reports results in that order. To stop a slot
 // the worker closes its end (the slot exits on end of file) or kills it.
 #pragma once
@@ -46,6 +48,7 @@ struct SlotResult {
   TaskStatus status = TaskStatus::kFinished;
   std::string_view payload;
   uint64_t run_ns = 0;
+  std::vector<BarState> bars;  // key and attempt are left empty: they are the task's
 };
 
 struct SlotResults {

@@ -674,21 +674,8 @@ TimePoint SchedulerCore::next_deadline() const {
 // ---- output ---------------------------------------------------------------------------------
 
 void SchedulerCore::flush(TimePoint now) {
-  pump();
-  flush_results(now);
-
-  for (uint32_t ai : apps_with_acks_) {
-    App& a = apps_[ai];
-    if (a.submit_acks.empty()) continue;
-    if (a.connected) {
-      buf_.clear();
-      protocol::encode(protocol::SubmitAck{a.session, a.submit_acks}, buf_);
-      transport_.send(a.peer, buf_);
-    }
-    a.submit_acks.clear();
-  }
-  apps_with_acks_.clear();
-
+  // Acknowledgements and cancellations first: a worker must hear that its result (say, a lost
+  // attempt) arrived before it is given the task's next attempt.
   for (uint32_t wi : workers_with_acks_) {
     Worker& w = workers_[wi];
     if (w.acks.empty()) continue;
@@ -708,6 +695,21 @@ void SchedulerCore::flush(TimePoint now) {
     w.cancels.clear();
   }
   workers_with_cancels_.clear();
+
+  for (uint32_t ai : apps_with_acks_) {
+    App& a = apps_[ai];
+    if (a.submit_acks.empty()) continue;
+    if (a.connected) {
+      buf_.clear();
+      protocol::encode(protocol::SubmitAck{a.session, a.submit_acks}, buf_);
+      transport_.send(a.peer, buf_);
+    }
+    a.submit_acks.clear();
+  }
+  apps_with_acks_.clear();
+
+  pump();
+  flush_results(now);
 }
 
 void SchedulerCore::pump() {

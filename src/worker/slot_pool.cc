@@ -19,6 +19,7 @@ namespace lrts::worker {
 
 namespace {
 constexpr int kSlotFd = 3;
+constexpr int kProgressFd = 4;
 constexpr double kTargetQueuedNs = 2e6;  // keep ~2 ms of work in each slot
 constexpr uint32_t kMaxDepth = 512;
 constexpr Duration kMaxRestartDelay = seconds(5);
@@ -37,6 +38,8 @@ struct SlotPool::Slot {
   int failures = 0;                // consecutive deaths without finishing a task
   TimePoint restart_at = TimePoint::max();
   std::string hello_error;
+  progress::ProgressRegion region;
+  std::unique_ptr<progress::Sampler> sampler;
 };
 
 SlotPool::SlotPool(SlotPoolOptions options) : options_(std::move(options)) {
@@ -58,12 +61,13 @@ Status SlotPool::spawn(Slot& slot) {
   }
   UniqueFd mine(sv[0]), theirs(sv[1]);
   SpawnOptions so;
-  so.argv = {options_.executable, kSlotFlag, std::to_string(kSlotFd)};
+  so.argv = {options_.executable, kSlotFlag, std::to_string(kSlotFd), kProgressFdFlag,
+             std::to_string(kProgressFd)};
   for (const auto& lib : options_.service_libs) {
     so.argv.push_back("--service-lib");
     so.argv.push_back(lib);
   }
-  so.fds = {{theirs.get(), kSlotFd}};
+  so.fds = {{theirs.get(), kSlotFd}, {slot.region.fd(), kProgressFd}};
   so.new_process_group = true;
   auto child = ChildProcess::spawn(so);
   if (!child) return Error{child.error()};
@@ -82,6 +86,10 @@ Status SlotPool::spawn(Slot& slot) {
 
 Result<std::vector<std::string>> SlotPool::start(Duration timeout) {
   for (Slot& s : slots_) {
+    auto region = progress::ProgressRegion::create(std::max(1u, options_.bars_per_slot));
+    if (!region) return Error{region.error()};
+    s.region = std::move(*region);
+    s.sampler = std::make_unique<progress::Sampler>(&s.region);
     if (auto st = spawn(s); !st) return Error{st.error()};
   }
   const TimePoint deadline = Clock::now() + timeout;
@@ -282,8 +290,8 @@ bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
       }
       continue;
     }
-    const auto& results = std::get<protocol::SlotResults>(*msg);
-    for (const auto& r : results.items) {
+    auto& results = std::get<protocol::SlotResults>(*msg);
+    for (auto& r : results.items) {
       if (s.in_flight.empty() || s.in_flight.front() != r.ref) {
         LRTS_ERROR("slot {} answered for a task it was not running; restarting it", s.index);
         eof = true;
@@ -296,8 +304,13 @@ bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
       const double ns = static_cast<double>(r.run_ns);
       ewma_run_ns_ = ewma_run_ns_ <= 0 ? ns : 0.8 * ewma_run_ns_ + 0.2 * ns;
       if (!e.cancelled) {
-        out.push_back(Outcome{e.task.key, e.task.attempt, r.status, std::string(r.payload),
-                              r.run_ns});
+        Outcome o{e.task.key, e.task.attempt, r.status, std::string(r.payload), r.run_ns, {}};
+        o.bars = std::move(r.bars);
+        for (auto& b : o.bars) {
+          b.key = e.task.key;
+          b.attempt = e.task.attempt;
+        }
+        out.push_back(std::move(o));
       }
       free_entry(r.ref);
     }
@@ -319,6 +332,30 @@ void SlotPool::reap(std::vector<Outcome>& out) {
 void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out) {
   s.fd.reset();
   s.proc.mark_reaped();
+  // Its bars stay where the dead attempt left them; closed, so the view shows them ended.
+  if (s.region.valid()) {
+    std::vector<protocol::BarState> last;
+    s.sampler->scan(progress::monotonic_ns(), last);
+    dead_bars_.insert(dead_bars_.end(), last.begin(), last.end());
+    for (uint32_t i = 0; i < s.region.capacity(); ++i) {
+      const auto& c = s.region.cells()[i];
+      if (c.state.load(std::memory_order_acquire) != detail::BarCell::kOpen) continue;
+      protocol::BarState b;
+      b.key = {c.task_session, c.task_seq};
+      b.attempt = c.attempt;
+      b.bar_no = c.bar_no;
+      b.description.assign(c.description, ::strnlen(c.description, sizeof c.description));
+      b.unit.assign(c.unit, ::strnlen(c.unit, sizeof c.unit));
+      b.count = c.count.load(std::memory_order_relaxed);
+      b.total = c.total.load(std::memory_order_relaxed);
+      b.closed = true;
+      b.elapsed_ms = static_cast<uint64_t>(
+          std::max<int64_t>(0, progress::monotonic_ns() - c.created_ns) / 1'000'000);
+      dead_bars_.push_back(std::move(b));
+    }
+    s.region.reset();
+    s.sampler->forget();
+  }
   const std::string how = describe_wait_status(wait_status);
   bool first = true;
   std::vector<uint32_t> back;
@@ -329,13 +366,13 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
     } else if (first && e.timed_out) {
       out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kTimedOut,
                             "exceeded its timeout of " + std::to_string(e.task.timeout_ms) + " ms",
-                            static_cast<uint64_t>(e.task.timeout_ms) * 1'000'000});
+                            static_cast<uint64_t>(e.task.timeout_ms) * 1'000'000, {}});
       LRTS_WARN("task {} exceeded its timeout of {} ms; slot {} stopped",
                 protocol::format_service_id(e.task.key), e.task.timeout_ms, s.index);
       free_entry(ref);
     } else if (first) {
       out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kLost,
-                            "slot process " + how + " while running the task", 0});
+                            "slot process " + how + " while running the task", 0, {}});
       LRTS_WARN("slot {} {} while running task {} (attempt {})", s.index, how,
                 protocol::format_service_id(e.task.key), e.task.attempt);
       free_entry(ref);
@@ -411,6 +448,33 @@ void SlotPool::dispatch(TimePoint now) {
     }
     protocol::encode_frame(run, s.out);
     write_slot(s);
+  }
+}
+
+bool SlotPool::busy() const {
+  for (const Slot& s : slots_) {
+    if (!s.in_flight.empty()) return true;
+  }
+  return false;
+}
+
+bool SlotPool::has_open_bars() const {
+  for (const Slot& s : slots_) {
+    if (s.region.valid() && !s.in_flight.empty() &&
+        s.region.header().open_bars.load(std::memory_order_relaxed) > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void SlotPool::sample_progress(std::vector<protocol::BarState>& out) {
+  out.insert(out.end(), std::make_move_iterator(dead_bars_.begin()),
+             std::make_move_iterator(dead_bars_.end()));
+  dead_bars_.clear();
+  const int64_t now = progress::monotonic_ns();
+  for (Slot& s : slots_) {
+    if (s.sampler && !s.in_flight.empty()) s.sampler->scan(now, out);
   }
 }
 

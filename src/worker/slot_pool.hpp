@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "common/process.hpp"
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
+#include "progress/region.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/slot_codec.hpp"
 
@@ -49,6 +51,7 @@ struct Outcome {
   TaskStatus status = TaskStatus::kFinished;
   std::string payload;
   uint64_t run_ns = 0;
+  std::vector<protocol::BarState> bars;  // final state of the task's progress bars
 };
 
 struct SlotPoolOptions {
@@ -57,6 +60,7 @@ struct SlotPoolOptions {
   std::string executable;
   std::vector<std::string> service_libs;
   size_t max_frame_bytes = protocol::kDefaultMaxMessageBytes;
+  uint32_t bars_per_slot = 256;  // progress bars a slot can show at once
 };
 
 class SlotPool {
@@ -85,6 +89,13 @@ class SlotPool {
   // How many tasks the worker should ask the scheduler for in total.
   uint32_t capacity() const;
   int slot_count() const;
+
+  // True while any slot has work.
+  bool busy() const;
+  // True while a running task has a progress bar open.
+  bool has_open_bars() const;
+  // Appends the progress bars that changed in the slots' shared memory since the last call.
+  void sample_progress(std::vector<protocol::BarState>& out);
 
   // Event loop plumbing: add poll items, then hand the polled items back.
   void add_poll_items(std::vector<zmq_pollitem_t>& items) const;
@@ -122,6 +133,7 @@ class SlotPool {
   std::deque<uint32_t> queue_;
   std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> by_key_;
   std::vector<std::string> services_;  // as the first slot reported them
+  std::vector<protocol::BarState> dead_bars_;  // last state of bars of slots that died
   double ewma_run_ns_ = 0;  // 0 until the first result
 };
 

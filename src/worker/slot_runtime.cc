@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <cstring>
 #include <csignal>
+#include <optional>
 #include <string_view>
 
 #include "common/clock.hpp"
+#include "progress/region.hpp"
 #include "protocol/slot_codec.hpp"
 #include "services/registry.hpp"
 
@@ -27,16 +29,36 @@ constexpr Duration kMaxResultDelay = milliseconds(1);
 
 class SlotContext final : public TaskContext {
  public:
+  explicit SlotContext(progress::ProgressRegion* region) : bars_(region) {}
+
   const std::string& service_id() const override { return service_id_; }
   uint32_t attempt() const override { return attempt_; }
-  void reset(std::string_view service_id, uint32_t attempt) {
-    service_id_.assign(service_id);
-    attempt_ = attempt;
+  ProgressBar create_progress(std::string_view description, uint64_t total,
+                              std::string_view unit) override {
+    return bars_.create(description, total, unit);
   }
+  ProgressBar& progress() override {
+    if (!default_bar_) default_bar_ = bars_.create(service_name_, 0, "it");
+    return *default_bar_;
+  }
+
+  void begin(std::string_view service_id, std::string_view service_name, uint32_t attempt) {
+    service_id_.assign(service_id);
+    service_name_.assign(service_name);
+    attempt_ = attempt;
+    default_bar_.reset();
+    protocol::TaskKey key;
+    protocol::parse_service_id(service_id, &key);
+    bars_.begin_task(key, attempt);
+  }
+  std::vector<protocol::BarState> end() { return bars_.end_task(); }
 
  private:
   std::string service_id_;
+  std::string service_name_;
   uint32_t attempt_ = 0;
+  progress::BarAllocator bars_;
+  std::optional<ProgressBar> default_bar_;
 };
 
 bool write_all(int fd, const std::string& data) {
@@ -59,7 +81,7 @@ bool readable_now(int fd) {
 
 class Slot {
  public:
-  explicit Slot(int fd) : fd_(fd), frames_(kMaxFrame) {}
+  Slot(int fd, progress::ProgressRegion* region) : fd_(fd), frames_(kMaxFrame), ctx_(region) {}
 
   int run() {
     for (;;) {
@@ -118,7 +140,7 @@ class Slot {
       for (size_t i = 0; i < names.size(); ++i) payload += (i ? ", '" : "'") + names[i] + "'";
       payload += names.empty() ? "none)" : ")";
     } else {
-      ctx_.reset(task.service_id, task.attempt);
+      ctx_.begin(task.service_id, task.name, task.attempt);
       try {
         payload = type->invoke(ctx_, task.fields);
         r.status = TaskStatus::kFinished;
@@ -135,7 +157,8 @@ class Slot {
       }
     }
     r.run_ns = static_cast<uint64_t>(to_ns(Clock::now() - start));
-    results_.items.push_back(r);
+    if (type) r.bars = ctx_.end();
+    results_.items.push_back(std::move(r));
   }
 
   bool flush() {
@@ -173,10 +196,18 @@ int slot_main(int argc, char** argv) {
 
   const int fd = std::atoi(argv[2]);
   std::string error;
+  progress::ProgressRegion region;
   for (int i = 3; i < argc; ++i) {
     if (std::strcmp(argv[i], "--service-lib") == 0 && i + 1 < argc) {
       if (auto s = services::load_service_library(argv[++i]); !s && error.empty()) {
         error = s.error();
+      }
+    } else if (std::strcmp(argv[i], kProgressFdFlag) == 0 && i + 1 < argc) {
+      auto r = progress::ProgressRegion::attach(std::atoi(argv[++i]));
+      if (r) {
+        region = std::move(*r);
+      } else if (error.empty()) {
+        error = r.error();
       }
     }
   }
@@ -188,7 +219,7 @@ int slot_main(int argc, char** argv) {
   std::string out;
   protocol::encode_frame(hello, out);
   if (!write_all(fd, out) || !error.empty()) return error.empty() ? 0 : 2;
-  return Slot(fd).run();
+  return Slot(fd, &region).run();
 }
 
 }  // namespace lrts::worker

@@ -12,6 +12,7 @@
 #include "common/process.hpp"
 #include "common/signals.hpp"
 #include "common/zmq_socket.hpp"
+#include "worker/progress_link.hpp"
 #include "worker/slot_pool.hpp"
 
 namespace lrts::worker {
@@ -30,13 +31,15 @@ std::string default_name() {
 
 class Worker {
  public:
-  Worker(const WorkerOptions& options, int slots)
+  Worker(const WorkerOptions& options, int slots, const Endpoint& progress_endpoint)
       : options_(options),
         pool_(SlotPoolOptions{slots, options.executable, options.service_libs,
-                              options.max_message_bytes}) {
+                              options.max_message_bytes, options.bars_per_slot}),
+        name_(options.name.empty() ? default_name() : options.name),
+        progress_(ctx_, ProgressLinkOptions{progress_endpoint.zmq, progress_endpoint.ipv6, name_,
+                                            options.progress_floor, options.progress_ceiling}) {
     std::random_device rd;
     uid_ = (uint64_t{rd()} << 32) | rd();
-    name_ = options.name.empty() ? default_name() : options.name;
   }
 
   int run() {
@@ -67,12 +70,15 @@ class Worker {
 
     std::vector<zmq_pollitem_t> items;
     ZmqFrame frame;
+    TimePoint next_stats = Clock::now() + kStatsInterval;
     for (;;) {
       TimePoint now = Clock::now();
-      TimePoint deadline = std::min(next_heartbeat_, pool_.next_deadline());
+      TimePoint deadline = std::min({next_heartbeat_, pool_.next_deadline(),
+                                     progress_.next_deadline(), next_scan_, next_stats});
       items.clear();
       items.push_back({dealer_.get(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, signals.fd(), ZMQ_POLLIN, 0});
+      items.push_back({progress_.socket(), 0, ZMQ_POLLIN, 0});
       pool_.add_poll_items(items);
       const long timeout = deadline == TimePoint::max()
                                ? -1
@@ -93,11 +99,17 @@ class Worker {
           }
         }
       }
-      pool_.on_poll(items.data() + 2, outcomes_);
+      if (items[2].revents & ZMQ_POLLIN) progress_.on_readable(now);
+      pool_.on_poll(items.data() + 3, outcomes_);
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) on_message(frame.view(), now);
       pool_.dispatch(now);
       send_outcomes();
+      sample_progress(now);
       if (now >= next_heartbeat_) heartbeat(now);
+      if (now >= next_stats) {
+        next_stats = now + kStatsInterval;
+        log_stats();
+      }
     }
   }
 
@@ -165,7 +177,11 @@ class Worker {
       resend_pending();
     } else if (auto* a = std::get_if<protocol::Assign>(&msg)) {
       for (const auto& t : a->tasks) {
-        if (pending_.count(t.key)) continue;  // finished here; the result is on its way
+        auto done = pending_.find(t.key);
+        if (done != pending_.end()) {
+          if (done->second.attempt >= t.attempt) continue;  // finished here; result on its way
+          pending_.erase(done);  // a retry of an attempt that was lost here
+        }
         pool_.add(LocalTask{t.key, t.attempt, std::string(a->names[t.name_index]),
                             std::string(t.fields), t.timeout_ms});
       }
@@ -192,11 +208,40 @@ class Worker {
     }
   }
 
+  // Reads the slots' bars on the progress link's clock: only when a batch could leave, every
+  // `floor` while a task has a bar open, and every 5 floors (at most `ceiling`) while tasks run
+  // without bars, to notice new ones.
+  void sample_progress(TimePoint now) {
+    if (now >= next_scan_ && progress_.can_send(now)) {
+      pool_.sample_progress(bar_updates_);
+      progress_.add(bar_updates_);
+      next_scan_ = TimePoint::max();
+    }
+    if (next_scan_ == TimePoint::max() && pool_.busy()) {
+      next_scan_ = now + (pool_.has_open_bars()
+                              ? options_.progress_floor
+                              : std::min<Duration>(5 * options_.progress_floor,
+                                                   options_.progress_ceiling));
+    }
+    progress_.pump(now);
+  }
+
+  void log_stats() {
+    const auto& ps = progress_.stats();
+    if (ps.batches != logged_batches_) {
+      LRTS_INFO("progress: {} batch(es) with {} bar update(s) sent, round trip {:.2f} ms (EWMA), "
+                "{} unanswered",
+                ps.batches, ps.bars_sent, ps.rtt_ewma_ms, ps.unanswered);
+      logged_batches_ = ps.batches;
+    }
+  }
+
   // Results are kept until the scheduler acknowledges them, so none is lost if it restarts.
   void send_outcomes() {
     if (outcomes_.empty()) return;
     protocol::Results msg;
     for (Outcome& o : outcomes_) {
+      progress_.add(o.bars);  // final bar states travel with the result, never sampled late
       auto [it, fresh] = pending_.try_emplace(o.key, std::move(o));
       if (!fresh) continue;
       unsent_.push_back(it->first);
@@ -247,12 +292,18 @@ class Worker {
     return 0;
   }
 
+  static constexpr Duration kStatsInterval = seconds(30);
+
   WorkerOptions options_;
   SlotPool pool_;
   ZmqContext ctx_;
   ZmqSocket dealer_{ctx_, ZMQ_DEALER};
-  uint64_t uid_ = 0;
   std::string name_;
+  ProgressLink progress_;
+  std::vector<protocol::BarState> bar_updates_;
+  TimePoint next_scan_ = TimePoint::max();
+  uint64_t logged_batches_ = 0;
+  uint64_t uid_ = 0;
   std::vector<std::string> services_;
   uint64_t epoch_ = 0;
   bool welcomed_ = false;
@@ -283,8 +334,13 @@ int run_worker(const WorkerOptions& in) {
       return 2;
     }
   }
+  auto progress = connect_endpoint(options.progress_address, options.progress_port);
+  if (!progress) {
+    LRTS_ERROR("{}", progress.error());
+    return 2;
+  }
   ::signal(SIGPIPE, SIG_IGN);
-  Worker worker(options, slots);
+  Worker worker(options, slots, *progress);
   return worker.run();
 }
 

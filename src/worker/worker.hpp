@@ -23,6 +23,9 @@ struct WorkerOptions {
   std::string executable;
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
   Duration slot_start_timeout = seconds(30);
+  uint32_t bars_per_slot = 256;
+  Duration progress_floor = milliseconds(20);   // fastest progress batch cadence
+  Duration progress_ceiling = seconds(1);       // slowest; also the wait for a lost batch
 };
 
 // Runs a worker until SIGINT/SIGTERM. Returns the process exit code.

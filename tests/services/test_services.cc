@@ -37,3 +37,61 @@ LRTS_REGISTER_SERVICE(test_services::SleepService);
 LRTS_REGISTER_SERVICE(test_services::NoopService);
 LRTS_REGISTER_SERVICE(test_services::MapService);
 LRTS_REGISTER_SERVICE(test_services::TouchService);
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace test_services {
+
+int64_t ProgressService::run(lrts::TaskContext& ctx) {
+  std::vector<lrts::ProgressBar> handles;
+  for (int i = 0; i < bars; ++i) {
+    handles.push_back(ctx.create_progress("bar " + std::to_string(i), 10ull * (i + 1), "steps"));
+  }
+  for (int step = 0; step < 10; ++step) {
+    if (step_ms) std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
+    for (int i = 0; i < bars; ++i) handles[static_cast<size_t>(i)].advance(static_cast<uint64_t>(i + 1));
+    if (step == 5 && bars > 0) handles[0].set_total(20);
+  }
+  int64_t sum = 0;
+  for (int i = 0; i < bars; ++i) {
+    sum += static_cast<int64_t>(handles[static_cast<size_t>(i)].count());
+    if (i % 2 == 1) handles[static_cast<size_t>(i)].close();
+  }
+  return sum;
+}
+
+int64_t CrashService::run(lrts::TaskContext& ctx) {
+  if (static_cast<int>(ctx.attempt()) > crash_attempts) {
+    lrts::ProgressBar bar = ctx.create_progress("attempt " + std::to_string(ctx.attempt()), 10);
+    bar.advance(10);
+    return ctx.attempt();
+  }
+  lrts::ProgressBar bar = ctx.create_progress("before the crash", 10);
+  bar.advance(7);
+  if (!started.empty()) std::ofstream(started) << ctx.attempt() << "\n";
+  if (delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  if (mode == "abort") std::abort();
+  if (mode == "exit") std::_Exit(3);
+  if (mode == "kill") ::kill(::getpid(), SIGKILL);
+  volatile int* null = nullptr;
+  *null = 1;  // segv
+  return -1;
+}
+
+int64_t SpinProgressService::run(lrts::TaskContext& ctx) {
+  lrts::ProgressBar bar = ctx.create_progress("spinning", 0, "it");
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < end) {
+    for (int i = 0; i < 1000; ++i) bar.advance();
+  }
+  return static_cast<int64_t>(bar.count());
+}
+
+}  // namespace test_services
+
+LRTS_REGISTER_SERVICE(test_services::ProgressService);
+LRTS_REGISTER_SERVICE(test_services::CrashService);
+LRTS_REGISTER_SERVICE(test_services::SpinProgressService);

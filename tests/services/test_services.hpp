@@ -78,3 +78,42 @@ class TouchService : public lrts::Service {
 };
 
 }  // namespace test_services
+
+namespace test_services {
+
+// Creates `bars` bars; bar i gets total 10*(i+1) and is advanced by i+1 ten times, `step_ms`
+// apart. Bar 0's total is changed to 20 half way. Odd bars are closed by the task, even ones
+// are left open (closed when run returns). Returns the sum of all counts.
+class ProgressService : public lrts::Service {
+ public:
+  int bars = 1;
+  int step_ms = 0;
+  std::string service_name() const override { return "test.progress"; }
+  int64_t run(lrts::TaskContext& ctx);
+  LRTS_FIELDS(bars, step_ms);
+};
+
+// Dies (`mode`: "segv", "abort", "exit", "kill") on attempts up to `crash_attempts` after
+// advancing a bar to 7 and writing `started` (if set); later attempts advance a bar
+// "attempt <n>" to 10 and return the attempt number.
+class CrashService : public lrts::Service {
+ public:
+  std::string mode = "segv";
+  int crash_attempts = 1000;
+  int delay_ms = 0;
+  std::string started;
+  std::string service_name() const override { return "test.crash"; }
+  int64_t run(lrts::TaskContext& ctx);
+  LRTS_FIELDS(mode, crash_attempts, delay_ms, started);
+};
+
+// Advances a bar in a tight loop for `ms` milliseconds; returns the count reached.
+class SpinProgressService : public lrts::Service {
+ public:
+  int ms = 100;
+  std::string service_name() const override { return "test.spin_progress"; }
+  int64_t run(lrts::TaskContext& ctx);
+  LRTS_FIELDS(ms);
+};
+
+}  // namespace test_services

@@ -198,9 +198,19 @@ Daemon& Cluster::start_scheduler(std::vector<std::string> extra) {
   return scheduler_;
 }
 
+Daemon& Cluster::start_progress_server(std::vector<std::string> extra) {
+  std::vector<std::string> argv = {lrts_bin(), "progress-server", "-address", "127.0.0.1",
+                                   "-port", std::to_string(progress_port_), "--log-level", "debug"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  progress_server_ =
+      Daemon(argv, dir_.file("progress." + std::to_string(progress_starts_++) + ".log"));
+  return progress_server_;
+}
+
 Daemon& Cluster::start_worker(int slots, std::vector<std::string> extra) {
   std::vector<std::string> argv = {lrts_bin(), "worker", "-scheduler-address", "127.0.0.1",
-                                   "-scheduler-port", std::to_string(port_), "-max-jobs",
+                                   "-scheduler-port", std::to_string(port_),
+                                   "-progress-port", std::to_string(progress_port_), "-max-jobs",
                                    std::to_string(slots), "--service-lib", example_services_lib(),
                                    "--service-lib", test_services_lib(), "--log-level", "debug"};
   argv.insert(argv.end(), extra.begin(), extra.end());
@@ -232,6 +242,10 @@ std::string Cluster::logs() const {
   for (int i = 0; i < scheduler_starts_; ++i) {
     out += "--- scheduler." + std::to_string(i) + ".log\n" +
            read_file(dir_.file("scheduler." + std::to_string(i) + ".log"));
+  }
+  for (int i = 0; i < progress_starts_; ++i) {
+    out += "--- progress." + std::to_string(i) + ".log\n" +
+           read_file(dir_.file("progress." + std::to_string(i) + ".log"));
   }
   for (const auto& w : workers_) out += "--- " + w.log_path() + "\n" + w.log();
   return out;

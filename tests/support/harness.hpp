@@ -83,10 +83,13 @@ std::string test_services_lib();
 // A scheduler and workers on a free port in a temp dir.
 class Cluster {
  public:
-  explicit Cluster(TempDir& dir) : dir_(dir), port_(free_port()) {}
+  explicit Cluster(TempDir& dir) : dir_(dir), port_(free_port()), progress_port_(free_port()) {}
   int port() const { return port_; }
+  int progress_port() const { return progress_port_; }
 
   Daemon& start_scheduler(std::vector<std::string> extra = {});
+  Daemon& start_progress_server(std::vector<std::string> extra = {});
+  Daemon& progress_server() { return progress_server_; }
   Daemon& start_worker(int slots, std::vector<std::string> extra = {});
   Daemon& scheduler() { return scheduler_; }
   Daemon& worker(size_t i) { return workers_.at(i); }
@@ -98,8 +101,11 @@ class Cluster {
  private:
   TempDir& dir_;
   int port_;
+  int progress_port_;
   Daemon scheduler_;
   int scheduler_starts_ = 0;
+  Daemon progress_server_;
+  int progress_starts_ = 0;
   std::vector<Daemon> workers_;
 };
 

@@ -183,13 +183,49 @@ TEST(CodecTest, ServiceIdsRoundTripAndRejectOtherSpellings) {
   }
 }
 
+TEST(CodecTest, RoundTripsProgressMessages) {
+  ProgressBatch batch;
+  batch.batch_seq = 9;
+  batch.worker = "w1";
+  batch.bars.push_back({{1, 2}, 3, 0, "Doing Work", "iterations", 20, 42, false, 1500, 0, -1});
+  std::string buf;
+  encode(batch, buf);
+  auto d = decode_to_progress_server(buf);
+  ASSERT_TRUE(d.ok()) << d.error();
+  const auto& b = std::get<ProgressBatch>(*d);
+  EXPECT_EQ(b.batch_seq, 9u);
+  ASSERT_EQ(b.bars.size(), 1u);
+  EXPECT_EQ(b.bars[0].description, "Doing Work");
+  EXPECT_EQ(b.bars[0].total, 42u);
+
+  ProgressUpdate up;
+  up.server_epoch = 5;
+  up.snapshot = true;
+  up.bars.push_back({{1, 2}, 3, 1, "x", "it", 1, 0, true, 10, 2.5, -1});
+  buf.clear();
+  encode(up, buf);
+  auto u = decode_progress_update(buf);
+  ASSERT_TRUE(u.ok()) << u.error();
+  EXPECT_TRUE(u->snapshot);
+  EXPECT_DOUBLE_EQ(u->bars.at(0).rate, 2.5);
+  EXPECT_TRUE(u->bars.at(0).closed);
+
+  buf.clear();
+  encode(ProgressAck{9, 5}, buf);
+  auto a = decode_progress_ack(buf);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->server_epoch, 5u);
+  EXPECT_FALSE(decode_progress_ack(buf.substr(0, buf.size() - 1)).ok());
+}
+
 TEST(SlotCodecTest, FramesSurviveArbitrarySplits) {
   std::string stream;
   SlotRun run;
   run.tasks = {{1, "svc", "fields", "id-1", 1}, {2, "svc", std::string(5000, 'z'), "id-2", 2}};
   encode_frame(run, stream);
   SlotResults res;
-  res.items = {{1, TaskStatus::kFinished, "ok", 10}};
+  res.items.push_back({1, TaskStatus::kFinished, "ok", 10, {}});
+  res.items[0].bars.push_back({{}, 0, 2, "Doing Work", "it", 20, 42, true, 1500});
   encode_frame(res, stream);
 
   std::mt19937 rng(3);
@@ -213,7 +249,13 @@ TEST(SlotCodecTest, FramesSurviveArbitrarySplits) {
     EXPECT_EQ(d->tasks[1].attempt, 2u);
     auto r = decode_from_slot(frames[1], 1 << 20);
     ASSERT_TRUE(r.ok()) << r.error();
-    EXPECT_EQ(std::get<SlotResults>(*r).items[0].payload, "ok");
+    const auto& item = std::get<SlotResults>(*r).items[0];
+    EXPECT_EQ(item.payload, "ok");
+    ASSERT_EQ(item.bars.size(), 1u);
+    EXPECT_EQ(item.bars[0].description, "Doing Work");
+    EXPECT_EQ(item.bars[0].count, 20u);
+    EXPECT_EQ(item.bars[0].total, 42u);
+    EXPECT_TRUE(item.bars[0].closed);
   }
 }
 

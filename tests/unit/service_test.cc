@@ -11,8 +11,13 @@ class FakeContext final : public TaskContext {
  public:
   const std::string& service_id() const override { return id_; }
   uint32_t attempt() const override { return 3; }
+  ProgressBar create_progress(std::string_view, uint64_t, std::string_view) override {
+    return ProgressBar();
+  }
+  ProgressBar& progress() override { return bar_; }
 
  private:
+  ProgressBar bar_;
   std::string id_ = "0000000000000001-5";
 };
 

@@ -1,0 +1,198 @@
+#include "progress/server.hpp"
+
+#include <signal.h>
+
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/log.hpp"
+#include "common/net.hpp"
+#include "common/signals.hpp"
+#include "common/zmq_socket.hpp"
+
+namespace lrts::progress {
+
+namespace {
+
+constexpr size_t kMaxBarsPerUpdate = 4096;
+
+struct Subscriber {
+  std::string application_id;
+  std::unordered_set<uint64_t> sessions;
+  bool all = false;
+  TimePoint last_seen{};
+};
+
+}  // namespace
+
+struct ProgressServer::Impl {
+  ProgressServerOptions options;
+  ZmqContext ctx;
+  ZmqSocket router{ctx, ZMQ_ROUTER};
+  std::string endpoint;
+  uint64_t epoch = 0;
+  ProgressStore store;
+  std::unordered_map<std::string, Subscriber> subscribers;
+  // Sessions of each application id, learned from applications' subscriptions (for viewers
+  // that ask for one application's tasks).
+  std::unordered_map<std::string, std::unordered_set<uint64_t>> app_sessions;
+  std::string buf;
+  TimePoint next_push = TimePoint::max();
+  uint64_t batches = 0;
+  uint64_t bad = 0;
+
+  explicit Impl(const ProgressServerOptions& o) : options(o), store(o.store) {}
+
+  bool wants(const Subscriber& s, uint64_t session) const {
+    if (s.all) return true;
+    if (s.sessions.count(session)) return true;
+    if (s.sessions.empty() && !s.application_id.empty()) {
+      auto it = app_sessions.find(s.application_id);
+      return it != app_sessions.end() && it->second.count(session);
+    }
+    return false;
+  }
+
+  void send_update(const std::string& peer, std::vector<protocol::BarState>& bars, bool snapshot) {
+    protocol::ProgressUpdate up;
+    up.server_epoch = epoch;
+    up.snapshot = snapshot;
+    size_t i = 0;
+    do {
+      up.bars.clear();
+      for (; i < bars.size() && up.bars.size() < kMaxBarsPerUpdate; ++i) {
+        up.bars.push_back(std::move(bars[i]));
+      }
+      buf.clear();
+      protocol::encode(up, buf);
+      router.send_to(peer, buf);
+      up.snapshot = false;
+    } while (i < bars.size());
+  }
+
+  void on_message(const std::string& peer, std::string_view bytes, TimePoint now) {
+    auto msg = protocol::decode_to_progress_server(bytes, options.max_message_bytes);
+    if (!msg) {
+      ++bad;
+      LRTS_WARN("dropped a bad message: {}", msg.error());
+      return;
+    }
+    if (auto* batch = std::get_if<protocol::ProgressBatch>(&*msg)) {
+      for (const auto& b : batch->bars) store.apply(b, now);
+      ++batches;
+      buf.clear();
+      protocol::encode(protocol::ProgressAck{batch->batch_seq, epoch}, buf);
+      router.send_to(peer, buf);
+      if (store.has_changes() && next_push == TimePoint::max()) {
+        next_push = now + options.push_interval;
+      }
+    } else if (auto* sub = std::get_if<protocol::Subscribe>(&*msg)) {
+      auto [it, fresh] = subscribers.try_emplace(peer);
+      Subscriber& s = it->second;
+      const bool changed = fresh || s.all != sub->all ||
+                           s.sessions.size() != sub->sessions.size() ||
+                           s.application_id != sub->application_id;
+      s.application_id.assign(sub->application_id);
+      s.sessions = {sub->sessions.begin(), sub->sessions.end()};
+      s.all = sub->all;
+      s.last_seen = now;
+      if (!sub->application_id.empty() && !sub->sessions.empty()) {
+        auto& known = app_sessions[std::string(sub->application_id)];
+        known.insert(sub->sessions.begin(), sub->sessions.end());
+      }
+      if (changed) {
+        LRTS_INFO("subscriber {} ({})", fresh ? "joined" : "changed its filter",
+                  s.all ? "all bars" : s.application_id.empty() ? "by session" : s.application_id);
+        auto snap = store.snapshot(now, [&](uint64_t session) { return wants(s, session); });
+        send_update(peer, snap, true);
+      }
+    } else {
+      subscribers.erase(peer);
+    }
+  }
+
+  void push(TimePoint now) {
+    next_push = TimePoint::max();
+    auto changes = store.take_changes(now);
+    if (changes.empty()) return;
+    for (auto it = subscribers.begin(); it != subscribers.end();) {
+      if (it->second.last_seen + options.subscriber_timeout <= now) {
+        LRTS_INFO("subscriber gone silent; dropped");
+        it = subscribers.erase(it);
+        continue;
+      }
+      std::vector<protocol::BarState> mine;
+      for (const auto& b : changes) {
+        if (wants(it->second, b.key.session)) mine.push_back(b);
+      }
+      if (!mine.empty()) send_update(it->first, mine, false);
+      ++it;
+    }
+  }
+};
+
+ProgressServer::ProgressServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ProgressServer::~ProgressServer() = default;
+
+Result<std::unique_ptr<ProgressServer>> ProgressServer::create(
+    const ProgressServerOptions& options) {
+  auto ep = bind_endpoint(options.address, options.port);
+  if (!ep) return Error{ep.error()};
+  auto impl = std::make_unique<Impl>(options);
+  impl->router.set_int(ZMQ_ROUTER_MANDATORY, 1);
+  impl->router.set_int(ZMQ_SNDHWM, 10000);
+  impl->router.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
+  const int64_t max_msg = static_cast<int64_t>(options.max_message_bytes);
+  zmq_setsockopt(impl->router.get(), ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+  if (auto s = impl->router.bind(ep->zmq); !s) return Error{s.error()};
+  impl->endpoint = impl->router.last_endpoint();
+  std::random_device rd;
+  impl->epoch = (uint64_t{rd()} << 32) | rd();
+  return std::unique_ptr<ProgressServer>(new ProgressServer(std::move(impl)));
+}
+
+int ProgressServer::run() {
+  Impl& s = *impl_;
+  SignalPipe signals{SIGINT, SIGTERM};
+  LRTS_INFO("progress server listening on {}", s.endpoint);
+  ZmqFrame identity, payload, extra;
+  for (;;) {
+    TimePoint now = Clock::now();
+    const TimePoint deadline = std::min(s.next_push, s.store.next_expiry());
+    const long timeout = deadline == TimePoint::max()
+                             ? -1
+                             : std::max<long>(0, to_ms(deadline - now) + 1);
+    zmq_pollitem_t items[2] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) {
+      LRTS_ERROR("poll failed: {}", zmq_error_text());
+      return 1;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      for (int sig : signals.drain()) {
+        if (sig == SIGINT || sig == SIGTERM) {
+          LRTS_INFO("received {}; progress server stopping ({} batches served, {} bars held)",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", s.batches, s.store.size());
+          return 0;
+        }
+      }
+    }
+    now = Clock::now();
+    for (int n = 0; n < 4096; ++n) {
+      if (!s.router.recv(identity)) break;
+      if (!identity.more() || !s.router.recv(payload)) continue;
+      bool more = payload.more();
+      while (more && s.router.recv(extra)) more = extra.more();
+      if (payload.more()) {
+        ++s.bad;
+        continue;
+      }
+      s.on_message(std::string(identity.view()), payload.view(), now);
+    }
+    if (now >= s.next_push) s.push(now);
+    s.store.expire(now);
+  }
+}
+
+}  // namespace lrts::progress

@@ -1,0 +1,37 @@
+// ProgressServer: `lrts progress-server`. Receives bar batches from workers (acknowledging each,
+// which clocks the workers' latency balancing), keeps the latest state in a ProgressStore, and
+// pushes changes to subscribed applications and viewers at most every `push_interval`. One
+// thread; sleeps in zmq_poll when idle. Optional: the cluster runs the same without it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/result.hpp"
+#include "progress/store.hpp"
+
+namespace lrts::progress {
+
+struct ProgressServerOptions {
+  std::string address = "127.0.0.1";
+  int port = 5454;
+  size_t max_message_bytes = 64u << 20;
+  Duration push_interval = milliseconds(100);   // at most ~10 updates a second per subscriber
+  Duration subscriber_timeout = seconds(10);    // a subscriber must renew within this
+  StoreOptions store;
+};
+
+class ProgressServer {
+ public:
+  static Result<std::unique_ptr<ProgressServer>> create(const ProgressServerOptions& options);
+  ~ProgressServer();
+  // Serves until SIGINT or SIGTERM; returns the exit code.
+  int run();
+
+ private:
+  struct Impl;
+  explicit ProgressServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lrts::progress

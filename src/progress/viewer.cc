@@ -1,0 +1,84 @@
+#include "progress/viewer.hpp"
+
+#include <signal.h>
+
+#include "common/log.hpp"
+#include "common/net.hpp"
+#include "common/signals.hpp"
+#include "common/zmq_socket.hpp"
+#include "progress/view.hpp"
+#include "protocol/messages.hpp"
+
+namespace lrts::progress {
+
+int run_viewer(const ViewerOptions& options) {
+  auto ep = connect_endpoint(options.address, options.port);
+  if (!ep) {
+    std::fprintf(stderr, "lrts progress: %s\n", ep.error().c_str());
+    return 2;
+  }
+  SignalPipe signals{SIGINT, SIGTERM};
+  ZmqContext ctx;
+  ZmqSocket sock(ctx, ZMQ_DEALER);
+  sock.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
+  sock.set_int(ZMQ_SNDHWM, 2);  // subscriptions wait for the server; at most two queue
+  sock.set_int(ZMQ_RECONNECT_IVL, 200);
+  if (auto s = sock.connect(ep->zmq); !s) {
+    std::fprintf(stderr, "lrts progress: %s\n", s.error().c_str());
+    return 2;
+  }
+  ViewOptions vo;
+  vo.fd = 1;
+  vo.capture_output = false;
+  TerminalView view(vo);
+  view.set_stage(options.application_id.empty()
+                     ? "Watching " + ep->zmq
+                     : "Watching application " + options.application_id);
+  view.start();
+
+  protocol::Subscribe sub;
+  sub.application_id = options.application_id;
+  sub.all = options.application_id.empty();
+  std::string buf;
+  const TimePoint end = options.run_for.count() > 0 ? Clock::now() + options.run_for
+                                                    : TimePoint::max();
+  TimePoint next_subscribe = Clock::now();
+  ZmqFrame frame;
+  size_t bars_seen = 0;
+  for (;;) {
+    TimePoint now = Clock::now();
+    if (now >= end) break;
+    if (now >= next_subscribe) {
+      buf.clear();
+      protocol::encode(sub, buf);
+      sock.send(buf);  // renewed, so a restarted server learns of us again
+      next_subscribe = now + seconds(2);
+    }
+    const TimePoint deadline = std::min(next_subscribe, end);
+    zmq_pollitem_t items[2] = {{sock.get(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, 2, std::max<long>(0, to_ms(deadline - now) + 1)) < 0 &&
+        zmq_errno() != EINTR) {
+      break;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      bool stop = false;
+      for (int sig : signals.drain()) stop |= sig == SIGINT || sig == SIGTERM;
+      if (stop) break;
+    }
+    while (sock.recv(frame)) {
+      auto update = protocol::decode_progress_update(frame.view());
+      if (!update) continue;
+      std::vector<ProgressSnapshot> changed;
+      for (const auto& b : update->bars) {
+        changed.push_back(to_snapshot(b));
+      }
+      bars_seen += changed.size();
+      view.update(changed);
+    }
+  }
+  view.stop();
+  return 0;
+}
+
+}  // namespace lrts::progress

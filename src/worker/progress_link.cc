@@ -1,0 +1,91 @@
+#include "worker/progress_link.hpp"
+
+#include "common/log.hpp"
+
+namespace lrts::worker {
+
+ProgressLink::ProgressLink(ZmqContext& ctx, ProgressLinkOptions options)
+    : options_(std::move(options)), dealer_(ctx, ZMQ_DEALER) {
+  dealer_.set_int(ZMQ_IPV6, options_.ipv6 ? 1 : 0);
+  // Batches wait for the connection, but only two: the ceiling sends the newest state again.
+  dealer_.set_int(ZMQ_SNDHWM, 2);
+  dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
+  dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 1000);
+  if (auto s = dealer_.connect(options_.endpoint); !s) LRTS_WARN("progress: {}", s.error());
+}
+
+void ProgressLink::add(std::vector<protocol::BarState>& updates) {
+  for (auto& u : updates) {
+    const Key k = key_of(u);
+    if (u.closed) {
+      live_.erase(k);
+    } else {
+      live_[k] = u;
+    }
+    dirty_[k] = std::move(u);
+  }
+  updates.clear();
+}
+
+bool ProgressLink::can_send(TimePoint now) const {
+  return !in_flight_ && now >= last_send_ + options_.floor;
+}
+
+void ProgressLink::pump(TimePoint now) {
+  if (in_flight_ && now >= sent_at_ + options_.ceiling) {
+    // No answer: the batch (or its acknowledgement) is lost. Its bars go out again, unless a
+    // newer state of the same bar is already waiting.
+    ++stats_.unanswered;
+    for (auto& [k, b] : in_flight_bars_) dirty_.try_emplace(k, std::move(b));
+    in_flight_bars_.clear();
+    in_flight_ = false;
+  }
+  if (!can_send(now) || dirty_.empty()) return;
+  protocol::ProgressBatch batch;
+  batch.batch_seq = ++batch_seq_;
+  batch.worker = options_.worker_name;
+  batch.bars.reserve(dirty_.size());
+  for (const auto& [k, b] : dirty_) batch.bars.push_back(b);
+  buf_.clear();
+  protocol::encode(batch, buf_);
+  dealer_.send(buf_);  // if it cannot leave (no server), the ceiling brings it back
+  in_flight_bars_.swap(dirty_);
+  dirty_.clear();
+  in_flight_ = true;
+  sent_at_ = last_send_ = now;
+  ++stats_.batches;
+  stats_.bars_sent += batch.bars.size();
+}
+
+void ProgressLink::on_readable(TimePoint now) {
+  ZmqFrame frame;
+  while (dealer_.recv(frame)) {
+    auto ack = protocol::decode_progress_ack(frame.view());
+    if (!ack) {
+      LRTS_WARN("progress: dropped a bad message from the progress server: {}", ack.error());
+      continue;
+    }
+    if (in_flight_ && ack->batch_seq == batch_seq_) {
+      const double rtt_ms = std::chrono::duration<double, std::milli>(now - sent_at_).count();
+      stats_.rtt_ewma_ms =
+          stats_.rtt_ewma_ms == 0 ? rtt_ms : 0.8 * stats_.rtt_ewma_ms + 0.2 * rtt_ms;
+      in_flight_ = false;
+      in_flight_bars_.clear();
+    }
+    if (ack->server_epoch != server_epoch_) {
+      if (server_epoch_ != 0) {
+        LRTS_INFO("progress server restarted; sending its {} open bar(s) again", live_.size());
+      }
+      server_epoch_ = ack->server_epoch;
+      for (const auto& [k, b] : live_) dirty_.try_emplace(k, b);
+    }
+  }
+}
+
+TimePoint ProgressLink::next_deadline() const {
+  if (in_flight_) return sent_at_ + options_.ceiling;
+  if (!dirty_.empty()) return last_send_ + options_.floor;
+  return TimePoint::max();
+}
+
+}  // namespace lrts::worker

@@ -1,0 +1,273 @@
+// Progress end to end: bars in slot shared memory -> worker sampler -> progress server ->
+// application (and the terminal view and `lrts progress`), with real processes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <regex>
+
+#include "services/test_services.hpp"
+#include "support/harness.hpp"
+
+namespace lrts::testing {
+namespace {
+
+class ProgressTest : public ::testing::Test {
+ protected:
+  ProgressTest() : cluster_(dir_) {}
+
+  ApplicationInformation info() const {
+    ApplicationInformation i;
+    i.scheduler_port = cluster_.port();
+    i.progress_server_port = cluster_.progress_port();
+    return i;
+  }
+
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s\n", cluster_.logs().c_str());
+  }
+
+  // Runs one task with a bar and waits until the application has seen it finish: the path
+  // worker -> progress server -> application is then connected.
+  void warm_up() {
+    ClientApplication app(info());
+    app.start_application();
+    test_services::ProgressService svc;
+    const std::string id = app.schedule_service(svc);
+    ASSERT_TRUE(app.wait_for(id, 30s).ok());
+    ASSERT_EQ(final_bars(app, id, 1).size(), 1u) << "progress never reached the application";
+  }
+
+  // Bars of `id` as the application sees them, once all are closed (or empty on timeout).
+  static std::vector<ProgressSnapshot> final_bars(ClientApplication& app, const std::string& id,
+                                                  size_t expected) {
+    std::vector<ProgressSnapshot> bars;
+    wait_until(
+        [&] {
+          bars = app.progress(id);
+          if (bars.size() != expected) return false;
+          for (const auto& b : bars) {
+            if (!b.closed) return false;
+          }
+          return true;
+        },
+        20s);
+    return bars;
+  }
+
+  TempDir dir_;
+  Cluster cluster_;
+};
+
+TEST_F(ProgressTest, FinalCountOfEveryBarEqualsWhatTheTaskAdvanced) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(2);
+  cluster_.start_worker(2);
+  ClientApplication app(info());
+  app.start_application();
+  test_services::ProgressService svc;
+  svc.bars = 4;
+  svc.step_ms = 5;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i) ids.push_back(app.schedule_service(svc));
+  for (const auto& r : app.wait_for_multi(ids, 60s)) {
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(r.service_result<int64_t>(), 100);  // 10 * (1 + 2 + 3 + 4)
+  }
+  for (const auto& id : ids) {
+    const auto bars = final_bars(app, id, 4);
+    ASSERT_EQ(bars.size(), 4u) << id;
+    for (uint32_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(bars[i].bar, i);
+      EXPECT_EQ(bars[i].description, "bar " + std::to_string(i));
+      EXPECT_EQ(bars[i].unit, "steps");
+      EXPECT_EQ(bars[i].count, 10u * (i + 1)) << id << " bar " << i;
+      EXPECT_EQ(bars[i].total, i == 0 ? 20u : 10u * (i + 1)) << id << " bar " << i;
+      EXPECT_TRUE(bars[i].closed);
+      EXPECT_EQ(bars[i].attempt, 1u);
+    }
+  }
+}
+
+TEST_F(ProgressTest, BarsComeBackAfterTheProgressServerRestarts) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(2);
+  ClientApplication app(info());
+  app.start_application();
+  test_services::ProgressService svc;
+  svc.bars = 1;
+  svc.step_ms = 400;  // 4 s per task
+  const std::string id = app.schedule_service(svc);
+  ASSERT_TRUE(wait_until([&] {
+    auto bars = app.progress(id);
+    return !bars.empty() && bars[0].count >= 1;
+  }));
+  cluster_.progress_server().signal(SIGKILL);
+  cluster_.progress_server().wait_exit();
+  const uint64_t before = app.progress(id).at(0).count;
+  cluster_.start_progress_server();
+  // The worker sends its open bars again to the new server; the application re-subscribes.
+  EXPECT_TRUE(wait_until([&] {
+    auto bars = app.progress(id);
+    return !bars.empty() && bars[0].count > before && !bars[0].closed;
+  }));
+  const auto r = app.wait_for(id, 30s);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.service_result<int64_t>(), 10);
+  const auto bars = final_bars(app, id, 1);
+  ASSERT_EQ(bars.size(), 1u);
+  EXPECT_EQ(bars[0].count, 10u);
+}
+
+TEST_F(ProgressTest, AStoppedProgressServerDoesNotSlowTasks) {
+  cluster_.start_scheduler();
+  Daemon& ps = cluster_.start_progress_server();
+  cluster_.start_worker(2);
+  ClientApplication app(info());
+  app.start_application();
+  warm_up();
+  ps.signal(SIGSTOP);
+  test_services::SpinProgressService spin;
+  spin.ms = 300;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(app.schedule_service(spin));
+  for (const auto& r : app.wait_for_multi(ids, 60s)) {
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_GT(r.service_result<int64_t>(), 1000);
+    // 300 ms of work; generous bound for a busy two-core machine.
+    EXPECT_LT(r.run_time(), 3s) << r.run_time().count();
+  }
+  ps.signal(SIGCONT);
+}
+
+TEST_F(ProgressTest, TightLoopsDoNotFloodTheProgressServer) {
+  cluster_.start_scheduler();
+  Daemon& ps = cluster_.start_progress_server();
+  cluster_.start_worker(2);
+  warm_up();
+  ClientApplication app(info());
+  app.start_application();
+  test_services::SpinProgressService spin;
+  spin.ms = 1000;
+  const auto a = app.schedule_service(spin);
+  const auto b = app.schedule_service(spin);
+  int64_t advances = 0;
+  for (const auto& r : app.wait_for_multi({a, b}, 60s)) advances += r.service_result<int64_t>();
+  ps.signal(SIGTERM);
+  ASSERT_NE(ps.wait_exit(), -1);
+  std::smatch m;
+  const std::string log = ps.log();
+  ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(\((\d+) batches served)")));
+  const long batches = std::stol(m[1]);
+  // Millions of advances, yet about one batch per 20 ms floor for the two seconds of work.
+  EXPECT_GT(advances, 1'000'000);
+  EXPECT_LE(batches, 150) << advances << " advances";
+  EXPECT_GE(batches, 2);
+}
+
+TEST_F(ProgressTest, ARetriedTaskShowsItsNewAttempt) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(1);
+  ClientApplication app(info());
+  app.start_application();
+  test_services::CrashService crash;
+  crash.crash_attempts = 1;
+  const std::string id = app.schedule_service(crash);
+  const auto r = app.wait_for(id, 30s);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.attempt(), 2u);
+  EXPECT_EQ(r.service_result<int64_t>(), 2);
+  const auto bars = final_bars(app, id, 1);
+  ASSERT_EQ(bars.size(), 1u);
+  EXPECT_EQ(bars[0].attempt, 2u);
+  EXPECT_EQ(bars[0].description, "attempt 2");
+  EXPECT_EQ(bars[0].count, 10u);
+}
+
+TEST_F(ProgressTest, TheLiveViewDrawsBarsOnAPseudoTerminal) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(3);
+  warm_up();
+  const std::string cmd = examples_dir() + "/example_detailed_progress " +
+                          std::to_string(cluster_.port()) + " " +
+                          std::to_string(cluster_.progress_port()) + " 3 10";
+  // script(1) runs the example on a pseudo-terminal and copies what it draws.
+  auto r = run_command({"/usr/bin/script", "-qfec", cmd, "/dev/null"}, 60s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string& out = r.out;
+  EXPECT_NE(out.find("lrts | Stage: Waiting For Results | 00:00:0"), std::string::npos);
+  EXPECT_NE(out.find("Doing Work"), std::string::npos);
+  EXPECT_NE(out.find("█"), std::string::npos);
+  EXPECT_NE(out.find("| 5/5 ["), std::string::npos);  // the finished Loading bars
+  EXPECT_NE(out.find("iterations/s]"), std::string::npos);
+  EXPECT_NE(out.find("lrts | Stage: Done"), std::string::npos);
+  // The program's own output came out whole, above the bars.
+  size_t finished = 0;
+  for (size_t at = out.find("finished after"); at != std::string::npos;
+       at = out.find("finished after", at + 1)) {
+    ++finished;
+  }
+  EXPECT_EQ(finished, 3u);
+  // Only the escape sequences the view uses: cursor up, clear line/screen, cursor on/off.
+  const std::regex allowed(R"(\x1b\[(\d+F|K|J|\?25[lh]))");
+  size_t escapes = 0;
+  for (size_t at = out.find('\x1b'); at != std::string::npos; at = out.find('\x1b', at + 1)) {
+    std::smatch m;
+    const std::string rest = out.substr(at, 8);
+    ASSERT_TRUE(std::regex_search(rest, m, allowed, std::regex_constants::match_continuous))
+        << "unexpected escape sequence at " << at << ": " << rest.substr(1);
+    ++escapes;
+  }
+  EXPECT_GT(escapes, 10u);
+}
+
+TEST_F(ProgressTest, WithoutATerminalTheViewPrintsPlainLines) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(3);
+  warm_up();
+  auto r = run_command({examples_dir() + "/example_detailed_progress", std::to_string(cluster_.port()),
+                        std::to_string(cluster_.progress_port()), "2", "10"},
+                       60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
+  EXPECT_NE(r.err.find("[lrts] lrts | Stage: Done"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Doing Work 100% |"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("finished after"), std::string::npos);
+}
+
+TEST_F(ProgressTest, TheProgressCommandShowsEveryApplicationOrOne) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(2);
+  ApplicationInformation i = info();
+  i.application_id = "watched-app";
+  ClientApplication app(i);
+  app.start_application();
+  test_services::ProgressService svc;
+  svc.bars = 2;
+  svc.step_ms = 300;
+  const std::string id = app.schedule_service(svc);
+  ASSERT_TRUE(wait_until([&] { return app.progress(id).size() == 2; }));
+  const std::string port = std::to_string(cluster_.progress_port());
+  auto all = run_command({lrts_bin(), "progress", "-port", port, "--seconds", "1.5"}, 30s);
+  EXPECT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_NE(all.out.find("bar 1"), std::string::npos) << all.out;
+  auto mine = run_command({lrts_bin(), "progress", "-port", port, "--application-id",
+                           "watched-app", "--seconds", "1.5"},
+                          30s);
+  EXPECT_NE(mine.out.find("bar 0"), std::string::npos) << mine.out;
+  auto other = run_command({lrts_bin(), "progress", "-port", port, "--application-id",
+                            "someone-else", "--seconds", "1.5"},
+                           30s);
+  EXPECT_EQ(other.out.find("bar 0"), std::string::npos) << other.out;
+  EXPECT_NE(other.out.find("Watching application someone-else"), std::string::npos) << other.out;
+  EXPECT_TRUE(app.wait_for(id, 30s).ok());
+}
+
+}  // namespace
+}  // namespace lrts::testing
