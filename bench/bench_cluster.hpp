@@ -40,19 +40,28 @@ inline ChildProcess start(std::vector<std::string> argv, const std::string& log)
 
 struct LocalCluster {
   int port = free_port();
+  int progress_port = free_port();
   ChildProcess scheduler;
+  ChildProcess progress_server;
   std::vector<ChildProcess> workers;
+  static constexpr const char* kProgressLog = "/tmp/lrts-bench-progress.log";
 
-  LocalCluster(int n_workers, int slots, const std::vector<std::string>& scheduler_extra = {}) {
+  LocalCluster(int n_workers, int slots, const std::vector<std::string>& scheduler_extra = {},
+               bool with_progress_server = false) {
     std::vector<std::string> s = {LRTS_BIN, "scheduler", "--port", std::to_string(port),
                                   "--log-level", "warn"};
     s.insert(s.end(), scheduler_extra.begin(), scheduler_extra.end());
     scheduler = start(s, "/tmp/lrts-bench-scheduler.log");
+    if (with_progress_server) {
+      progress_server = start({LRTS_BIN, "progress-server", "--port", std::to_string(progress_port),
+                               "--log-level", "info"},
+                              kProgressLog);
+    }
     for (int i = 0; i < n_workers; ++i) {
       workers.push_back(start({LRTS_BIN, "worker", "--scheduler-port", std::to_string(port),
-                               "--max-jobs", std::to_string(slots), "--service-lib",
-                               LRTS_BENCH_SERVICES, "--log-level", "warn", "--name",
-                               "bench-worker-" + std::to_string(i)},
+                               "--progress-port", std::to_string(progress_port), "--max-jobs",
+                               std::to_string(slots), "--service-lib", LRTS_BENCH_SERVICES,
+                               "--log-level", "warn", "--name", "bench-worker-" + std::to_string(i)},
                               "/tmp/lrts-bench-worker-" + std::to_string(i) + ".log"));
     }
   }

@@ -25,7 +25,45 @@ class Spin : public lrts::Service {
   LRTS_FIELDS(ms);
 };
 
+// Publishes the monotonic clock (microseconds) as its bar's count, continuously, for `ms`:
+// whoever sees the bar can tell how old the value is (advance -> application latency).
+class Clock : public lrts::Service {
+ public:
+  int64_t ms = 1000;
+  std::string service_name() const override { return "bench.clock"; }
+  int64_t run(lrts::TaskContext& ctx) {
+    lrts::ProgressBar bar = ctx.create_progress("clock", 0, "us");
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    int64_t n = 0;
+    for (auto now = std::chrono::steady_clock::now(); now < end;
+         now = std::chrono::steady_clock::now(), ++n) {
+      bar.set_count(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count()));
+    }
+    return n;
+  }
+  LRTS_FIELDS(ms);
+};
+
+// Advances its bar in a tight loop for `ms`.
+class SpinProgress : public lrts::Service {
+ public:
+  int64_t ms = 1000;
+  std::string service_name() const override { return "bench.spin_progress"; }
+  int64_t run(lrts::TaskContext& ctx) {
+    lrts::ProgressBar bar = ctx.create_progress("spin", 0, "it");
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end) {
+      for (int i = 0; i < 10'000; ++i) bar.advance();
+    }
+    return static_cast<int64_t>(bar.count());
+  }
+  LRTS_FIELDS(ms);
+};
+
 }  // namespace bench_services
 
 LRTS_REGISTER_SERVICE(bench_services::Noop);
 LRTS_REGISTER_SERVICE(bench_services::Spin);
+LRTS_REGISTER_SERVICE(bench_services::Clock);
+LRTS_REGISTER_SERVICE(bench_services::SpinProgress);
