@@ -2,7 +2,8 @@
 //   throughput: N no-op tasks scheduled at once, until the last result is in the application;
 //   round trip: one task at a time, schedule -> result in the application (p50, p99).
 //
-//   lrts_e2e_bench [--tasks N] [--workers W] [--slots S] [--round-trips R]
+//   lrts_e2e_bench [--tasks N] [--workers W] [--slots S] [--round-trips R] [--runs K]
+//                  [--state-dir DIR]   (journal on: the scheduler writes its state to DIR)
 #include <lrts/lrts.hpp>
 
 #include <algorithm>
@@ -34,16 +35,21 @@ double seconds_since(Clock::time_point t) {
 
 int main(int argc, char** argv) {
   int tasks = 100'000, workers = 1, slots = 2, round_trips = 2000, runs = 3;
+  std::vector<std::string> scheduler_args;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const int v = std::atoi(argv[i + 1]);
+    if (flag == "--state-dir") {
+      scheduler_args = {"--state-dir", argv[i + 1]};
+      continue;
+    }
     if (flag == "--tasks") tasks = v;
     else if (flag == "--workers") workers = v;
     else if (flag == "--slots") slots = v;
     else if (flag == "--round-trips") round_trips = v;
     else if (flag == "--runs") runs = v;
   }
-  lrts::bench::LocalCluster cluster(workers, slots);
+  lrts::bench::LocalCluster cluster(workers, slots, scheduler_args);
   lrts::ApplicationInformation info;
   info.scheduler_port = cluster.port;
   lrts::ClientApplication app(info);
@@ -88,8 +94,9 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) { return rtt_us[static_cast<size_t>(p * (rtt_us.size() - 1))]; };
   app.stop_application();
 
-  std::printf("\nlrts end to end, %d worker(s) x %d slot(s), %u cores\n", workers, slots,
-              std::thread::hardware_concurrency());
+  std::printf("\nlrts end to end, %d worker(s) x %d slot(s), %u cores, journal %s\n", workers,
+              slots, std::thread::hardware_concurrency(),
+              scheduler_args.empty() ? "off" : "on");
   std::printf("  throughput (median of %d): %.0f tasks/s for %d no-op tasks\n", runs,
               rates[rates.size() / 2], tasks);
   std::printf("  round trip of one task: p50 %.0f us, p90 %.0f us, p99 %.0f us, max %.0f us\n",

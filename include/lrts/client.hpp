@@ -169,6 +169,12 @@ class ClientApplication {
   const std::string& application_id() const;
   // True once the scheduler has answered.
   bool connected() const;
+  // Waits until the scheduler has welcomed this application. False on timeout.
+  bool wait_connected(std::chrono::milliseconds timeout);
+  // Ids whose results have not been collected yet: those scheduled here, and — once the
+  // scheduler has welcomed an application restarted with the same application_id — those its
+  // previous run scheduled (wait_connected first).
+  std::vector<std::string> pending_service_ids() const;
 
   struct Impl;  // opaque
 

@@ -55,6 +55,9 @@ struct WorkerFlags {
   double max_message_mb = 64;
   int progress_floor_ms = 20;
   int progress_ceiling_ms = 1000;
+  double max_job_memory_mb = 0;
+  std::string on_stop = "finish";
+  double drain_timeout_s = 0;
 };
 
 void add_worker_options(CLI::App& app, WorkerFlags& f) {
@@ -86,6 +89,24 @@ void add_worker_options(CLI::App& app, WorkerFlags& f) {
                  "Largest message accepted, in MiB (task fields and results included)")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 4095.0));
+  app.add_option("--max-job-memory-mb", f.max_job_memory_mb,
+                 "Resident memory a slot may use while running a task; past it the slot is "
+                 "stopped and the attempt is lost (retried up to the task's max_retries). 0: no "
+                 "limit")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--on-stop", f.on_stop,
+                 "What the first SIGTERM/SIGINT does: finish (take no new tasks, hand back "
+                 "queued ones, finish running ones, deliver their results, then exit) or "
+                 "handback (stop the running tasks and hand everything back now). A second "
+                 "signal always hands back at once")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"finish", "handback"}));
+  app.add_option("--drain-timeout", f.drain_timeout_s,
+                 "With --on-stop finish: seconds to wait for running tasks before handing them "
+                 "back (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--bars-per-slot", o.bars_per_slot,
                  "Progress bars a task can show at once (shared memory per slot: 128 bytes each)")
       ->capture_default_str()
@@ -108,6 +129,10 @@ int finish_worker(WorkerFlags& f, const char* component) {
     return 2;
   }
   f.options.timeout = static_cast<int>(f.timeout);
+  f.options.max_job_memory = static_cast<uint64_t>(f.max_job_memory_mb * 1024 * 1024);
+  f.options.finish_on_stop = f.on_stop == "finish";
+  f.options.drain_timeout = std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double>(f.drain_timeout_s));
   f.options.progress_floor = milliseconds(f.progress_floor_ms);
   f.options.progress_ceiling = milliseconds(std::max(f.progress_ceiling_ms, f.progress_floor_ms));
   f.options.max_message_bytes = static_cast<size_t>(f.max_message_mb * 1024 * 1024);
@@ -205,6 +230,20 @@ int main(int argc, char** argv) {
                     "wait for it to come back (same application id) before they are dropped")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 30.0 * 86400));
+  sched->add_option("--state-dir", so.state_dir,
+                    "Directory for the journal (SQLite): a scheduler restarted with the same "
+                    "directory loses no task or result. Without it, state is in memory only")
+      ;
+  std::string journal_sync = "normal";
+  sched->add_option("--journal-sync", journal_sync,
+                    "normal: commits survive the scheduler being killed; full: also a machine "
+                    "crash or power loss (an fsync per commit)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"normal", "full"}));
+  double reclaim_s = -1;
+  sched->add_option("--reclaim-grace", reclaim_s,
+                    "After a restart, seconds to wait for workers to claim the tasks they were "
+                    "running before those go back to the queue (default: --worker-timeout)");
   sched->add_option("--max-message-mb", sched_max_mb,
                     "Largest message accepted, in MiB; larger ones are dropped and logged")
       ->capture_default_str()
@@ -318,6 +357,9 @@ int main(int argc, char** argv) {
     so.core.app_grace = std::chrono::duration_cast<Duration>(
         std::chrono::duration<double>(app_grace_s));
     so.max_message_bytes = static_cast<size_t>(sched_max_mb * 1024 * 1024);
+    so.journal_sync_full = journal_sync == "full";
+    so.core.reclaim_grace = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double>(reclaim_s >= 0 ? reclaim_s : worker_timeout_s));
     auto server = scheduler::SchedulerServer::create(so);
     if (!server) {
       std::fprintf(stderr, "lrts scheduler: %s\n", server.error().c_str());

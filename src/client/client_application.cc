@@ -393,6 +393,7 @@ class IoLoop {
     std::lock_guard lock(impl_.mu);
     if (impl_.connected == c) return;
     impl_.connected = c;
+    impl_.cv.notify_all();
     if (c) {
       LRTS_INFO("connected to the scheduler");
     } else {
@@ -411,7 +412,6 @@ class IoLoop {
     if (auto* w = std::get_if<protocol::AppWelcome>(&msg)) {
       welcomed_ = true;
       epoch_ = w->scheduler_epoch;
-      set_connected(true);
       if (!w->outstanding.empty()) {
         std::lock_guard lock(impl_.mu);
         for (const auto& key : w->outstanding) {
@@ -421,6 +421,7 @@ class IoLoop {
         LRTS_INFO("scheduler holds {} task(s) from an earlier run of this application",
                   w->outstanding.size());
       }
+      set_connected(true);  // after the recovered ids are known
       send_submissions(0);  // whatever it may not have: it ignores what it has
     } else if (auto* ack = std::get_if<protocol::SubmitAck>(&msg)) {
       if (ack->session == impl_.session) {
@@ -788,6 +789,26 @@ const std::string& ClientApplication::application_id() const { return impl_->app
 bool ClientApplication::connected() const {
   std::lock_guard lock(impl_->mu);
   return impl_->connected;
+}
+
+bool ClientApplication::wait_connected(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->cv.wait_for(lock, timeout, [&] {
+    return impl_->connected || !impl_->fatal.empty() || impl_->stopping;
+  }) && impl_->connected;
+}
+
+std::vector<std::string> ClientApplication::pending_service_ids() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<TaskKey> keys(impl_->pending.begin(), impl_->pending.end());
+  for (const auto& [key, r] : impl_->ready) keys.push_back(key);
+  std::sort(keys.begin(), keys.end(), [](const TaskKey& a, const TaskKey& b) {
+    return a.session != b.session ? a.session < b.session : a.seq < b.seq;
+  });
+  std::vector<std::string> out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) out.push_back(protocol::format_service_id(k));
+  return out;
 }
 
 // ---- CompletionRange ------------------------------------------------------------------------

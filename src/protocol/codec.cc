@@ -275,7 +275,7 @@ void encode(const WorkerHeartbeat& m, std::string& out) {
 
 void encode(const WorkerBye& m, std::string& out) {
   Writer w(out);
-  header(w, MsgType::kWorkerBye, 1);
+  header(w, m.leaving ? MsgType::kWorkerBye : MsgType::kWorkerReturn, 1);
   write_running(w, m.returned);
 }
 
@@ -349,8 +349,10 @@ Result<ToScheduler> decode_to_scheduler(std::string_view bytes, size_t max_bytes
       auto m = read_results(r, *h);
       return finish<ToScheduler>(r, std::move(m), "worker results");
     }
-    case MsgType::kWorkerBye: {
+    case MsgType::kWorkerBye:
+    case MsgType::kWorkerReturn: {
       WorkerBye m;
+      m.leaving = h->type == static_cast<uint8_t>(MsgType::kWorkerBye);
       if (expect_fields(r, *h, 1)) m.returned = read_running(r);
       return finish<ToScheduler>(r, std::move(m), "worker bye");
     }

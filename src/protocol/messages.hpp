@@ -62,6 +62,7 @@ enum class MsgType : uint8_t {
   kWorkerHeartbeat = 33,
   kWorkerResults = 34,
   kWorkerBye = 35,
+  kWorkerReturn = 36,  // hands tasks back but stays (a draining worker)
   // scheduler -> worker
   kWorkerWelcome = 48,
   kAssign = 49,
@@ -184,8 +185,10 @@ struct WorkerHeartbeat {
   uint32_t capacity = 0;
 };
 
+// kWorkerBye (the worker leaves) or kWorkerReturn (it stays, e.g. while draining).
 struct WorkerBye {
   std::vector<RunningTask> returned;  // tasks handed back unfinished
+  bool leaving = true;
 };
 
 // ---- scheduler -> worker --------------------------------------------------------------------

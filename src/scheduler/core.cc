@@ -13,7 +13,8 @@ using protocol::TaskStatus;
 
 namespace {
 
-enum class TaskState : uint8_t { kFree, kQueued, kAssigned, kDone };
+// kLimbo: restored from the journal unfinished, waiting for its worker to claim it.
+enum class TaskState : uint8_t { kFree, kQueued, kLimbo, kAssigned, kDone };
 
 
 }  // namespace
@@ -51,7 +52,8 @@ struct SchedulerCore::Worker {
   TimePoint last_seen{};
   bool live = false;
   bool in_ready = false;
-  std::vector<TaskKey> acks;     // results to acknowledge
+  // Results to acknowledge, each once the journal holds everything up to `first`.
+  std::deque<std::pair<uint64_t, TaskKey>> acks;
   std::vector<TaskKey> cancels;  // tasks it must drop
 };
 
@@ -67,11 +69,16 @@ struct SchedulerCore::App {
   bool live = false;
   bool connected = false;
   std::vector<QueueEntry> to_send;  // done tasks whose result must go out
-  std::vector<uint64_t> submit_acks;
+  // Submissions to acknowledge, each once the journal holds everything up to `first`.
+  std::deque<std::pair<uint64_t, uint64_t>> submit_acks;
 };
 
-SchedulerCore::SchedulerCore(CoreOptions options, Transport& transport)
-    : options_(options), transport_(transport) {}
+SchedulerCore::SchedulerCore(CoreOptions options, Transport& transport, JournalSink* journal)
+    : options_(options), transport_(transport), journal_(journal) {}
+
+void SchedulerCore::on_journal_committed(uint64_t records) {
+  journal_committed_ = std::max(journal_committed_, records);
+}
 
 SchedulerCore::~SchedulerCore() = default;
 
@@ -160,25 +167,10 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
     return send_error(peer, ErrorCode::kBadMessage, "a worker cannot say application hello");
   }
   const std::string app_id(m.application_id);
+  const bool known = app_by_id_.count(app_id) != 0;
   uint32_t ai;
-  auto it = app_by_id_.find(app_id);
-  if (it != app_by_id_.end()) {
-    ai = it->second;
-  } else {
-    if (free_apps_.empty()) {
-      ai = static_cast<uint32_t>(apps_.size());
-      apps_.emplace_back();
-    } else {
-      ai = free_apps_.back();
-      free_apps_.pop_back();
-    }
-    App& fresh = apps_[ai];
-    fresh.app_id = app_id;
-    fresh.live = true;
-    app_by_id_.emplace(app_id, ai);
-    LRTS_INFO("application '{}' connected", app_id);
-  }
-  App& a = apps_[ai];
+  App& a = ensure_app(app_id, &ai);
+  if (!known || !a.connected) LRTS_INFO("application '{}' connected", app_id);
   if (!a.peer.empty() && a.peer != peer) peers_.erase(a.peer);
   if (a.connected && a.session != m.session) {
     LRTS_INFO("application '{}' reconnected with a new session", app_id);
@@ -186,7 +178,12 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   a.peer = peer;
   peers_[peer] = PeerRef{false, ai};
   a.session = m.session;
-  a.grace = m.grace_ms ? Duration(milliseconds(m.grace_ms)) : options_.app_grace;
+  const Duration grace = m.grace_ms ? Duration(milliseconds(m.grace_ms)) : options_.app_grace;
+  if (journal_ && (!known || grace != a.grace)) {
+    journal_->app_registered(a.app_id, static_cast<uint64_t>(to_ms(grace)));
+    ++journal_seq_;
+  }
+  a.grace = grace;
   a.connected = true;
   a.last_seen = now;
   ++a.timer_gen;
@@ -220,8 +217,10 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
   task_index_.reserve(task_index_.size() + m.tasks.size());
   for (const auto& st : m.tasks) {
     const TaskKey key{m.session, st.seq};
-    a.submit_acks.push_back(st.seq);
-    if (task_index_.count(key)) continue;  // a re-sent submission we already hold
+    if (task_index_.count(key)) {  // a re-sent submission we already hold
+      a.submit_acks.emplace_back(journal_seq_, st.seq);
+      continue;
+    }
     const uint32_t t = alloc_task();
     Task& task = tasks_[t];
     task.key = key;
@@ -235,6 +234,12 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
     link_app(t);
     enqueue(t);
     ++stats_.submitted;
+    if (journal_) {
+      journal_->task_submitted(key, a.app_id, m.names[st.name_index], st.fields, st.max_retries,
+                               st.timeout_ms);
+      ++journal_seq_;
+    }
+    a.submit_acks.emplace_back(journal_seq_, st.seq);  // once its record is durable
   }
 }
 
@@ -246,6 +251,10 @@ void SchedulerCore::on_app_keys(uint32_t ai, const protocol::KeyList& m, TimePoi
     if (m.type == MsgType::kAckResults) {
       if (task.state != TaskState::kDone) continue;
       ++stats_.delivered;
+      if (journal_) {
+        journal_->task_removed(task.key);
+        ++journal_seq_;
+      }
       unlink_app(t);
       free_task(t);
     } else if (task.state != TaskState::kDone) {
@@ -263,6 +272,10 @@ void SchedulerCore::drop_app(uint32_t ai) {
   App& a = apps_[ai];
   while (a.task_head != kNone) {
     const uint32_t t = a.task_head;
+    if (journal_) {
+      journal_->task_removed(tasks_[t].key);
+      ++journal_seq_;
+    }
     if (tasks_[t].state == TaskState::kAssigned) {
       Worker& w = workers_[tasks_[t].worker];
       if (w.cancels.empty()) workers_with_cancels_.push_back(tasks_[t].worker);
@@ -273,6 +286,10 @@ void SchedulerCore::drop_app(uint32_t ai) {
     free_task(t);
   }
   if (!a.peer.empty()) peers_.erase(a.peer);
+  if (journal_) {
+    journal_->app_removed(a.app_id);
+    ++journal_seq_;
+  }
   app_by_id_.erase(a.app_id);
   const uint32_t timer_gen = a.timer_gen + 1;
   a = App{};
@@ -344,8 +361,9 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
       if (task.state == TaskState::kAssigned && task.worker == wi && task.attempt == rt.attempt) {
         continue;  // as we thought
       }
-      if (task.state == TaskState::kQueued) {
+      if (task.state == TaskState::kQueued || task.state == TaskState::kLimbo) {
         // Requeued while the worker was away (or reloaded after a restart): adopt its attempt.
+        // A queue entry left behind goes stale (the state is no longer kQueued).
         task.state = TaskState::kAssigned;
         task.attempt = std::max(task.attempt, rt.attempt);
         link_worker(t, wi);
@@ -369,7 +387,6 @@ void SchedulerCore::on_worker_results(uint32_t wi, const protocol::Results& m, T
   Worker& w = workers_[wi];
   if (w.acks.empty() && !m.items.empty()) workers_with_acks_.push_back(wi);
   for (const auto& item : m.items) {
-    w.acks.push_back(item.key);
     const uint32_t t = find_task(item.key);
     if (t == kNone) {
       ++stats_.duplicates;
@@ -399,6 +416,8 @@ void SchedulerCore::on_worker_results(uint32_t wi, const protocol::Results& m, T
     }
     finish_task(t, item.status, item.payload, w.name, item.run_ns);
   }
+  // The worker may forget these results once the journal holds what they changed.
+  for (const auto& item : m.items) w.acks.emplace_back(journal_seq_, item.key);
 }
 
 void SchedulerCore::on_worker_bye(uint32_t wi, const protocol::WorkerBye& m) {
@@ -414,7 +433,12 @@ void SchedulerCore::on_worker_bye(uint32_t wi, const protocol::WorkerBye& m) {
     enqueue(t);
     ++stats_.requeued;
   }
-  lose_worker(wi, "the worker left");
+  if (m.leaving) {
+    lose_worker(wi, "the worker left");
+  } else if (!m.returned.empty()) {
+    LRTS_INFO("worker '{}' handed back {} task(s)", worker_names_[workers_[wi].name],
+              m.returned.size());
+  }
 }
 
 void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
@@ -471,7 +495,8 @@ void SchedulerCore::free_task(uint32_t t) {
   Task& task = tasks_[t];
   assert(task.app == kNone && task.worker == kNone);
   switch (task.state) {
-    case TaskState::kQueued: --stats_.queued; break;
+    case TaskState::kQueued:
+    case TaskState::kLimbo: --stats_.queued; break;
     case TaskState::kAssigned: --stats_.assigned; break;
     case TaskState::kDone: --stats_.done; break;
     case TaskState::kFree: break;
@@ -516,7 +541,7 @@ void SchedulerCore::finish_task(uint32_t t, TaskStatus status, std::string_view 
   Task& task = tasks_[t];
   if (task.state == TaskState::kAssigned) {
     unassign(t);
-  } else if (task.state == TaskState::kQueued) {
+  } else if (task.state == TaskState::kQueued || task.state == TaskState::kLimbo) {
     --stats_.queued;  // its queue entry goes stale
   }
   task.state = TaskState::kDone;
@@ -527,6 +552,12 @@ void SchedulerCore::finish_task(uint32_t t, TaskStatus status, std::string_view 
   task.run_ns = run_ns;
   ++stats_.done;
   ++stats_.completed;
+  if (journal_) {
+    journal_->task_finished(task.key, status, task.data, task.attempt,
+                            worker_name == kNone ? std::string_view() : worker_names_[worker_name],
+                            run_ns);
+    ++journal_seq_;
+  }
   note_result_for_delivery(t);
 }
 
@@ -540,6 +571,10 @@ void SchedulerCore::retry_or_fail(uint32_t t, std::string_view reason) {
     return;
   }
   ++stats_.requeued;
+  if (journal_) {
+    journal_->task_attempts(task.key, task.attempt);
+    ++journal_seq_;
+  }
   enqueue(t);
 }
 
@@ -611,6 +646,19 @@ uint32_t SchedulerCore::intern(std::string_view s, std::vector<std::string>& tab
 // ---- time -----------------------------------------------------------------------------------
 
 void SchedulerCore::on_tick(TimePoint now) {
+  if (now >= reclaim_at_) {
+    reclaim_at_ = TimePoint::max();
+    size_t n = 0;
+    for (const QueueEntry& e : limbo_) {
+      Task& task = tasks_[e.task];
+      if (task.gen != e.gen || task.state != TaskState::kLimbo) continue;  // claimed meanwhile
+      --stats_.queued;  // enqueue counts it again
+      enqueue(e.task);
+      ++n;
+    }
+    limbo_.clear();
+    if (n) LRTS_INFO("{} task(s) not claimed by a returning worker go back to the queue", n);
+  }
   while (!timers_.empty() && timers_.top().when <= now) {
     const Timer timer = timers_.top();
     timers_.pop();
@@ -665,7 +713,7 @@ void SchedulerCore::check_app(uint32_t ai, TimePoint now) {
 }
 
 TimePoint SchedulerCore::next_deadline() const {
-  TimePoint next = TimePoint::max();
+  TimePoint next = reclaim_at_;
   if (!timers_.empty()) next = timers_.top().when;
   if (!resends_.empty()) next = std::min(next, resends_.front().sent + options_.result_resend);
   return next;
@@ -676,15 +724,23 @@ TimePoint SchedulerCore::next_deadline() const {
 void SchedulerCore::flush(TimePoint now) {
   // Acknowledgements and cancellations first: a worker must hear that its result (say, a lost
   // attempt) arrived before it is given the task's next attempt.
+  const uint64_t durable = journal_ ? journal_committed_ : journal_seq_;
+  size_t keep = 0;
   for (uint32_t wi : workers_with_acks_) {
     Worker& w = workers_[wi];
-    if (w.acks.empty()) continue;
-    buf_.clear();
-    protocol::encode(protocol::KeyList{MsgType::kResultAck, std::move(w.acks)}, buf_);
-    if (w.live) transport_.send(w.peer, buf_);
-    w.acks.clear();
+    protocol::KeyList msg{MsgType::kResultAck, {}};
+    while (!w.acks.empty() && w.acks.front().first <= durable) {
+      msg.keys.push_back(w.acks.front().second);
+      w.acks.pop_front();
+    }
+    if (!msg.keys.empty() && w.live) {
+      buf_.clear();
+      protocol::encode(msg, buf_);
+      transport_.send(w.peer, buf_);
+    }
+    if (!w.acks.empty()) workers_with_acks_[keep++] = wi;  // the rest after the next commit
   }
-  workers_with_acks_.clear();
+  workers_with_acks_.resize(keep);
 
   for (uint32_t wi : workers_with_cancels_) {
     Worker& w = workers_[wi];
@@ -696,17 +752,22 @@ void SchedulerCore::flush(TimePoint now) {
   }
   workers_with_cancels_.clear();
 
+  keep = 0;
   for (uint32_t ai : apps_with_acks_) {
     App& a = apps_[ai];
-    if (a.submit_acks.empty()) continue;
-    if (a.connected) {
+    protocol::SubmitAck msg{a.session, {}};
+    while (!a.submit_acks.empty() && a.submit_acks.front().first <= durable) {
+      msg.seqs.push_back(a.submit_acks.front().second);
+      a.submit_acks.pop_front();
+    }
+    if (!msg.seqs.empty() && a.connected) {
       buf_.clear();
-      protocol::encode(protocol::SubmitAck{a.session, a.submit_acks}, buf_);
+      protocol::encode(msg, buf_);
       transport_.send(a.peer, buf_);
     }
-    a.submit_acks.clear();
+    if (!a.submit_acks.empty()) apps_with_acks_[keep++] = ai;
   }
-  apps_with_acks_.clear();
+  apps_with_acks_.resize(keep);
 
   pump();
   flush_results(now);
@@ -715,7 +776,7 @@ void SchedulerCore::flush(TimePoint now) {
 void SchedulerCore::pump() {
   protocol::Assign msg;
   std::vector<uint32_t> local_names;  // local index -> global service name index
-  while (stats_.queued > 0 && !ready_workers_.empty()) {
+  while (!queue_.empty() && !ready_workers_.empty()) {
     const uint32_t wi = ready_workers_.front();
     ready_workers_.pop_front();
     Worker& w = workers_[wi];
@@ -788,6 +849,146 @@ void SchedulerCore::flush_results(TimePoint now) {
     a.to_send.clear();
   }
   apps_with_results_.clear();
+}
+
+SchedulerCore::App& SchedulerCore::ensure_app(std::string_view app_id, uint32_t* index) {
+  auto it = app_by_id_.find(std::string(app_id));
+  if (it != app_by_id_.end()) {
+    *index = it->second;
+    return apps_[it->second];
+  }
+  uint32_t ai;
+  if (free_apps_.empty()) {
+    ai = static_cast<uint32_t>(apps_.size());
+    apps_.emplace_back();
+  } else {
+    ai = free_apps_.back();
+    free_apps_.pop_back();
+  }
+  App& a = apps_[ai];
+  a.app_id.assign(app_id);
+  a.live = true;
+  a.grace = options_.app_grace;
+  app_by_id_.emplace(a.app_id, ai);
+  *index = ai;
+  return a;
+}
+
+void SchedulerCore::restore(RecoveredState state, TimePoint now) {
+  for (const auto& ra : state.apps) {
+    uint32_t ai;
+    ensure_app(ra.app_id, &ai).grace = milliseconds(ra.grace_ms);
+  }
+  size_t unfinished = 0, done = 0;
+  tasks_.reserve(state.tasks.size());
+  task_index_.reserve(state.tasks.size());
+  for (auto& rt : state.tasks) {
+    if (task_index_.count(rt.key)) continue;
+    uint32_t ai;
+    ensure_app(rt.app_id, &ai);
+    const uint32_t t = alloc_task();
+    Task& task = tasks_[t];
+    task.key = rt.key;
+    task.app = ai;
+    task.name = intern(rt.name, service_names_, service_name_index_);
+    task.attempt = rt.attempts;
+    task.max_retries = rt.max_retries;
+    task.timeout_ms = rt.timeout_ms;
+    task_index_.emplace(rt.key, t);
+    link_app(t);
+    if (rt.done) {
+      task.state = TaskState::kDone;
+      task.status = rt.status;
+      task.data = std::move(rt.result);
+      task.result_worker =
+          rt.worker.empty() ? kNone : intern(rt.worker, worker_names_, worker_name_index_);
+      task.run_ns = rt.run_ns;
+      ++stats_.done;
+      ++done;
+    } else {
+      task.state = TaskState::kLimbo;
+      task.data = std::move(rt.fields);
+      ++stats_.queued;
+      limbo_.push_back({t, task.gen});
+      ++unfinished;
+    }
+  }
+  // Every application counts as just disconnected: it has its grace to come back.
+  for (uint32_t ai = 0; ai < apps_.size(); ++ai) {
+    App& a = apps_[ai];
+    if (!a.live) continue;
+    a.connected = false;
+    a.last_seen = now;
+    ++a.timer_gen;
+    timers_.push({now + options_.app_timeout, ai, a.timer_gen, false});
+  }
+  if (!limbo_.empty()) reclaim_at_ = now + options_.reclaim_grace;
+  LRTS_INFO("restored {} application(s), {} unfinished task(s) (waiting {} ms for their workers), "
+            "{} result(s) awaiting delivery",
+            app_by_id_.size(), unfinished, to_ms(options_.reclaim_grace), done);
+}
+
+Status SchedulerCore::verify() const {
+  size_t queued = 0, assigned = 0, done = 0;
+  for (uint32_t t = 0; t < tasks_.size(); ++t) {
+    const Task& task = tasks_[t];
+    if (task.state == TaskState::kFree) continue;
+    auto it = task_index_.find(task.key);
+    if (it == task_index_.end() || it->second != t) return make_error("task missing from index");
+    if (task.app == kNone || !apps_[task.app].live) return make_error("task without application");
+    if (task.attempt > task.max_retries + 1) return make_error("task over its attempt limit");
+    switch (task.state) {
+      case TaskState::kQueued:
+      case TaskState::kLimbo: ++queued; break;
+      case TaskState::kAssigned: {
+        ++assigned;
+        if (task.worker == kNone || !workers_[task.worker].live) {
+          return make_error("assigned task without a live worker");
+        }
+        if (task.attempt == 0) return make_error("assigned task with attempt 0");
+        break;
+      }
+      case TaskState::kDone: ++done; break;
+      case TaskState::kFree: break;
+    }
+    if (task.state != TaskState::kAssigned && task.worker != kNone) {
+      return make_error("unassigned task linked to a worker");
+    }
+  }
+  if (queued != stats_.queued || assigned != stats_.assigned || done != stats_.done) {
+    return make_error("state counters disagree with the tasks");
+  }
+  if (task_index_.size() != queued + assigned + done) return make_error("index size mismatch");
+  size_t in_queue = 0;
+  for (const QueueEntry& e : queue_) {
+    if (tasks_[e.task].gen == e.gen && tasks_[e.task].state == TaskState::kQueued) ++in_queue;
+  }
+  size_t plain_queued = 0;
+  for (const Task& task : tasks_) plain_queued += task.state == TaskState::kQueued;
+  if (in_queue < plain_queued) return make_error("a queued task is not in the queue");
+  for (uint32_t wi = 0; wi < workers_.size(); ++wi) {
+    const Worker& w = workers_[wi];
+    if (!w.live) continue;
+    uint32_t n = 0;
+    for (uint32_t t = w.task_head; t != kNone; t = tasks_[t].worker_next) {
+      if (tasks_[t].worker != wi || tasks_[t].state != TaskState::kAssigned) {
+        return make_error("worker list holds a task that is not assigned to it");
+      }
+      ++n;
+    }
+    if (n != w.assigned) return make_error("worker assigned count is wrong");
+  }
+  for (uint32_t ai = 0; ai < apps_.size(); ++ai) {
+    const App& a = apps_[ai];
+    if (!a.live) continue;
+    size_t n = 0;
+    for (uint32_t t = a.task_head; t != kNone; t = tasks_[t].app_next) {
+      if (tasks_[t].app != ai) return make_error("application list holds a foreign task");
+      ++n;
+    }
+    if (n != a.tasks) return make_error("application task count is wrong");
+  }
+  return {};
 }
 
 CoreStats SchedulerCore::stats() const {

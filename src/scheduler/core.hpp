@@ -12,6 +12,14 @@
 // application, ...). The server calls flush() after draining a burst of messages, so a thousand
 // results from ten messages leave as one batch.
 //
+// Durability: every change that must survive a restart goes to a JournalSink (submitted,
+// attempts, finished, removed, application records). Acknowledgements that let a peer forget
+// something — SUBMIT_ACK to an application, RESULT_ACK to a worker — are held back until the
+// journal reports those records committed (on_journal_committed), so a crash can lose nothing
+// that was acknowledged. Results to applications and assignments to workers do not wait: a lost
+// one is simply redone. After a restart, restore() reloads the journal; tasks that were running
+// wait `reclaim_grace` for their workers to come back and claim them, then are queued again.
+//
 // Task life: queued -> assigned(worker, attempt k) -> done(result held until the application
 // acknowledges it) -> erased. A lost attempt (worker lost, slot crashed) goes back to queued with
 // attempt k+1 until max_retries is used up, then ends as failed with the reason. The first
@@ -45,6 +53,49 @@ class Transport {
   virtual void send(std::string_view peer, std::string_view message) = 0;
 };
 
+// Where durable changes go. The views are valid only during the call.
+class JournalSink {
+ public:
+  virtual ~JournalSink() = default;
+  virtual void task_submitted(const TaskKey& key, std::string_view app_id, std::string_view name,
+                              std::string_view fields, uint32_t max_retries,
+                              uint32_t timeout_ms) = 0;
+  // Attempts used so far (after a lost attempt).
+  virtual void task_attempts(const TaskKey& key, uint32_t attempts) = 0;
+  virtual void task_finished(const TaskKey& key, protocol::TaskStatus status,
+                             std::string_view payload, uint32_t attempt, std::string_view worker,
+                             uint64_t run_ns) = 0;
+  virtual void task_removed(const TaskKey& key) = 0;
+  virtual void app_registered(std::string_view app_id, uint64_t grace_ms) = 0;
+  virtual void app_removed(std::string_view app_id) = 0;
+};
+
+// What a journal holds, loaded at start.
+struct RecoveredTask {
+  TaskKey key;
+  std::string app_id;
+  std::string name;
+  std::string fields;
+  uint32_t max_retries = 0;
+  uint32_t timeout_ms = 0;
+  uint32_t attempts = 0;
+  bool done = false;
+  protocol::TaskStatus status = protocol::TaskStatus::kFinished;
+  std::string result;
+  std::string worker;
+  uint64_t run_ns = 0;
+};
+
+struct RecoveredApp {
+  std::string app_id;
+  uint64_t grace_ms = 0;
+};
+
+struct RecoveredState {
+  std::vector<RecoveredApp> apps;
+  std::vector<RecoveredTask> tasks;
+};
+
 struct CoreOptions {
   uint64_t epoch = 1;                     // identifies this scheduler run to peers
   Duration heartbeat_interval = seconds(1);  // what workers and applications are told to use
@@ -52,6 +103,7 @@ struct CoreOptions {
   Duration app_timeout = seconds(10);     // an application silent this long is disconnected
   Duration app_grace = seconds(600);      // ... and after this much longer its work is dropped
   Duration result_resend = seconds(5);    // an unacknowledged result is sent again after this
+  Duration reclaim_grace = seconds(10);   // after a restart: wait for workers to claim tasks
   uint32_t max_assign_batch = 4096;       // tasks per ASSIGN message
   uint32_t max_result_batch = 4096;       // results per RESULTS message
 };
@@ -63,7 +115,7 @@ struct CoreStats {
   uint64_t duplicates = 0;  // results dropped as stale or duplicate
   uint64_t requeued = 0;
   uint64_t bad_messages = 0;
-  size_t queued = 0;
+  size_t queued = 0;        // including tasks waiting to be reclaimed after a restart
   size_t assigned = 0;
   size_t done = 0;
   size_t workers = 0;
@@ -72,7 +124,8 @@ struct CoreStats {
 
 class SchedulerCore {
  public:
-  SchedulerCore(CoreOptions options, Transport& transport);
+  // `journal` may be null: state lives in memory only and nothing waits for commits.
+  SchedulerCore(CoreOptions options, Transport& transport, JournalSink* journal = nullptr);
   ~SchedulerCore();
   SchedulerCore(const SchedulerCore&) = delete;
   SchedulerCore& operator=(const SchedulerCore&) = delete;
@@ -88,7 +141,17 @@ class SchedulerCore {
   // When on_tick next has something to do.
   TimePoint next_deadline() const;
 
+  // Journal records appended so far; on_journal_committed(n) says the first n are durable.
+  uint64_t journal_appended() const { return journal_seq_; }
+  void on_journal_committed(uint64_t records);
+  // Reloads what the journal held (call once, before any message). Applications count as
+  // disconnected (their grace runs from now); unfinished tasks wait for reclaim_grace.
+  void restore(RecoveredState state, TimePoint now);
+
   CoreStats stats() const;
+  // Checks the core's internal invariants (for tests and simulations); a one-line reason if
+  // one is broken.
+  Status verify() const;
 
  private:
   struct Task;
@@ -122,6 +185,7 @@ class SchedulerCore {
   void link_worker(uint32_t t, uint32_t w);
   void unlink_worker(uint32_t t);
   void note_result_for_delivery(uint32_t t);
+  App& ensure_app(std::string_view app_id, uint32_t* index);
 
   // workers and apps
   void lose_worker(uint32_t w, std::string_view reason);
@@ -139,6 +203,9 @@ class SchedulerCore {
 
   CoreOptions options_;
   Transport& transport_;
+  JournalSink* journal_;
+  uint64_t journal_seq_ = 0;        // records appended
+  uint64_t journal_committed_ = 0;  // records known durable
   std::string buf_;
 
   std::vector<Task> tasks_;
@@ -149,6 +216,10 @@ class SchedulerCore {
     uint32_t gen;
   };
   std::deque<QueueEntry> queue_;
+  // Tasks restored from the journal that were not finished: they wait for their workers to
+  // claim them until reclaim_at_, then join the queue.
+  std::vector<QueueEntry> limbo_;
+  TimePoint reclaim_at_ = TimePoint::max();
 
   std::vector<Worker> workers_;
   std::vector<uint32_t> free_workers_;

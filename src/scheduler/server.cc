@@ -8,6 +8,7 @@
 #include "common/net.hpp"
 #include "common/signals.hpp"
 #include "common/zmq_socket.hpp"
+#include "scheduler/journal.hpp"
 
 namespace lrts::scheduler {
 
@@ -45,6 +46,7 @@ struct SchedulerServer::Impl {
   ZmqContext ctx;
   ZmqSocket router{ctx, ZMQ_ROUTER};
   RouterTransport transport{router};
+  std::unique_ptr<Journal> journal;
   std::unique_ptr<SchedulerCore> core;
   std::string endpoint;
 };
@@ -68,7 +70,24 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
   impl->endpoint = r.last_endpoint();
   CoreOptions core = options.core;
   if (core.epoch == 1) core.epoch = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
-  impl->core = std::make_unique<SchedulerCore>(core, impl->transport);
+  RecoveredState recovered;
+  if (!options.state_dir.empty()) {
+    auto journal = Journal::open({options.state_dir, options.journal_sync_full});
+    if (!journal) return Error{journal.error()};
+    const TimePoint t0 = Clock::now();
+    auto state = (*journal)->load();
+    if (!state) return Error{state.error()};
+    LRTS_INFO("journal {}: loaded {} task(s) and {} application(s) in {} ms",
+              (*journal)->path(), state->tasks.size(), state->apps.size(),
+              to_ms(Clock::now() - t0));
+    recovered = std::move(*state);
+    impl->journal = std::move(*journal);
+  }
+  impl->core = std::make_unique<SchedulerCore>(core, impl->transport, impl->journal.get());
+  if (impl->journal) {
+    impl->core->restore(std::move(recovered), Clock::now());
+    impl->journal->start();
+  }
   return std::unique_ptr<SchedulerServer>(new SchedulerServer(std::move(impl)));
 }
 
@@ -87,9 +106,10 @@ int SchedulerServer::run() {
     if (deadline != TimePoint::max()) {
       timeout_ms = std::max<long>(0, to_ms(deadline - now) + 1);
     }
-    zmq_pollitem_t items[2] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, 2, timeout_ms) < 0 && zmq_errno() != EINTR) {
+    zmq_pollitem_t items[3] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signals.fd(), ZMQ_POLLIN, 0},
+                               {nullptr, s.journal ? s.journal->notify_fd() : -1, ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, s.journal ? 3 : 2, timeout_ms) < 0 && zmq_errno() != EINTR) {
       LRTS_ERROR("poll failed: {}", zmq_error_text());
       return 1;
     }
@@ -97,11 +117,21 @@ int SchedulerServer::run() {
       for (int sig : signals.drain()) {
         if (sig == SIGINT || sig == SIGTERM) {
           LRTS_INFO("received {}; scheduler stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+          if (s.journal) {
+            s.journal->stop();  // everything appended is committed before we go
+            const JournalStats js = s.journal->stats();
+            LRTS_INFO("journal: {} transaction(s), {} record(s) written, {} coalesced away",
+                      js.transactions, js.records, js.coalesced);
+          }
           return 0;
         }
       }
     }
     now = Clock::now();
+    if (s.journal && (items[2].revents & ZMQ_POLLIN)) {
+      s.journal->drain_notify();
+      s.core->on_journal_committed(s.journal->committed());
+    }
     // Drain a bounded burst, then flush: everything it produced leaves in batches.
     for (int n = 0; n < 4096; ++n) {
       if (!s.router.recv(identity)) break;
@@ -123,6 +153,7 @@ int SchedulerServer::run() {
     }
     s.core->on_tick(now);
     s.core->flush(now);
+    if (s.journal) s.journal->hand_off();
 
     if (now >= next_stats) {
       next_stats = now + s.options.stats_interval;

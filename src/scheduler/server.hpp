@@ -16,6 +16,8 @@ struct ServerOptions {
   int port = 5555;
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
   Duration stats_interval = seconds(30);  // how often a summary line is logged while busy
+  std::string state_dir;                  // empty: no journal, state in memory only
+  bool journal_sync_full = false;
   CoreOptions core;
 };
 
@@ -24,7 +26,8 @@ class SchedulerServer {
   static Result<std::unique_ptr<SchedulerServer>> create(const ServerOptions& options);
   ~SchedulerServer();
 
-  // Serves until SIGINT or SIGTERM. Returns the process exit code.
+  // Serves until SIGINT or SIGTERM (then commits what the journal holds). Returns the process
+  // exit code.
   int run();
 
  private:

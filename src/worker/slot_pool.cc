@@ -23,6 +23,19 @@ constexpr int kProgressFd = 4;
 constexpr double kTargetQueuedNs = 2e6;  // keep ~2 ms of work in each slot
 constexpr uint32_t kMaxDepth = 512;
 constexpr Duration kMaxRestartDelay = seconds(5);
+constexpr Duration kMemoryCheckInterval = milliseconds(100);
+
+// Resident memory of a process, from /proc/<pid>/statm; 0 if unknown.
+uint64_t resident_bytes(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
 }  // namespace
 
 struct SlotPool::Slot {
@@ -40,6 +53,7 @@ struct SlotPool::Slot {
   std::string hello_error;
   progress::ProgressRegion region;
   std::unique_ptr<progress::Sampler> sampler;
+  uint64_t killed_at_rss = 0;  // set when the memory limit stopped it
 };
 
 SlotPool::SlotPool(SlotPoolOptions options) : options_(std::move(options)) {
@@ -80,6 +94,7 @@ Status SlotPool::spawn(Slot& slot) {
   slot.out_off = 0;
   slot.ready = false;
   slot.restart_at = TimePoint::max();
+  slot.killed_at_rss = 0;
   LRTS_DEBUG("slot {} started (pid {})", slot.index, slot.proc.pid());
   return {};
 }
@@ -356,7 +371,14 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
     s.region.reset();
     s.sampler->forget();
   }
-  const std::string how = describe_wait_status(wait_status);
+  std::string how = describe_wait_status(wait_status);
+  if (s.killed_at_rss) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "exceeded the memory limit of %llu MB (resident %llu MB)",
+                  static_cast<unsigned long long>(options_.max_job_memory >> 20),
+                  static_cast<unsigned long long>(s.killed_at_rss >> 20));
+    how = buf;
+  }
   bool first = true;
   std::vector<uint32_t> back;
   for (uint32_t ref : s.in_flight) {
@@ -372,7 +394,8 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
       free_entry(ref);
     } else if (first) {
       out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kLost,
-                            "slot process " + how + " while running the task", 0, {}});
+                            s.killed_at_rss ? how : "slot process " + how + " while running the task",
+                            0, {}});
       LRTS_WARN("slot {} {} while running task {} (attempt {})", s.index, how,
                 protocol::format_service_id(e.task.key), e.task.attempt);
       free_entry(ref);
@@ -407,7 +430,21 @@ void SlotPool::write_slot(Slot& s) {
   }
 }
 
+void SlotPool::check_memory(TimePoint now) {
+  if (options_.max_job_memory == 0 || now < next_memory_check_) return;
+  next_memory_check_ = now + kMemoryCheckInterval;
+  for (Slot& s : slots_) {
+    if (s.in_flight.empty() || !s.proc.running() || s.killed_at_rss) continue;
+    const uint64_t rss = resident_bytes(s.proc.pid());
+    if (rss > options_.max_job_memory) {
+      s.killed_at_rss = rss;
+      s.proc.signal(SIGKILL);  // reaped through SIGCHLD like any other death
+    }
+  }
+}
+
 void SlotPool::dispatch(TimePoint now) {
+  check_memory(now);
   for (Slot& s : slots_) {
     if (!s.fd.valid() && s.restart_at <= now) {
       if (auto st = spawn(s); !st) {
@@ -479,7 +516,7 @@ void SlotPool::sample_progress(std::vector<protocol::BarState>& out) {
 }
 
 TimePoint SlotPool::next_deadline() const {
-  TimePoint next = TimePoint::max();
+  TimePoint next = options_.max_job_memory && busy() ? next_memory_check_ : TimePoint::max();
   for (const Slot& s : slots_) {
     if (!s.fd.valid()) next = std::min(next, s.restart_at);
     if (s.in_flight.empty()) continue;

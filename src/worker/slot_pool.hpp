@@ -61,6 +61,7 @@ struct SlotPoolOptions {
   std::vector<std::string> service_libs;
   size_t max_frame_bytes = protocol::kDefaultMaxMessageBytes;
   uint32_t bars_per_slot = 256;  // progress bars a slot can show at once
+  uint64_t max_job_memory = 0;    // bytes of resident memory per slot; 0: no limit
 };
 
 class SlotPool {
@@ -121,6 +122,7 @@ class SlotPool {
   // Reads and handles what the slot sent; true if the slot is finished (end of file, or it
   // broke the protocol) and must be reaped.
   bool read_slot(Slot& slot, std::vector<Outcome>& out);
+  void check_memory(TimePoint now);
   void kill_and_reap(Slot& slot, std::vector<Outcome>& out);
   void write_slot(Slot& slot);
   void free_entry(uint32_t ref);
@@ -135,6 +137,7 @@ class SlotPool {
   std::vector<std::string> services_;  // as the first slot reported them
   std::vector<protocol::BarState> dead_bars_;  // last state of bars of slots that died
   double ewma_run_ns_ = 0;  // 0 until the first result
+  TimePoint next_memory_check_{};
 };
 
 }  // namespace lrts::worker

@@ -34,7 +34,8 @@ class Worker {
   Worker(const WorkerOptions& options, int slots, const Endpoint& progress_endpoint)
       : options_(options),
         pool_(SlotPoolOptions{slots, options.executable, options.service_libs,
-                              options.max_message_bytes, options.bars_per_slot}),
+                              options.max_message_bytes, options.bars_per_slot,
+                              options.max_job_memory}),
         name_(options.name.empty() ? default_name() : options.name),
         progress_(ctx_, ProgressLinkOptions{progress_endpoint.zmq, progress_endpoint.ipv6, name_,
                                             options.progress_floor, options.progress_ceiling}) {
@@ -74,7 +75,8 @@ class Worker {
     for (;;) {
       TimePoint now = Clock::now();
       TimePoint deadline = std::min({next_heartbeat_, pool_.next_deadline(),
-                                     progress_.next_deadline(), next_scan_, next_stats});
+                                     progress_.next_deadline(), next_scan_, next_stats,
+                                     drain_deadline_});
       items.clear();
       items.push_back({dealer_.get(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, signals.fd(), ZMQ_POLLIN, 0});
@@ -93,9 +95,11 @@ class Worker {
         for (int sig : signals.drain()) {
           if (sig == SIGCHLD) {
             pool_.reap(outcomes_);
-          } else {
-            LRTS_INFO("received {}; worker stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+          } else if (draining_ || !options_.finish_on_stop) {
+            LRTS_INFO("received {}; worker stopping now", sig == SIGINT ? "SIGINT" : "SIGTERM");
             return shutdown();
+          } else {
+            start_drain(now, sig);
           }
         }
       }
@@ -110,6 +114,20 @@ class Worker {
         next_stats = now + kStatsInterval;
         log_stats();
       }
+      if (draining_) {
+        if (pool_.size() == 0 && outcomes_.empty() && pending_.empty()) {
+          buf_.clear();
+          protocol::encode(protocol::WorkerBye{}, buf_);
+          send(buf_);
+          dealer_.set_int(ZMQ_LINGER, 1000);
+          LRTS_INFO("drained: every task finished and delivered; worker stopped");
+          return 0;
+        }
+        if (now >= drain_deadline_) {
+          LRTS_WARN("drain timeout passed with {} task(s) unfinished", pool_.size());
+          return shutdown();
+        }
+      }
     }
   }
 
@@ -120,12 +138,30 @@ class Worker {
     }
   }
 
+  uint32_t capacity() const { return draining_ ? 0 : pool_.capacity(); }
+
+  // First stop signal: take no new work, hand back what has not started, finish the rest.
+  void start_drain(TimePoint now, int sig) {
+    draining_ = true;
+    if (options_.drain_timeout.count() > 0) drain_deadline_ = now + options_.drain_timeout;
+    protocol::WorkerBye ret;
+    ret.leaving = false;
+    ret.returned = pool_.take_queued();
+    buf_.clear();
+    protocol::encode(ret, buf_);
+    send(buf_);
+    heartbeat(now);  // capacity 0 from now on
+    LRTS_INFO("received {}; draining: handed back {} queued task(s), finishing {} running (send "
+              "it again to stop at once)",
+              sig == SIGINT ? "SIGINT" : "SIGTERM", ret.returned.size(), pool_.size());
+  }
+
   void send_hello(TimePoint now) {
     protocol::WorkerHello hello;
     hello.worker_uid = uid_;
     hello.name = name_;
     hello.slots = static_cast<uint32_t>(pool_.slot_count());
-    hello.capacity = pool_.capacity();
+    hello.capacity = capacity();
     for (const auto& s : services_) hello.services.push_back(s);
     hello.running = pool_.held();
     for (const auto& [key, r] : pending_) hello.running.push_back({key, r.attempt});
@@ -147,7 +183,7 @@ class Worker {
       return;
     }
     buf_.clear();
-    protocol::encode(protocol::WorkerHeartbeat{pool_.capacity()}, buf_);
+    protocol::encode(protocol::WorkerHeartbeat{capacity()}, buf_);
     send(buf_);
   }
 
@@ -176,6 +212,15 @@ class Worker {
       }
       resend_pending();
     } else if (auto* a = std::get_if<protocol::Assign>(&msg)) {
+      if (draining_) {  // sent before it heard we drain: straight back
+        protocol::WorkerBye ret;
+        ret.leaving = false;
+        for (const auto& t : a->tasks) ret.returned.push_back({t.key, t.attempt});
+        buf_.clear();
+        protocol::encode(ret, buf_);
+        send(buf_);
+        return;
+      }
       for (const auto& t : a->tasks) {
         auto done = pending_.find(t.key);
         if (done != pending_.end()) {
@@ -258,7 +303,7 @@ class Worker {
 
   void flush_unsent() {
     protocol::Results msg;
-    msg.capacity = pool_.capacity();
+    msg.capacity = capacity();
     size_t i = 0;
     while (i < unsent_.size()) {
       msg.items.clear();
@@ -308,6 +353,8 @@ class Worker {
   uint64_t epoch_ = 0;
   bool welcomed_ = false;
   bool scheduler_silent_ = false;
+  bool draining_ = false;
+  TimePoint drain_deadline_ = TimePoint::max();
   Duration heartbeat_interval_ = seconds(1);
   TimePoint next_heartbeat_{};
   TimePoint last_hello_{};

@@ -24,6 +24,11 @@ struct WorkerOptions {
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
   Duration slot_start_timeout = seconds(30);
   uint32_t bars_per_slot = 256;
+  uint64_t max_job_memory = 0;  // bytes of resident memory per slot; 0: no limit
+  // On the first SIGTERM/SIGINT: finish the running tasks (taking no new ones) or hand them
+  // back at once. A second signal always hands back at once.
+  bool finish_on_stop = true;
+  Duration drain_timeout{0};  // 0: no limit
   Duration progress_floor = milliseconds(20);   // fastest progress batch cadence
   Duration progress_ceiling = seconds(1);       // slowest; also the wait for a lost batch
 };

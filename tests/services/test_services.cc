@@ -95,3 +95,18 @@ int64_t SpinProgressService::run(lrts::TaskContext& ctx) {
 LRTS_REGISTER_SERVICE(test_services::ProgressService);
 LRTS_REGISTER_SERVICE(test_services::CrashService);
 LRTS_REGISTER_SERVICE(test_services::SpinProgressService);
+
+#include <cstring>
+
+namespace test_services {
+
+int64_t AllocService::run() {
+  std::vector<char> block(static_cast<size_t>(mb) << 20);
+  for (size_t off = 0; off < block.size(); off += 4096) block[off] = 1;  // make it resident
+  std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+  return static_cast<int64_t>(block.size());
+}
+
+}  // namespace test_services
+
+LRTS_REGISTER_SERVICE(test_services::AllocService);

@@ -117,3 +117,17 @@ class SpinProgressService : public lrts::Service {
 };
 
 }  // namespace test_services
+
+namespace test_services {
+
+// Allocates and touches `mb` megabytes, holds them for `hold_ms`, returns the size.
+class AllocService : public lrts::Service {
+ public:
+  int mb = 1;
+  int hold_ms = 0;
+  std::string service_name() const override { return "test.alloc"; }
+  int64_t run();
+  LRTS_FIELDS(mb, hold_ms);
+};
+
+}  // namespace test_services

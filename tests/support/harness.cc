@@ -189,6 +189,15 @@ std::string lrts_bin() { return LRTS_BIN; }
 std::string examples_dir() { return LRTS_EXAMPLES_DIR; }
 std::string example_services_lib() { return LRTS_EXAMPLE_SERVICES; }
 std::string test_services_lib() { return LRTS_TEST_SERVICES; }
+std::string test_app() { return LRTS_TEST_APP; }
+
+std::string Cluster::scheduler_logs() const {
+  std::string out;
+  for (int i = 0; i < scheduler_starts_; ++i) {
+    out += read_file(dir_.file("scheduler." + std::to_string(i) + ".log"));
+  }
+  return out;
+}
 
 Daemon& Cluster::start_scheduler(std::vector<std::string> extra) {
   std::vector<std::string> argv = {lrts_bin(), "scheduler", "-address", "127.0.0.1", "-port",
@@ -225,12 +234,10 @@ bool Cluster::wait_for_workers(size_t n, std::chrono::milliseconds timeout) {
   return wait_until(
       [&] {
         size_t count = 0;
-        for (int i = 0; i < scheduler_starts_; ++i) {
-          const std::string log = read_file(dir_.file("scheduler." + std::to_string(i) + ".log"));
-          for (size_t at = log.find("' registered"); at != std::string::npos;
-               at = log.find("' registered", at + 1)) {
-            ++count;
-          }
+        const std::string log = scheduler_logs();
+        for (size_t at = log.find("' registered"); at != std::string::npos;
+             at = log.find("' registered", at + 1)) {
+          ++count;
         }
         return count >= n;
       },

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -79,6 +80,7 @@ std::string lrts_bin();
 std::string examples_dir();
 std::string example_services_lib();
 std::string test_services_lib();
+std::string test_app();
 
 // A scheduler and workers on a free port in a temp dir.
 class Cluster {
@@ -93,6 +95,8 @@ class Cluster {
   Daemon& start_worker(int slots, std::vector<std::string> extra = {});
   Daemon& scheduler() { return scheduler_; }
   Daemon& worker(size_t i) { return workers_.at(i); }
+  // Everything the scheduler logged, across restarts.
+  std::string scheduler_logs() const;
   // Waits until the scheduler log shows `n` worker registrations in total.
   bool wait_for_workers(size_t n, std::chrono::milliseconds timeout = 20s);
   // Everything logged, for failure messages.
@@ -106,7 +110,7 @@ class Cluster {
   int scheduler_starts_ = 0;
   Daemon progress_server_;
   int progress_starts_ = 0;
-  std::vector<Daemon> workers_;
+  std::deque<Daemon> workers_;  // stable references as workers are added
 };
 
 }  // namespace lrts::testing
