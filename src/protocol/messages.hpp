@@ -178,7 +178,7 @@ struct WorkerHello {
   uint32_t slots = 0;
   uint32_t capacity = 0;
   std::vector<std::string_view> services;
-  std::vector<RunningTask> running;  // tasks it holds (after a scheduler restart or a cut-off)
+  std::vector<RunningTask> running;  // tasks it runs or has queued (not finished ones)
 };
 
 struct WorkerHeartbeat {

@@ -69,8 +69,9 @@ struct SchedulerCore::App {
   bool live = false;
   bool connected = false;
   std::vector<QueueEntry> to_send;  // done tasks whose result must go out
-  // Submissions to acknowledge, each once the journal holds everything up to `first`.
-  std::deque<std::pair<uint64_t, uint64_t>> submit_acks;
+  // Submissions to acknowledge, each once the journal holds everything up to `first`. The key
+  // keeps its session: an application may say hello with a new session before they leave.
+  std::deque<std::pair<uint64_t, TaskKey>> submit_acks;
 };
 
 SchedulerCore::SchedulerCore(CoreOptions options, Transport& transport, JournalSink* journal)
@@ -218,7 +219,7 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
   for (const auto& st : m.tasks) {
     const TaskKey key{m.session, st.seq};
     if (task_index_.count(key)) {  // a re-sent submission we already hold
-      a.submit_acks.emplace_back(journal_seq_, st.seq);
+      a.submit_acks.emplace_back(journal_seq_, key);
       continue;
     }
     const uint32_t t = alloc_task();
@@ -239,7 +240,7 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
                                st.timeout_ms);
       ++journal_seq_;
     }
-    a.submit_acks.emplace_back(journal_seq_, st.seq);  // once its record is durable
+    a.submit_acks.emplace_back(journal_seq_, key);  // once its record is durable
   }
 }
 
@@ -339,9 +340,14 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   protocol::WorkerWelcome welcome;
   welcome.scheduler_epoch = options_.epoch;
   welcome.heartbeat_ms = static_cast<uint32_t>(to_ms(options_.heartbeat_interval));
+  // What it holds, one entry per task (a task can be listed twice, say a newer attempt it runs
+  // and the unacknowledged result of an older one): the newest attempt counts.
   std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> reported;
   reported.reserve(m.running.size());
-  for (const auto& rt : m.running) reported.emplace(rt.key, rt.attempt);
+  for (const auto& rt : m.running) {
+    auto [it, fresh] = reported.emplace(rt.key, rt.attempt);
+    if (!fresh) it->second = std::max(it->second, rt.attempt);
+  }
   if (known) {
     // Ours but not reported: the attempt is gone.
     std::vector<uint32_t> lost;
@@ -354,25 +360,26 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
       retry_or_fail(t, "the worker no longer had the task after reconnecting");
     }
   }
-  for (const auto& rt : m.running) {
-    const uint32_t t = find_task(rt.key);
+  for (const auto& [key, attempt] : reported) {
+    const uint32_t t = find_task(key);
     if (t != kNone) {
       Task& task = tasks_[t];
-      if (task.state == TaskState::kAssigned && task.worker == wi && task.attempt == rt.attempt) {
+      if (task.state == TaskState::kAssigned && task.worker == wi && task.attempt == attempt) {
         continue;  // as we thought
       }
       if (task.state == TaskState::kQueued || task.state == TaskState::kLimbo) {
-        // Requeued while the worker was away (or reloaded after a restart): adopt its attempt.
-        // A queue entry left behind goes stale (the state is no longer kQueued).
+        // Requeued while the worker was away (or reloaded after a restart): adopt the attempt
+        // it runs, under that attempt's number, so that its result (or loss) matches. A queue
+        // entry left behind goes stale (the state is no longer kQueued).
         task.state = TaskState::kAssigned;
-        task.attempt = std::max(task.attempt, rt.attempt);
+        task.attempt = attempt;
         link_worker(t, wi);
         --stats_.queued;
         ++stats_.assigned;
         continue;
       }
     }
-    welcome.cancel.push_back(rt.key);
+    welcome.cancel.push_back(key);
   }
   LRTS_INFO("worker '{}' {} ({} slots, holds {} task(s), {} to drop)", m.name,
             known ? "reconnected" : "registered", m.slots, m.running.size(),
@@ -755,16 +762,25 @@ void SchedulerCore::flush(TimePoint now) {
   keep = 0;
   for (uint32_t ai : apps_with_acks_) {
     App& a = apps_[ai];
-    protocol::SubmitAck msg{a.session, {}};
+    protocol::SubmitAck msg;
+    auto send_acks = [&] {
+      if (!msg.seqs.empty() && a.connected) {
+        buf_.clear();
+        protocol::encode(msg, buf_);
+        transport_.send(a.peer, buf_);
+      }
+      msg.seqs.clear();
+    };
     while (!a.submit_acks.empty() && a.submit_acks.front().first <= durable) {
-      msg.seqs.push_back(a.submit_acks.front().second);
+      const TaskKey& key = a.submit_acks.front().second;
+      if (key.session != msg.session) {
+        send_acks();  // one message per session
+        msg.session = key.session;
+      }
+      msg.seqs.push_back(key.seq);
       a.submit_acks.pop_front();
     }
-    if (!msg.seqs.empty() && a.connected) {
-      buf_.clear();
-      protocol::encode(msg, buf_);
-      transport_.send(a.peer, buf_);
-    }
+    send_acks();
     if (!a.submit_acks.empty()) apps_with_acks_[keep++] = ai;
   }
   apps_with_acks_.resize(keep);

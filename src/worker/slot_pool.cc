@@ -170,7 +170,8 @@ bool SlotPool::add(LocalTask task) {
 
 void SlotPool::free_entry(uint32_t ref) {
   Entry& e = entries_[ref];
-  by_key_.erase(e.task.key);
+  auto it = by_key_.find(e.task.key);
+  if (it != by_key_.end() && it->second == ref) by_key_.erase(it);  // cancelled ones are detached
   e.used = false;
   e.cancelled = false;
   e.timed_out = false;
@@ -178,17 +179,26 @@ void SlotPool::free_entry(uint32_t ref) {
   free_.push_back(ref);
 }
 
-bool SlotPool::cancel(const TaskKey& key) {
+namespace {
+constexpr const char* kCancelled = "cancelled by the scheduler";
+}  // namespace
+
+bool SlotPool::cancel(const TaskKey& key, std::vector<Outcome>& out) {
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return false;
   const uint32_t ref = it->second;
+  Entry& e = entries_[ref];
   auto q = std::find(queue_.begin(), queue_.end(), ref);
   if (q != queue_.end()) {
     queue_.erase(q);
+    out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kLost, kCancelled, 0, {}});
     free_entry(ref);
     return true;
   }
-  entries_[ref].cancelled = true;
+  // In a slot: detach the key now (a new assignment of it may come), finish up when the slot
+  // answers or dies.
+  e.cancelled = true;
+  by_key_.erase(it);
   for (Slot& s : slots_) {
     if (!s.in_flight.empty() && s.in_flight.front() == ref && s.proc.running()) {
       LRTS_INFO("stopping slot {} to cancel the task it runs", s.index);
@@ -318,7 +328,7 @@ bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
       Entry& e = entries_[r.ref];
       const double ns = static_cast<double>(r.run_ns);
       ewma_run_ns_ = ewma_run_ns_ <= 0 ? ns : 0.8 * ewma_run_ns_ + 0.2 * ns;
-      if (!e.cancelled) {
+      {  // a cancelled task that finished anyway still reports: the scheduler sorts it out
         Outcome o{e.task.key, e.task.attempt, r.status, std::string(r.payload), r.run_ns, {}};
         o.bars = std::move(r.bars);
         for (auto& b : o.bars) {
@@ -384,6 +394,7 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
   for (uint32_t ref : s.in_flight) {
     Entry& e = entries_[ref];
     if (e.cancelled) {
+      out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kLost, kCancelled, 0, {}});
       free_entry(ref);
     } else if (first && e.timed_out) {
       out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kTimedOut,

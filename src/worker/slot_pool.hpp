@@ -79,8 +79,10 @@ class SlotPool {
 
   // Takes a task from the scheduler. False if it already holds that key.
   bool add(LocalTask task);
-  // Drops a task: a queued one at once, a running one by killing its slot. No outcome follows.
-  bool cancel(const TaskKey& key);
+  // Drops a task: a queued one at once, a running one by killing its slot. Each dropped task
+  // still gets an outcome (lost, "cancelled by the scheduler") unless its result comes first:
+  // every assignment the scheduler believes in is answered, even when a cancel was stale.
+  bool cancel(const TaskKey& key, std::vector<Outcome>& out);
   bool holds(const TaskKey& key) const { return by_key_.count(key) != 0; }
   // Every task held (queued or in a slot), with its attempt.
   std::vector<protocol::RunningTask> held() const;

@@ -163,8 +163,9 @@ class Worker {
     hello.slots = static_cast<uint32_t>(pool_.slot_count());
     hello.capacity = capacity();
     for (const auto& s : services_) hello.services.push_back(s);
+    // Only what runs here: finished results are sent again after the welcome and settle
+    // themselves (a finished result is accepted from any attempt; a lost one only if current).
     hello.running = pool_.held();
-    for (const auto& [key, r] : pending_) hello.running.push_back({key, r.attempt});
     buf_.clear();
     protocol::encode(hello, buf_);
     send(buf_);
@@ -206,10 +207,7 @@ class Worker {
       epoch_ = w->scheduler_epoch;
       welcomed_ = true;
       if (w->heartbeat_ms > 0) heartbeat_interval_ = milliseconds(w->heartbeat_ms);
-      for (const auto& key : w->cancel) {
-        pool_.cancel(key);
-        pending_.erase(key);
-      }
+      for (const auto& key : w->cancel) pool_.cancel(key, outcomes_);
       resend_pending();
     } else if (auto* a = std::get_if<protocol::Assign>(&msg)) {
       if (draining_) {  // sent before it heard we drain: straight back
@@ -221,20 +219,28 @@ class Worker {
         send(buf_);
         return;
       }
+      bool resend = false;
       for (const auto& t : a->tasks) {
         auto done = pending_.find(t.key);
         if (done != pending_.end()) {
-          if (done->second.attempt >= t.attempt) continue;  // finished here; result on its way
+          if (done->second.attempt >= t.attempt) {
+            // Finished here already: answer the assignment with that result (after a scheduler
+            // restart the attempt number can repeat; the result settles it either way).
+            unsent_.push_back(t.key);
+            resend = true;
+            continue;
+          }
           pending_.erase(done);  // a retry of an attempt that was lost here
         }
         pool_.add(LocalTask{t.key, t.attempt, std::string(a->names[t.name_index]),
                             std::string(t.fields), t.timeout_ms});
       }
+      if (resend) flush_unsent();
     } else if (auto* k = std::get_if<protocol::KeyList>(&msg)) {
       if (k->type == MsgType::kResultAck) {
         for (const auto& key : k->keys) pending_.erase(key);
       } else {
-        for (const auto& key : k->keys) pool_.cancel(key);
+        for (const auto& key : k->keys) pool_.cancel(key, outcomes_);
       }
     } else if (auto* hb = std::get_if<protocol::HeartbeatAck>(&msg)) {
       if (hb->scheduler_epoch != epoch_ && now - last_hello_ > milliseconds(500)) {
