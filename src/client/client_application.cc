@@ -48,7 +48,6 @@ namespace {
 
 constexpr size_t kMaxTasksPerSubmit = 4096;
 constexpr size_t kMaxBytesPerSubmit = 4u << 20;
-constexpr Duration kHeartbeat = seconds(1);
 constexpr Duration kHelloRetry = seconds(2);
 constexpr Duration kSubscribeRenewal = seconds(2);
 constexpr size_t kMaxTasksWithProgress = 100'000;
@@ -289,7 +288,7 @@ class IoLoop {
       tb.bars.clear();  // a retry starts its bars again
       tb.attempt = p.attempt;
     }
-    if (tb.bars.size() <= p.bar) tb.bars.resize(p.bar + 1);
+    if (tb.bars.size() <= p.bar) tb.bars.resize(static_cast<size_t>(p.bar) + 1);
     tb.bars[p.bar] = p;
   }
 
@@ -312,6 +311,7 @@ class IoLoop {
       send_submissions(first);
     }
     if (!cancels.empty()) {
+      cancels_.insert(cancels.begin(), cancels.end());  // until their results arrive
       buf_.clear();
       protocol::encode(protocol::KeyList{MsgType::kCancel, std::move(cancels)}, buf_);
       dealer_.send(buf_);
@@ -368,18 +368,18 @@ class IoLoop {
     protocol::AppHello hello;
     hello.application_id = impl_.app_id;
     hello.session = impl_.session;
-    hello.grace_ms = static_cast<uint64_t>(impl_.info.disconnect_grace.count());
+    hello.grace_ms = static_cast<uint64_t>(std::max<int64_t>(0, impl_.info.disconnect_grace.count()));
     buf_.clear();
     protocol::encode(hello, buf_);
     dealer_.send(buf_);
     last_hello_ = now;
     welcomed_ = false;
-    next_heartbeat_ = now + kHeartbeat;
+    next_heartbeat_ = now + heartbeat_;
   }
 
   void heartbeat(TimePoint now) {
-    next_heartbeat_ = now + kHeartbeat;
-    if (now - last_heard_ > 3 * kHeartbeat) set_connected(false);
+    next_heartbeat_ = now + heartbeat_;
+    if (now - last_heard_ > std::max<Duration>(3 * heartbeat_, seconds(3))) set_connected(false);
     if (!welcomed_ && now - last_hello_ >= kHelloRetry) {
       send_hello(now);
       return;
@@ -410,19 +410,31 @@ class IoLoop {
     last_heard_ = now;
     auto& msg = *decoded;
     if (auto* w = std::get_if<protocol::AppWelcome>(&msg)) {
+      if (!w->known && ever_welcomed_) fail_forgotten();
+      ever_welcomed_ = true;
       welcomed_ = true;
       epoch_ = w->scheduler_epoch;
+      if (w->heartbeat_ms > 0) {
+        heartbeat_ = milliseconds(w->heartbeat_ms);
+        next_heartbeat_ = std::min(next_heartbeat_, now + heartbeat_);
+      }
       if (!w->outstanding.empty()) {
         std::lock_guard lock(impl_.mu);
         for (const auto& key : w->outstanding) {
           if (!impl_.ready.count(key)) impl_.pending.insert(key);
-          if (sessions_.insert(key.session).second) next_subscribe_ = now;
+          if (sessions_.insert(key.session).second && progress_.get()) next_subscribe_ = now;
         }
         LRTS_INFO("scheduler holds {} task(s) from an earlier run of this application",
                   w->outstanding.size());
       }
       set_connected(true);  // after the recovered ids are known
       send_submissions(0);  // whatever it may not have: it ignores what it has
+      if (!cancels_.empty()) {  // cancels may have been lost with the connection
+        buf_.clear();
+        protocol::encode(protocol::KeyList{MsgType::kCancel, {cancels_.begin(), cancels_.end()}},
+                         buf_);
+        dealer_.send(buf_);
+      }
     } else if (auto* ack = std::get_if<protocol::SubmitAck>(&msg)) {
       if (ack->session == impl_.session) {
         for (uint64_t seq : ack->seqs) mark_acked(seq);
@@ -444,6 +456,47 @@ class IoLoop {
     }
   }
 
+  // The scheduler lost what it had accepted from us (it restarted without a journal, or dropped
+  // us after our grace period): those tasks end as failed rather than leaving waiters hanging.
+  // Submissions it never acknowledged are simply sent again.
+  void fail_forgotten() {
+    std::unordered_set<uint64_t> resent;
+    for (const auto& s : unacked_) {
+      if (!s.acked) resent.insert(s.seq);
+    }
+    size_t n = 0;
+    {
+      std::lock_guard lock(impl_.mu);
+      for (auto it = impl_.pending.begin(); it != impl_.pending.end();) {
+        const TaskKey key = *it;
+        if (key.session == impl_.session && resent.count(key.seq)) {
+          ++it;
+          continue;
+        }
+        it = impl_.pending.erase(it);
+        ServiceResult r(protocol::format_service_id(key), ServiceStatus::failed,
+                        "lost: the scheduler no longer knows this task (it restarted without "
+                        "--state-dir, or this application was away longer than its grace period)",
+                        0, "", std::chrono::nanoseconds(0));
+        route_locked(key, std::move(r));
+        ++n;
+      }
+      impl_.cv.notify_all();
+    }
+    if (n) LRTS_ERROR("the scheduler has forgotten {} task(s) of this application", n);
+  }
+
+  // Hands a result to whoever waits for it. Call with mu held.
+  void route_locked(const TaskKey& key, ServiceResult r) {
+    for (auto* sub : impl_.subscriptions) {
+      if (sub->wanted.erase(key)) {
+        sub->arrived.push_back(std::move(r));
+        return;
+      }
+    }
+    impl_.ready.emplace(key, std::move(r));
+  }
+
   void on_results(const protocol::Results& results) {
     protocol::KeyList ack{MsgType::kAckResults, {}};
     ack.keys.reserve(results.items.size());
@@ -451,17 +504,9 @@ class IoLoop {
       std::lock_guard lock(impl_.mu);
       for (const auto& item : results.items) {
         ack.keys.push_back(item.key);
+        cancels_.erase(item.key);
         if (impl_.pending.erase(item.key) == 0) continue;  // duplicate: handed out already
-        ServiceResult r = to_result(item);
-        bool routed = false;
-        for (auto* sub : impl_.subscriptions) {
-          if (sub->wanted.erase(item.key)) {
-            sub->arrived.push_back(std::move(r));
-            routed = true;
-            break;
-          }
-        }
-        if (!routed) impl_.ready.emplace(item.key, std::move(r));
+        route_locked(item.key, to_result(item));
         ++impl_.completed;
       }
       impl_.cv.notify_all();
@@ -492,6 +537,9 @@ class IoLoop {
   size_t unacked_count_ = 0;
   uint64_t epoch_ = 0;
   bool welcomed_ = false;
+  bool ever_welcomed_ = false;
+  Duration heartbeat_ = seconds(1);  // until the scheduler says otherwise
+  std::unordered_set<TaskKey, TaskKeyHash> cancels_;  // sent, result not yet in
   TimePoint last_hello_{};
   TimePoint last_heard_ = Clock::now();
   TimePoint next_heartbeat_{};
@@ -715,12 +763,19 @@ CompletionRange ClientApplication::as_completed(const std::vector<std::string>& 
   state->impl = impl_.get();
   if (timeout != std::chrono::milliseconds::max()) state->deadline = Clock::now() + timeout;
   std::vector<TaskKey> keys;
+  std::vector<std::string> ids;  // each once, in the order given
   keys.reserve(service_ids.size());
-  for (const auto& id : service_ids) keys.push_back(parse_id(id));
+  std::unordered_set<TaskKey, TaskKeyHash> seen;
+  for (const auto& id : service_ids) {
+    const TaskKey key = parse_id(id);
+    if (!seen.insert(key).second) continue;
+    keys.push_back(key);
+    ids.push_back(id);
+  }
   std::lock_guard lock(impl_->mu);
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!impl_->ready.count(keys[i]) && !impl_->pending.count(keys[i])) {
-      throw std::invalid_argument("unknown service id " + service_ids[i] +
+      throw std::invalid_argument("unknown service id " + ids[i] +
                                   " (not scheduled by this application, or already collected)");
     }
   }
@@ -729,8 +784,8 @@ CompletionRange ClientApplication::as_completed(const std::vector<std::string>& 
     if (it != impl_->ready.end()) {
       state->arrived.push_back(std::move(it->second));
       impl_->ready.erase(it);
-    } else if (!state->wanted.insert(key).second) {
-      continue;  // listed twice
+    } else {
+      state->wanted.insert(key);
     }
     ++state->remaining;
   }

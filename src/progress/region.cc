@@ -131,7 +131,9 @@ void BarAllocator::begin_task(protocol::TaskKey key, uint32_t attempt) {
 
 ProgressBar BarAllocator::create(std::string_view description, uint64_t total,
                                  std::string_view unit) {
-  if (!region_ || !region_->valid()) return ProgressBar();
+  if (!region_ || !region_->valid() || next_bar_no_ >= protocol::kMaxBarsPerTask) {
+    return ProgressBar();
+  }
   const uint32_t cap = region_->capacity();
   BarCell* cells = region_->cells();
   for (uint32_t n = 0; n < cap; ++n) {
@@ -210,6 +212,7 @@ void Sampler::scan(int64_t now_ns, std::vector<protocol::BarState>& out) {
     }
     const uint32_t g1 = c.generation.load(std::memory_order_acquire);
     if (g1 & 1u) continue;  // being rewritten; next scan
+    if (c.bar_no >= protocol::kMaxBarsPerTask) continue;  // not written by a slot of ours
     protocol::BarState b;
     b.key = {c.task_session, c.task_seq};
     b.attempt = c.attempt;

@@ -39,6 +39,7 @@ struct ProgressServer::Impl {
   std::unordered_map<std::string, std::unordered_set<uint64_t>> app_sessions;
   std::string buf;
   TimePoint next_push = TimePoint::max();
+  TimePoint next_subscriber_check = TimePoint::max();
   uint64_t batches = 0;
   uint64_t bad = 0;
 
@@ -97,6 +98,7 @@ struct ProgressServer::Impl {
       s.sessions = {sub->sessions.begin(), sub->sessions.end()};
       s.all = sub->all;
       s.last_seen = now;
+      next_subscriber_check = std::min(next_subscriber_check, now + options.subscriber_timeout);
       if (!sub->application_id.empty() && !sub->sessions.empty()) {
         auto& known = app_sessions[std::string(sub->application_id)];
         known.insert(sub->sessions.begin(), sub->sessions.end());
@@ -112,16 +114,30 @@ struct ProgressServer::Impl {
     }
   }
 
+  // Drops subscribers that stopped renewing, and what was learned from them.
+  void expire_subscribers(TimePoint now) {
+    next_subscriber_check = TimePoint::max();
+    for (auto it = subscribers.begin(); it != subscribers.end();) {
+      if (it->second.last_seen + options.subscriber_timeout <= now) {
+        LRTS_INFO("subscriber gone silent; dropped");
+        const std::string app = it->second.application_id;
+        it = subscribers.erase(it);
+        bool still = false;
+        for (const auto& [peer, sub] : subscribers) still |= sub.application_id == app;
+        if (!still) app_sessions.erase(app);
+        continue;
+      }
+      next_subscriber_check =
+          std::min(next_subscriber_check, it->second.last_seen + options.subscriber_timeout);
+      ++it;
+    }
+  }
+
   void push(TimePoint now) {
     next_push = TimePoint::max();
     auto changes = store.take_changes(now);
     if (changes.empty()) return;
     for (auto it = subscribers.begin(); it != subscribers.end();) {
-      if (it->second.last_seen + options.subscriber_timeout <= now) {
-        LRTS_INFO("subscriber gone silent; dropped");
-        it = subscribers.erase(it);
-        continue;
-      }
       std::vector<protocol::BarState> mine;
       for (const auto& b : changes) {
         if (wants(it->second, b.key.session)) mine.push_back(b);
@@ -159,7 +175,8 @@ int ProgressServer::run() {
   ZmqFrame identity, payload, extra;
   for (;;) {
     TimePoint now = Clock::now();
-    const TimePoint deadline = std::min(s.next_push, s.store.next_expiry());
+    const TimePoint deadline =
+        std::min({s.next_push, s.store.next_expiry(), s.next_subscriber_check});
     const long timeout = deadline == TimePoint::max()
                              ? -1
                              : std::max<long>(0, to_ms(deadline - now) + 1);
@@ -190,6 +207,7 @@ int ProgressServer::run() {
       }
       s.on_message(std::string(identity.view()), payload.view(), now);
     }
+    if (now >= s.next_subscriber_check) s.expire_subscribers(now);
     if (now >= s.next_push) s.push(now);
     s.store.expire(now);
   }

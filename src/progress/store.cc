@@ -1,5 +1,6 @@
 #include "progress/store.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace lrts::progress {
@@ -27,7 +28,7 @@ void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
     e.rate = secs > 0 ? static_cast<double>(u.count) / secs : 0;
     it = bars_.emplace(key, std::move(e)).first;
     attempt_of_[u.key] = u.attempt;
-    ++bars_of_task_[u.key];
+    bars_of_task_[u.key].push_back(u.bar_no);
   } else {
     Entry& e = it->second;
     const double dt = std::chrono::duration<double>(now - e.last_update).count();
@@ -62,16 +63,24 @@ void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
 void ProgressStore::drop_task_bars(const protocol::TaskKey& task, uint32_t below_attempt) {
   auto n = bars_of_task_.find(task);
   if (n == bars_of_task_.end()) return;
-  // Bars of one task are numbered from 0; look them up by number.
-  uint32_t left = n->second;
-  for (uint32_t bar = 0; left > 0 && bar < 1'000'000; ++bar) {
+  for (uint32_t bar : n->second) {
     auto it = bars_.find(Key{task, bar});
-    if (it == bars_.end()) continue;
-    --left;
-    if (it->second.state.attempt < below_attempt) bars_.erase(it);
+    if (it != bars_.end() && it->second.state.attempt < below_attempt) bars_.erase(it);
   }
   bars_of_task_.erase(n);
   attempt_of_.erase(task);
+}
+
+void ProgressStore::erase_bar(const Key& key) {
+  bars_.erase(key);
+  auto n = bars_of_task_.find(key.task);
+  if (n == bars_of_task_.end()) return;
+  auto& v = n->second;
+  v.erase(std::remove(v.begin(), v.end(), key.bar_no), v.end());
+  if (v.empty()) {
+    bars_of_task_.erase(n);
+    attempt_of_.erase(key.task);
+  }
 }
 
 bool ProgressStore::make_room() {
@@ -80,11 +89,7 @@ bool ProgressStore::make_room() {
     closed_.pop_front();
     auto it = bars_.find(key);
     if (it == bars_.end() || it->second.closed_at != at) continue;  // replaced since
-    bars_.erase(it);
-    if (--bars_of_task_[key.task] == 0) {
-      bars_of_task_.erase(key.task);
-      attempt_of_.erase(key.task);
-    }
+    erase_bar(key);
     return true;
   }
   return false;
@@ -133,11 +138,7 @@ void ProgressStore::expire(TimePoint now) {
     closed_.pop_front();
     auto it = bars_.find(key);
     if (it == bars_.end() || it->second.closed_at != at) continue;  // replaced since
-    bars_.erase(it);
-    if (--bars_of_task_[key.task] == 0) {
-      bars_of_task_.erase(key.task);
-      attempt_of_.erase(key.task);
-    }
+    erase_bar(key);
   }
 }
 

@@ -64,12 +64,14 @@ class ProgressStore {
 
   void fill(const Entry& e, TimePoint now, protocol::BarState& out) const;
   void drop_task_bars(const protocol::TaskKey& task, uint32_t below_attempt);
+  void erase_bar(const Key& key);
   bool make_room();
 
   StoreOptions options_;
   std::unordered_map<Key, Entry, KeyHash> bars_;
   std::unordered_map<protocol::TaskKey, uint32_t, protocol::TaskKeyHash> attempt_of_;
-  std::unordered_map<protocol::TaskKey, uint32_t, protocol::TaskKeyHash> bars_of_task_;
+  // Bar numbers held per task.
+  std::unordered_map<protocol::TaskKey, std::vector<uint32_t>, protocol::TaskKeyHash> bars_of_task_;
   std::vector<Key> changed_;
   std::deque<std::pair<TimePoint, Key>> closed_;  // in closing order
   uint64_t dropped_ = 0;

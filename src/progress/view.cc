@@ -1,6 +1,8 @@
 #include "progress/view.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -277,6 +279,7 @@ void TerminalView::start() {
   if (tty_ && options_.capture_output) {
     std::fflush(stdout);
     std::fflush(stderr);
+    capture_stop_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     for (int target : {1, 2}) {
       if (!::isatty(target)) continue;
       int p[2];
@@ -285,11 +288,12 @@ void TerminalView::start() {
       cap->target = target;
       cap->saved = ::fcntl(target, F_DUPFD_CLOEXEC, 10);
       cap->read_end = p[0];
-      ::dup2(p[1], target);
+      ::dup3(p[1], target, 0);  // target keeps no CLOEXEC: it is the program's own fd 1/2
       ::close(p[1]);
       cap->reader = std::thread([this, fd = p[0]] { capture_loop(fd); });
       captures_.push_back(std::move(cap));
     }
+    // Keep stdout line-buffered although it is now a pipe (it was a terminal; we flushed it).
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
   }
   if (tty_) write_out("\x1b[?25l");  // hide the cursor while drawing
@@ -311,11 +315,17 @@ void TerminalView::stop() {
     ::dup2(cap->saved, cap->target);
     ::close(cap->saved);
   }
+  if (capture_stop_ >= 0) {
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(capture_stop_, &one, sizeof one);
+  }
   for (auto& cap : captures_) {
     cap->reader.join();
     ::close(cap->read_end);
   }
   captures_.clear();
+  if (capture_stop_ >= 0) ::close(capture_stop_);
+  capture_stop_ = -1;
   std::string out;
   {
     std::lock_guard lock(mu_);
@@ -415,10 +425,19 @@ std::string TerminalView::draw_locked(TimePoint now, bool final) {
 void TerminalView::capture_loop(int fd) {
   std::string partial;
   char buf[4096];
+  bool stopping = false;
   for (;;) {
+    if (!stopping) {
+      pollfd fds[2] = {{fd, POLLIN, 0}, {capture_stop_, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0 && errno == EINTR) continue;
+      if (fds[1].revents & POLLIN) {
+        stopping = true;  // from now on: read what is there, then end
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      }
+    }
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n <= 0) break;  // end of file, or (stopping) nothing more waiting
     partial.append(buf, static_cast<size_t>(n));
     std::vector<std::string> lines;
     size_t start = 0;

@@ -122,6 +122,8 @@ class TerminalView {
     std::thread reader;
   };
   std::vector<std::unique_ptr<Capture>> captures_;
+  int capture_stop_ = -1;  // eventfd: readers drain what is there and end (a child process may
+                           // still hold the pipe open, so they cannot wait for end of file)
   std::thread renderer_;
 };
 

@@ -213,8 +213,10 @@ void encode(const Empty& m, std::string& out) {
 
 void encode(const AppWelcome& m, std::string& out) {
   Writer w(out);
-  header(w, MsgType::kAppWelcome, 2);
+  header(w, MsgType::kAppWelcome, 4);
   w.uint(m.scheduler_epoch);
+  w.boolean(m.known);
+  w.uint(m.heartbeat_ms);
   write_keys(w, m.outstanding);
 }
 
@@ -303,6 +305,12 @@ void encode(const Assign& m, std::string& out) {
   }
 }
 
+void encode(const ResultAck& m, std::string& out) {
+  Writer w(out);
+  header(w, MsgType::kResultAck, 1);
+  write_running(w, m.acked);
+}
+
 // ---- decoders -------------------------------------------------------------------------------
 
 Result<ToScheduler> decode_to_scheduler(std::string_view bytes, size_t max_bytes) {
@@ -369,8 +377,10 @@ Result<ToApp> decode_to_app(std::string_view bytes, size_t max_bytes) {
   switch (static_cast<MsgType>(h->type)) {
     case MsgType::kAppWelcome: {
       AppWelcome m;
-      if (expect_fields(r, *h, 2)) {
+      if (expect_fields(r, *h, 4)) {
         m.scheduler_epoch = r.uint();
+        m.known = r.boolean();
+        m.heartbeat_ms = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
         m.outstanding = read_keys(r);
       }
       return finish<ToApp>(r, std::move(m), "welcome");
@@ -443,7 +453,11 @@ Result<ToWorker> decode_to_worker(std::string_view bytes, size_t max_bytes) {
       }
       return finish<ToWorker>(r, std::move(m), "assign");
     }
-    case MsgType::kResultAck:
+    case MsgType::kResultAck: {
+      ResultAck m;
+      if (expect_fields(r, *h, 1)) m.acked = read_running(r);
+      return finish<ToWorker>(r, std::move(m), "result ack");
+    }
     case MsgType::kCancelTasks: {
       auto m = read_key_list(r, *h);
       return finish<ToWorker>(r, std::move(m), "key list");

@@ -121,7 +121,7 @@ struct Submit {
 };
 
 struct KeyList {
-  MsgType type;  // kAckResults, kCancel, kResultAck or kCancelTasks
+  MsgType type;  // kAckResults, kCancel or kCancelTasks
   std::vector<TaskKey> keys;
 };
 
@@ -133,6 +133,10 @@ struct Empty {
 
 struct AppWelcome {
   uint64_t scheduler_epoch = 0;
+  // False when the scheduler had no record of this application id before this hello: after a
+  // restart without a journal, or after it dropped the application past its grace period.
+  bool known = false;
+  uint32_t heartbeat_ms = 0;  // how often the application should say it is alive
   // Tasks of this application id that the scheduler still holds from earlier sessions.
   std::vector<TaskKey> outstanding;
 };
@@ -212,7 +216,16 @@ struct Assign {
   std::vector<AssignTask> tasks;
 };
 
+// The worker may forget these results: each (task, attempt) it reported is durable. The attempt
+// matters: a late acknowledgement of a lost attempt must not erase a newer attempt's result.
+struct ResultAck {
+  std::vector<RunningTask> acked;
+};
+
 // ---- progress -------------------------------------------------------------------------------
+
+// Bars a task can number (bar_no < kMaxBarsPerTask); decoders reject larger numbers.
+inline constexpr uint32_t kMaxBarsPerTask = 1u << 16;
 
 // The state of one bar. Identified by (key, attempt, bar_no).
 struct BarState {
@@ -258,7 +271,7 @@ using ToProgressServer = std::variant<ProgressBatch, Subscribe, Empty>;
 using FromApp = std::variant<AppHello, Submit, KeyList, Empty>;
 using ToApp = std::variant<AppWelcome, SubmitAck, Results, HeartbeatAck, ErrorMsg>;
 using FromWorker = std::variant<WorkerHello, WorkerHeartbeat, Results, WorkerBye>;
-using ToWorker = std::variant<WorkerWelcome, Assign, KeyList, HeartbeatAck, ErrorMsg>;
+using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, KeyList, HeartbeatAck, ErrorMsg>;
 // What arrives on the scheduler's single ROUTER socket.
 using ToScheduler = std::variant<AppHello, Submit, KeyList, Empty, WorkerHello, WorkerHeartbeat,
                                  Results, WorkerBye>;
@@ -282,6 +295,7 @@ void encode(const WorkerHeartbeat& m, std::string& out);
 void encode(const WorkerBye& m, std::string& out);
 void encode(const WorkerWelcome& m, std::string& out);
 void encode(const Assign& m, std::string& out);
+void encode(const ResultAck& m, std::string& out);
 
 Result<ToScheduler> decode_to_scheduler(std::string_view bytes,
                                         size_t max_bytes = kDefaultMaxMessageBytes);

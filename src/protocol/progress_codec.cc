@@ -42,7 +42,7 @@ std::vector<BarState> read_bars(Reader& r, bool with_rates) {
     b.key.session = r.uint();
     b.key.seq = r.uint();
     b.attempt = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
-    b.bar_no = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
+    b.bar_no = static_cast<uint32_t>(r.uint_max(kMaxBarsPerTask - 1));
     b.description.assign(r.str());
     b.unit.assign(r.str());
     b.count = r.uint();

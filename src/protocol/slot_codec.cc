@@ -111,7 +111,7 @@ Result<FromSlot> decode_from_slot(std::string_view body, size_t max_bytes) {
       for (uint32_t j = 0; j < nb && r.ok(); ++j) {
         r.expect_array(7);
         BarState b;
-        b.bar_no = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
+        b.bar_no = static_cast<uint32_t>(r.uint_max(kMaxBarsPerTask - 1));
         b.description.assign(r.str());
         b.unit.assign(r.str());
         b.count = r.uint();

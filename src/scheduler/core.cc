@@ -53,7 +53,7 @@ struct SchedulerCore::Worker {
   bool live = false;
   bool in_ready = false;
   // Results to acknowledge, each once the journal holds everything up to `first`.
-  std::deque<std::pair<uint64_t, TaskKey>> acks;
+  std::deque<std::pair<uint64_t, protocol::RunningTask>> acks;
   std::vector<TaskKey> cancels;  // tasks it must drop
 };
 
@@ -179,7 +179,9 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   a.peer = peer;
   peers_[peer] = PeerRef{false, ai};
   a.session = m.session;
-  const Duration grace = m.grace_ms ? Duration(milliseconds(m.grace_ms)) : options_.app_grace;
+  constexpr uint64_t kMaxGraceMs = 30ull * 24 * 3600 * 1000;  // keeps time arithmetic in range
+  const Duration grace = m.grace_ms ? Duration(milliseconds(std::min(m.grace_ms, kMaxGraceMs)))
+                                    : options_.app_grace;
   if (journal_ && (!known || grace != a.grace)) {
     journal_->app_registered(a.app_id, static_cast<uint64_t>(to_ms(grace)));
     ++journal_seq_;
@@ -192,6 +194,8 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
 
   protocol::AppWelcome welcome;
   welcome.scheduler_epoch = options_.epoch;
+  welcome.known = known;
+  welcome.heartbeat_ms = static_cast<uint32_t>(to_ms(options_.heartbeat_interval));
   a.to_send.clear();
   for (uint32_t t = a.task_head; t != kNone; t = tasks_[t].app_next) {
     const Task& task = tasks_[t];
@@ -424,7 +428,9 @@ void SchedulerCore::on_worker_results(uint32_t wi, const protocol::Results& m, T
     finish_task(t, item.status, item.payload, w.name, item.run_ns);
   }
   // The worker may forget these results once the journal holds what they changed.
-  for (const auto& item : m.items) w.acks.emplace_back(journal_seq_, item.key);
+  for (const auto& item : m.items) {
+    w.acks.emplace_back(journal_seq_, protocol::RunningTask{item.key, item.attempt});
+  }
 }
 
 void SchedulerCore::on_worker_bye(uint32_t wi, const protocol::WorkerBye& m) {
@@ -735,12 +741,12 @@ void SchedulerCore::flush(TimePoint now) {
   size_t keep = 0;
   for (uint32_t wi : workers_with_acks_) {
     Worker& w = workers_[wi];
-    protocol::KeyList msg{MsgType::kResultAck, {}};
+    protocol::ResultAck msg;
     while (!w.acks.empty() && w.acks.front().first <= durable) {
-      msg.keys.push_back(w.acks.front().second);
+      msg.acked.push_back(w.acks.front().second);
       w.acks.pop_front();
     }
-    if (!msg.keys.empty() && w.live) {
+    if (!msg.acked.empty() && w.live) {
       buf_.clear();
       protocol::encode(msg, buf_);
       transport_.send(w.peer, buf_);

@@ -332,7 +332,18 @@ void Journal::writer_loop() {
     Status st = apply(batches, &delta);
     for (int attempt = 1; !st; ++attempt) {
       // The disk is full or failing: nothing that depends on these records is acknowledged
-      // until they are written. Keep trying.
+      // until they are written. Keep trying, unless we are asked to stop.
+      bool stopping;
+      {
+        std::lock_guard lock(mu_);
+        stopping = stopping_;
+      }
+      if (stopping && attempt > 3) {
+        LRTS_ERROR("journal: giving up on {} batch(es) while stopping; the work they hold was "
+                   "never acknowledged to its senders, who will send it again",
+                   batches.size());
+        return;
+      }
       LRTS_ERROR("journal: {} (attempt {}); acknowledgements wait until it succeeds", st.error(),
                  attempt);
       std::this_thread::sleep_for(std::chrono::seconds(std::min(attempt, 5)));

@@ -27,16 +27,14 @@ void ProgressLink::add(std::vector<protocol::BarState>& updates) {
   updates.clear();
 }
 
-bool ProgressLink::can_send(TimePoint now) const {
-  return !in_flight_ && now >= last_send_ + options_.floor;
-}
-
 void ProgressLink::pump(TimePoint now) {
   if (in_flight_ && now >= sent_at_ + options_.ceiling) {
-    // No answer: the batch (or its acknowledgement) is lost. Its bars go out again, unless a
-    // newer state of the same bar is already waiting.
+    // No answer: the batch (or its acknowledgement) is lost. The open bars go out again (unless
+    // a newer state is already waiting); closed ones are not kept for a server that is not there.
     ++stats_.unanswered;
-    for (auto& [k, b] : in_flight_bars_) dirty_.try_emplace(k, std::move(b));
+    for (auto& [k, b] : in_flight_bars_) {
+      if (!b.closed) dirty_.try_emplace(k, std::move(b));
+    }
     in_flight_bars_.clear();
     in_flight_ = false;
   }

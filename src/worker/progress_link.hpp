@@ -8,8 +8,10 @@
 // not by how fast tasks advance: on a fast link batches flow every `floor`, on a slow one they
 // grow and slow down by themselves. The round trip is measured from the acknowledgements (EWMA).
 // After the server restarts (a new epoch in its acknowledgements) every open bar is sent again.
-// Tasks never wait for any of this; without a server, a batch is tried once per `ceiling` and at
-// most two wait in the socket for the connection.
+// Tasks never wait for any of this. Without a server, an unanswered batch is followed, once per
+// `ceiling`, by the open bars' newest state only (closed bars of an unanswered batch are not kept),
+// so memory stays bounded by the bars open now; at most two batches wait in the socket for a
+// connection.
 //
 // Not thread-safe: the worker's event loop owns it.
 #pragma once
@@ -48,7 +50,11 @@ class ProgressLink {
   // Newest state per bar wins.
   void add(std::vector<protocol::BarState>& updates);
   // True when a batch could leave now (nothing in flight, floor passed).
-  bool can_send(TimePoint now) const;
+  bool can_send(TimePoint now) const { return now >= send_allowed_at(); }
+  // When the next batch may leave at the earliest (an acknowledgement can make it sooner).
+  TimePoint send_allowed_at() const {
+    return in_flight_ ? sent_at_ + options_.ceiling : last_send_ + options_.floor;
+  }
   // Sends a batch if one can leave and there is something to say; expires a lost batch.
   void pump(TimePoint now);
   // Reads acknowledgements.

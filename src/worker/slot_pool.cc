@@ -54,6 +54,9 @@ struct SlotPool::Slot {
   progress::ProgressRegion region;
   std::unique_ptr<progress::Sampler> sampler;
   uint64_t killed_at_rss = 0;  // set when the memory limit stopped it
+  // Set when we killed it to stop one task (cancel, timeout, memory): that is not the slot's
+  // failure, and if the task had just finished, the next one was only a bystander.
+  uint32_t kill_target = UINT32_MAX;
 };
 
 SlotPool::SlotPool(SlotPoolOptions options) : options_(std::move(options)) {
@@ -95,6 +98,7 @@ Status SlotPool::spawn(Slot& slot) {
   slot.ready = false;
   slot.restart_at = TimePoint::max();
   slot.killed_at_rss = 0;
+  slot.kill_target = UINT32_MAX;
   LRTS_DEBUG("slot {} started (pid {})", slot.index, slot.proc.pid());
   return {};
 }
@@ -202,6 +206,7 @@ bool SlotPool::cancel(const TaskKey& key, std::vector<Outcome>& out) {
   for (Slot& s : slots_) {
     if (!s.in_flight.empty() && s.in_flight.front() == ref && s.proc.running()) {
       LRTS_INFO("stopping slot {} to cancel the task it runs", s.index);
+      s.kill_target = ref;
       s.proc.signal(SIGKILL);
     }
   }
@@ -365,6 +370,7 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
     for (uint32_t i = 0; i < s.region.capacity(); ++i) {
       const auto& c = s.region.cells()[i];
       if (c.state.load(std::memory_order_acquire) != detail::BarCell::kOpen) continue;
+      if (c.bar_no >= protocol::kMaxBarsPerTask) continue;  // a dying slot may scribble
       protocol::BarState b;
       b.key = {c.task_session, c.task_seq};
       b.attempt = c.attempt;
@@ -391,6 +397,10 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
   }
   bool first = true;
   std::vector<uint32_t> back;
+  const bool deliberate = s.kill_target != UINT32_MAX;
+  // We killed it for one task, but that one had already finished: the task now at the front
+  // was a bystander and goes back to the queue with the rest, its attempt intact.
+  if (deliberate && (s.in_flight.empty() || s.in_flight.front() != s.kill_target)) first = false;
   for (uint32_t ref : s.in_flight) {
     Entry& e = entries_[ref];
     if (e.cancelled) {
@@ -417,8 +427,8 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
   }
   s.in_flight.clear();
   for (auto it = back.rbegin(); it != back.rend(); ++it) queue_.push_front(*it);
-  if (first) LRTS_WARN("slot {} {} while idle", s.index, how);
-  ++s.failures;
+  if (first && !deliberate) LRTS_WARN("slot {} {} while idle", s.index, how);
+  if (!deliberate) ++s.failures;
   const Duration delay = std::min<Duration>(
       kMaxRestartDelay, milliseconds(s.failures <= 1 ? 0 : 50LL << std::min(s.failures, 10)));
   s.restart_at = Clock::now() + delay;
@@ -449,6 +459,7 @@ void SlotPool::check_memory(TimePoint now) {
     const uint64_t rss = resident_bytes(s.proc.pid());
     if (rss > options_.max_job_memory) {
       s.killed_at_rss = rss;
+      s.kill_target = s.in_flight.front();
       s.proc.signal(SIGKILL);  // reaped through SIGCHLD like any other death
     }
   }
@@ -471,6 +482,7 @@ void SlotPool::dispatch(TimePoint now) {
     if (e.task.timeout_ms > 0 && !e.timed_out &&
         now - s.front_started >= milliseconds(e.task.timeout_ms)) {
       e.timed_out = true;
+      s.kill_target = s.in_flight.front();
       s.proc.signal(SIGKILL);  // reaped through SIGCHLD like any other death
     }
   }

@@ -74,8 +74,11 @@ class Worker {
     TimePoint next_stats = Clock::now() + kStatsInterval;
     for (;;) {
       TimePoint now = Clock::now();
+      // A scan waits for the progress link to be able to send (an acknowledgement wakes us
+      // through the socket before that).
+      const TimePoint scan_at = std::max(next_scan_, progress_.send_allowed_at());
       TimePoint deadline = std::min({next_heartbeat_, pool_.next_deadline(),
-                                     progress_.next_deadline(), next_scan_, next_stats,
+                                     progress_.next_deadline(), scan_at, next_stats,
                                      drain_deadline_});
       items.clear();
       items.push_back({dealer_.get(), 0, ZMQ_POLLIN, 0});
@@ -175,7 +178,8 @@ class Worker {
 
   void heartbeat(TimePoint now) {
     next_heartbeat_ = now + heartbeat_interval_;
-    if (now - last_heard_ > 3 * heartbeat_interval_ && !scheduler_silent_) {
+    if (now - last_heard_ > std::max<Duration>(3 * heartbeat_interval_, seconds(3)) &&
+        !scheduler_silent_) {
       scheduler_silent_ = true;
       LRTS_WARN("scheduler not answering; tasks keep running and results wait for it");
     }
@@ -206,7 +210,10 @@ class Worker {
       }
       epoch_ = w->scheduler_epoch;
       welcomed_ = true;
-      if (w->heartbeat_ms > 0) heartbeat_interval_ = milliseconds(w->heartbeat_ms);
+      if (w->heartbeat_ms > 0) {
+        heartbeat_interval_ = milliseconds(w->heartbeat_ms);
+        next_heartbeat_ = std::min(next_heartbeat_, now + heartbeat_interval_);
+      }
       for (const auto& key : w->cancel) pool_.cancel(key, outcomes_);
       resend_pending();
     } else if (auto* a = std::get_if<protocol::Assign>(&msg)) {
@@ -236,10 +243,13 @@ class Worker {
                             std::string(t.fields), t.timeout_ms});
       }
       if (resend) flush_unsent();
+    } else if (auto* ack = std::get_if<protocol::ResultAck>(&msg)) {
+      for (const auto& t : ack->acked) {
+        auto it = pending_.find(t.key);
+        if (it != pending_.end() && it->second.attempt <= t.attempt) pending_.erase(it);
+      }
     } else if (auto* k = std::get_if<protocol::KeyList>(&msg)) {
-      if (k->type == MsgType::kResultAck) {
-        for (const auto& key : k->keys) pending_.erase(key);
-      } else {
+      if (k->type == MsgType::kCancelTasks) {
         for (const auto& key : k->keys) pool_.cancel(key, outcomes_);
       }
     } else if (auto* hb = std::get_if<protocol::HeartbeatAck>(&msg)) {

@@ -431,7 +431,8 @@ TEST_F(ResilienceTest, BadInputOnEveryPortNeverBringsADaemonDown) {
   const std::string ack_bytes = receive(peer2);
   auto ack = protocol::decode_to_worker(ack_bytes);
   ASSERT_TRUE(ack.ok()) << ack.error();
-  EXPECT_EQ(std::get<protocol::KeyList>(*ack).type, protocol::MsgType::kResultAck);
+  ASSERT_TRUE(std::holds_alternative<protocol::ResultAck>(*ack));
+  EXPECT_EQ(std::get<protocol::ResultAck>(*ack).acked.at(0).key, (protocol::TaskKey{12345, 678}));
   // The same peer now claiming to be an application is refused.
   msg.clear();
   protocol::encode(protocol::AppHello{"x", 1, 0}, msg);

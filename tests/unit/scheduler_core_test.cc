@@ -173,7 +173,7 @@ TEST_F(SchedulerCoreTest, DeliversResultOnceAndForgetsTaskAfterAck) {
   // The worker is told to drop its copy.
   bool acked = false;
   for (auto& m : to_worker("W")) {
-    if (auto* k = std::get_if<protocol::KeyList>(&m)) acked |= k->type == MsgType::kResultAck;
+    if (auto* a = std::get_if<protocol::ResultAck>(&m)) acked |= a->acked.at(0).attempt == 1;
   }
   EXPECT_TRUE(acked);
   // A duplicate of the same result is not delivered again.

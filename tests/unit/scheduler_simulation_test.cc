@@ -394,14 +394,13 @@ class Simulation {
         w.held[t.key] = t.attempt;
       }
       if (resend) resend_results(w);
-    } else if (auto* k = std::get_if<protocol::KeyList>(&*msg)) {
-      for (const auto& key : k->keys) {
-        if (k->type == MsgType::kResultAck) {
-          w.unacked.erase(key);
-        } else {
-          cancel_held(w, key);
-        }
+    } else if (auto* ack = std::get_if<protocol::ResultAck>(&*msg)) {
+      for (const auto& t : ack->acked) {
+        auto it = w.unacked.find(t.key);
+        if (it != w.unacked.end() && it->second.attempt <= t.attempt) w.unacked.erase(it);
       }
+    } else if (auto* k = std::get_if<protocol::KeyList>(&*msg)) {
+      for (const auto& key : k->keys) cancel_held(w, key);
     } else if (auto* e = std::get_if<protocol::ErrorMsg>(&*msg)) {
       if (e->code == protocol::ErrorCode::kHelloRequired) worker_hello(w);
     }
