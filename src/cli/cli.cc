@@ -240,6 +240,13 @@ int main(int argc, char** argv) {
                     "crash or power loss (an fsync per commit)")
       ->capture_default_str()
       ->check(CLI::IsMember({"normal", "full"}));
+  double unoffered_wait_s = 5;
+  sched->add_option("--unknown-service-wait", unoffered_wait_s,
+                    "Seconds tasks of a service that no connected worker offers wait before they "
+                    "go to any worker, which fails them naming the services it has (while no "
+                    "worker is connected at all, tasks wait)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   double reclaim_s = -1;
   sched->add_option("--reclaim-grace", reclaim_s,
                     "After a restart, seconds to wait for workers to claim the tasks they were "
@@ -358,6 +365,8 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(app_grace_s));
     so.max_message_bytes = static_cast<size_t>(sched_max_mb * 1024 * 1024);
     so.journal_sync_full = journal_sync == "full";
+    so.core.unoffered_service_wait = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double>(unoffered_wait_s));
     so.core.reclaim_grace = std::chrono::duration_cast<Duration>(
         std::chrono::duration<double>(reclaim_s >= 0 ? reclaim_s : worker_timeout_s));
     auto server = scheduler::SchedulerServer::create(so);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <vector>
 
 #include "common/log.hpp"
 
@@ -52,6 +53,8 @@ struct SchedulerCore::Worker {
   TimePoint last_seen{};
   bool live = false;
   bool in_ready = false;
+  uint32_t ready_stamp = 0;
+  std::vector<uint32_t> services;  // name indexes it offers
   // Results to acknowledge, each once the journal holds everything up to `first`.
   std::deque<std::pair<uint64_t, protocol::RunningTask>> acks;
   std::vector<TaskKey> cancels;  // tasks it must drop
@@ -217,7 +220,7 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
   }
   std::vector<uint32_t> names;
   names.reserve(m.names.size());
-  for (auto n : m.names) names.push_back(intern(n, service_names_, service_name_index_));
+  for (auto n : m.names) names.push_back(service_index(n));
   if (a.submit_acks.empty()) apps_with_acks_.push_back(ai);
   task_index_.reserve(task_index_.size() + m.tasks.size());
   for (const auto& st : m.tasks) {
@@ -334,6 +337,7 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   w.peer = peer;
   peers_[peer] = PeerRef{true, wi};
   w.name = intern(m.name, worker_names_, worker_name_index_);
+  set_services(wi, m.services);
   w.slots = m.slots;
   w.capacity = m.capacity;
   w.last_seen = now;
@@ -469,11 +473,17 @@ void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
   } else {
     LRTS_INFO("worker '{}' removed ({})", name, reason);
   }
+  w.in_ready = false;
+  set_services(wi, {});
   if (!w.peer.empty()) peers_.erase(w.peer);
   worker_by_uid_.erase(w.uid);
+  // Stamps survive the record's reuse, so entries of this worker left in ready lists never
+  // match the next worker that takes its place.
   const uint32_t timer_gen = w.timer_gen + 1;
+  const uint32_t ready_stamp = w.ready_stamp + 1;
   w = Worker{};
   w.timer_gen = timer_gen;
+  w.ready_stamp = ready_stamp;
   free_workers_.push_back(wi);
 }
 
@@ -481,7 +491,42 @@ void SchedulerCore::mark_ready(uint32_t wi) {
   Worker& w = workers_[wi];
   if (w.live && !w.in_ready && free_capacity(w) > 0) {
     w.in_ready = true;
-    ready_workers_.push_back(wi);
+    ++w.ready_stamp;
+    for (uint32_t n : w.services) push_ready(services_[n].ready, wi);
+    push_ready(ready_any_, wi);
+  }
+}
+
+void SchedulerCore::push_ready(std::deque<std::pair<uint32_t, uint32_t>>& list, uint32_t wi) {
+  list.emplace_back(wi, workers_[wi].ready_stamp);
+  // Entries go stale as workers fill up; keep lists that are rarely drained small.
+  if (list.size() > 2 * worker_by_uid_.size() + 16) {
+    std::erase_if(list, [&](const auto& e) {
+      const Worker& x = workers_[e.first];
+      return !x.live || !x.in_ready || x.ready_stamp != e.second;
+    });
+  }
+}
+
+uint32_t SchedulerCore::service_index(std::string_view name) {
+  const uint32_t n = intern(name, service_names_, service_name_index_);
+  if (services_.size() <= n) services_.resize(n + 1);
+  return n;
+}
+
+void SchedulerCore::set_services(uint32_t wi, const std::vector<std::string_view>& names) {
+  Worker& w = workers_[wi];
+  for (uint32_t n : w.services) --services_[n].offered_by;
+  w.services.clear();
+  for (auto name : names) {
+    const uint32_t n = service_index(name);
+    if (std::find(w.services.begin(), w.services.end(), n) != w.services.end()) continue;
+    w.services.push_back(n);
+    if (services_[n].offered_by++ == 0) services_[n].unoffered_since = TimePoint::max();
+  }
+  if (w.in_ready) {  // it may offer other services now: list it again
+    w.in_ready = false;
+    mark_ready(wi);
   }
 }
 
@@ -530,11 +575,13 @@ void SchedulerCore::enqueue(uint32_t t) {
   Task& task = tasks_[t];
   task.state = TaskState::kQueued;
   ++stats_.queued;
+  auto& q = services_[task.name].queue;
   if (task.attempt > 0) {
-    queue_.push_front({t, task.gen});  // a retry goes ahead of newer work
+    q.push_front({next_front_order_--, t, task.gen});  // a retry goes ahead of newer work
   } else {
-    queue_.push_back({t, task.gen});
+    q.push_back({next_back_order_++, t, task.gen});
   }
+  ++queue_entries_;
 }
 
 void SchedulerCore::unassign(uint32_t t) {
@@ -791,49 +838,72 @@ void SchedulerCore::flush(TimePoint now) {
   }
   apps_with_acks_.resize(keep);
 
-  pump();
+  pump(now);
   flush_results(now);
 }
 
-void SchedulerCore::pump() {
+void SchedulerCore::pump(TimePoint now) {
+  if (queue_entries_ == 0) return;
+  // Services with work, the one waiting longest first; each goes to workers that offer it.
+  std::vector<std::pair<uint64_t, uint32_t>> work;
+  for (uint32_t n = 0; n < services_.size(); ++n) {
+    ServiceState& sv = services_[n];
+    while (!sv.queue.empty()) {
+      const Queued& e = sv.queue.front();
+      if (tasks_[e.task].gen == e.gen && tasks_[e.task].state == TaskState::kQueued) break;
+      sv.queue.pop_front();  // stale: cancelled, finished or adopted meanwhile
+      --queue_entries_;
+    }
+    if (sv.queue.empty()) continue;
+    if (sv.offered_by == 0 && sv.unoffered_since == TimePoint::max() && !worker_by_uid_.empty()) {
+      sv.unoffered_since = now;
+      LRTS_WARN("no connected worker offers service '{}'; its tasks go to any worker in {} ms "
+                "(where they fail with the reason) unless one that offers it connects",
+                service_names_[n], to_ms(options_.unoffered_service_wait));
+    }
+    work.emplace_back(sv.queue.front().order, n);
+  }
+  std::sort(work.begin(), work.end());
+
   protocol::Assign msg;
-  std::vector<uint32_t> local_names;  // local index -> global service name index
-  while (!queue_.empty() && !ready_workers_.empty()) {
-    const uint32_t wi = ready_workers_.front();
-    ready_workers_.pop_front();
-    Worker& w = workers_[wi];
-    w.in_ready = false;
-    if (!w.live) continue;
-    uint32_t want = std::min(free_capacity(w), options_.max_assign_batch);
-    if (want == 0) continue;
-    msg.names.clear();
-    msg.tasks.clear();
-    local_names.clear();
-    while (want > 0 && !queue_.empty()) {
-      const QueueEntry e = queue_.front();
-      queue_.pop_front();
-      Task& task = tasks_[e.task];
-      if (task.gen != e.gen || task.state != TaskState::kQueued) continue;  // stale entry
-      task.state = TaskState::kAssigned;
-      ++task.attempt;
-      --stats_.queued;
-      ++stats_.assigned;
-      link_worker(e.task, wi);
-      uint32_t local = 0;
-      while (local < local_names.size() && local_names[local] != task.name) ++local;
-      if (local == local_names.size()) {
-        local_names.push_back(task.name);
-        msg.names.push_back(service_names_[task.name]);
+  for (const auto& [order, n] : work) {
+    ServiceState& sv = services_[n];
+    const bool orphan = sv.offered_by == 0 && sv.unoffered_since != TimePoint::max() &&
+                        now - sv.unoffered_since >= options_.unoffered_service_wait;
+    auto& ready = orphan ? ready_any_ : sv.ready;
+    while (!sv.queue.empty() && !ready.empty()) {
+      const auto [wi, stamp] = ready.front();
+      ready.pop_front();
+      Worker& w = workers_[wi];
+      if (!w.live || !w.in_ready || w.ready_stamp != stamp) continue;  // stale entry
+      uint32_t want = std::min(free_capacity(w), options_.max_assign_batch);
+      msg.names.assign(1, service_names_[n]);
+      msg.tasks.clear();
+      while (want > 0 && !sv.queue.empty()) {
+        const Queued e = sv.queue.front();
+        sv.queue.pop_front();
+        --queue_entries_;
+        Task& task = tasks_[e.task];
+        if (task.gen != e.gen || task.state != TaskState::kQueued) continue;  // stale entry
+        task.state = TaskState::kAssigned;
+        ++task.attempt;
+        --stats_.queued;
+        ++stats_.assigned;
+        link_worker(e.task, wi);
+        msg.tasks.push_back({task.key, task.attempt, 0, task.data, task.timeout_ms});
+        --want;
       }
-      msg.tasks.push_back({task.key, task.attempt, local, task.data, task.timeout_ms});
-      --want;
+      if (!msg.tasks.empty()) {
+        buf_.clear();
+        protocol::encode(msg, buf_);
+        transport_.send(w.peer, buf_);
+      }
+      if (free_capacity(w) > 0) {
+        ready.emplace_back(wi, stamp);  // round robin: back of the line while it has room
+      } else {
+        w.in_ready = false;  // its entries elsewhere go stale; mark_ready lists it again
+      }
     }
-    if (!msg.tasks.empty()) {
-      buf_.clear();
-      protocol::encode(msg, buf_);
-      transport_.send(w.peer, buf_);
-    }
-    mark_ready(wi);  // round robin: back of the line if it still has room
   }
 }
 
@@ -912,7 +982,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     Task& task = tasks_[t];
     task.key = rt.key;
     task.app = ai;
-    task.name = intern(rt.name, service_names_, service_name_index_);
+    task.name = service_index(rt.name);
     task.attempt = rt.attempts;
     task.max_retries = rt.max_retries;
     task.timeout_ms = rt.timeout_ms;
@@ -981,13 +1051,25 @@ Status SchedulerCore::verify() const {
     return make_error("state counters disagree with the tasks");
   }
   if (task_index_.size() != queued + assigned + done) return make_error("index size mismatch");
-  size_t in_queue = 0;
-  for (const QueueEntry& e : queue_) {
-    if (tasks_[e.task].gen == e.gen && tasks_[e.task].state == TaskState::kQueued) ++in_queue;
+  size_t in_queue = 0, entries = 0;
+  for (const ServiceState& sv : services_) {
+    entries += sv.queue.size();
+    for (const Queued& e : sv.queue) {
+      if (tasks_[e.task].gen == e.gen && tasks_[e.task].state == TaskState::kQueued) ++in_queue;
+    }
   }
+  if (entries != queue_entries_) return make_error("queue entry count is wrong");
   size_t plain_queued = 0;
   for (const Task& task : tasks_) plain_queued += task.state == TaskState::kQueued;
   if (in_queue < plain_queued) return make_error("a queued task is not in the queue");
+  std::vector<uint32_t> offered(services_.size(), 0);
+  for (const Worker& w : workers_) {
+    if (!w.live) continue;
+    for (uint32_t sn : w.services) ++offered[sn];
+  }
+  for (size_t n = 0; n < services_.size(); ++n) {
+    if (offered[n] != services_[n].offered_by) return make_error("offered_by count is wrong");
+  }
   for (uint32_t wi = 0; wi < workers_.size(); ++wi) {
     const Worker& w = workers_[wi];
     if (!w.live) continue;
@@ -999,6 +1081,9 @@ Status SchedulerCore::verify() const {
       ++n;
     }
     if (n != w.assigned) return make_error("worker assigned count is wrong");
+    for (uint32_t sn : w.services) {
+      if (sn >= services_.size()) return make_error("worker offers an unknown service index");
+    }
   }
   for (uint32_t ai = 0; ai < apps_.size(); ++ai) {
     const App& a = apps_[ai];

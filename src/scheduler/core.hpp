@@ -104,6 +104,9 @@ struct CoreOptions {
   Duration app_grace = seconds(600);      // ... and after this much longer its work is dropped
   Duration result_resend = seconds(5);    // an unacknowledged result is sent again after this
   Duration reclaim_grace = seconds(10);   // after a restart: wait for workers to claim tasks
+  // Tasks of a service no connected worker offers go to any worker (to fail there with the
+  // reason) after this long; while no worker is connected at all, they simply wait.
+  Duration unoffered_service_wait = seconds(5);
   uint32_t max_assign_batch = 4096;       // tasks per ASSIGN message
   uint32_t max_result_batch = 4096;       // results per RESULTS message
 };
@@ -191,6 +194,9 @@ class SchedulerCore {
   void lose_worker(uint32_t w, std::string_view reason);
   void drop_app(uint32_t a);
   void mark_ready(uint32_t w);
+  uint32_t service_index(std::string_view name);
+  void set_services(uint32_t w, const std::vector<std::string_view>& names);
+  void push_ready(std::deque<std::pair<uint32_t, uint32_t>>& list, uint32_t w);
   void check_worker(uint32_t w, TimePoint now);
   void check_app(uint32_t a, TimePoint now);
   uint32_t free_capacity(const Worker& w) const;
@@ -198,7 +204,7 @@ class SchedulerCore {
                   std::unordered_map<std::string, uint32_t>& index);
 
   // output
-  void pump();
+  void pump(TimePoint now);
   void flush_results(TimePoint now);
 
   CoreOptions options_;
@@ -215,7 +221,25 @@ class SchedulerCore {
     uint32_t task;
     uint32_t gen;
   };
-  std::deque<QueueEntry> queue_;
+  // Queued tasks, one FIFO per service; `order` orders them across services (retries first).
+  struct Queued {
+    uint64_t order;
+    uint32_t task;
+    uint32_t gen;
+  };
+  // Per service name: its queue, the workers offering it that have room (with the stamp they
+  // had when added, so stale entries are skipped lazily), and how many live workers offer it.
+  struct ServiceState {
+    std::deque<Queued> queue;
+    std::deque<std::pair<uint32_t, uint32_t>> ready;
+    uint32_t offered_by = 0;
+    TimePoint unoffered_since = TimePoint::max();  // queued work that no worker offers
+  };
+  std::vector<ServiceState> services_;  // by service name index
+  std::deque<std::pair<uint32_t, uint32_t>> ready_any_;  // every worker with room
+  size_t queue_entries_ = 0;  // across all services, stale ones included
+  uint64_t next_back_order_ = uint64_t{1} << 62;
+  uint64_t next_front_order_ = (uint64_t{1} << 62) - 1;
   // Tasks restored from the journal that were not finished: they wait for their workers to
   // claim them until reclaim_at_, then join the queue.
   std::vector<QueueEntry> limbo_;
@@ -224,7 +248,6 @@ class SchedulerCore {
   std::vector<Worker> workers_;
   std::vector<uint32_t> free_workers_;
   std::unordered_map<uint64_t, uint32_t> worker_by_uid_;
-  std::deque<uint32_t> ready_workers_;
 
   // One liveness timer per worker and per application, checked lazily: a timer whose gen no
   // longer matches its owner is ignored.

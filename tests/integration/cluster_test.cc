@@ -126,7 +126,7 @@ TEST_F(ClusterTest, ThrowingServiceFailsWithItsMessageAndTheSlotCarriesOn) {
 }
 
 TEST_F(ClusterTest, UnknownServiceAndBadFieldsGiveFailedResults) {
-  cluster_.start_scheduler();
+  cluster_.start_scheduler({"--unknown-service-wait", "0.2"});
   cluster_.start_worker(1);
   ClientApplication app(info());
   app.start_application();

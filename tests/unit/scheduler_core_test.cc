@@ -62,21 +62,23 @@ class SchedulerCoreTest : public ::testing::Test {
     deliver(peer, protocol::AppHello{id, session, 0});
   }
   void submit(const std::string& peer, std::vector<uint64_t> seqs, uint32_t max_retries = 2,
-              uint64_t session = 100) {
+              uint64_t session = 100, std::string_view service = "svc") {
     protocol::Submit s;
     s.session = session;
-    s.names = {"svc"};
+    s.names = {service};
     for (uint64_t seq : seqs) s.tasks.push_back({seq, 0, std::string("f").append(std::to_string(seq)), max_retries, 0});
     fields_.push_back(std::move(s));
     deliver(peer, fields_.back());
   }
   void worker_hello(const std::string& peer, uint64_t uid, uint32_t capacity,
-                    std::vector<protocol::RunningTask> running = {}) {
+                    std::vector<protocol::RunningTask> running = {},
+                    std::vector<std::string_view> services = {"svc"}) {
     protocol::WorkerHello h;
     h.worker_uid = uid;
     h.name = peer;
     h.slots = capacity;
     h.capacity = capacity;
+    h.services = std::move(services);
     h.running = std::move(running);
     deliver(peer, h);
   }
@@ -366,6 +368,45 @@ TEST_F(SchedulerCoreTest, IdleCoreHasNoTimers) {
   EXPECT_EQ(core_.next_deadline(), TimePoint::max());
   worker_hello("W", 1, 1);
   EXPECT_EQ(core_.next_deadline(), now_ + 10s);
+}
+
+TEST_F(SchedulerCoreTest, TasksGoOnlyToWorkersThatOfferTheirService) {
+  worker_hello("Wa", 1, 10, {}, {"a"});
+  worker_hello("Wb", 2, 10, {}, {"b", "c"});
+  app_hello("A");
+  submit("A", {1, 2}, 2, 100, "a");
+  submit("A", {3, 4}, 2, 100, "b");
+  submit("A", {5}, 2, 100, "c");
+  EXPECT_EQ(assigned("Wa"), (Pairs{{1, 1}, {2, 1}}));
+  EXPECT_EQ(assigned("Wb"), (Pairs{{3, 1}, {4, 1}, {5, 1}}));
+}
+
+TEST_F(SchedulerCoreTest, AServiceNobodyOffersGoesToAnyWorkerAfterTheWait) {
+  worker_hello("W", 1, 10, {}, {"a"});
+  app_hello("A");
+  submit("A", {1}, 2, 100, "typo");
+  EXPECT_TRUE(assigned("W").empty());
+  for (int i = 0; i < 3; ++i) {
+    advance(2s);
+    deliver("W", protocol::WorkerHeartbeat{10});
+    deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  }
+  // The worker will fail it with "unknown service", naming what it offers.
+  EXPECT_EQ(assigned("W"), (Pairs{{1, 1}}));
+}
+
+TEST_F(SchedulerCoreTest, WithoutAnyWorkerTasksWaitAndAWorkerThatOffersTheServiceTakesThem) {
+  app_hello("A");
+  submit("A", {1}, 2, 100, "b");
+  for (int i = 0; i < 5; ++i) {
+    advance(3s);
+    deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  }
+  worker_hello("Wa", 1, 10, {}, {"a"});  // the clock starts now, nothing goes yet
+  EXPECT_TRUE(assigned("Wa").empty());
+  worker_hello("Wb", 2, 10, {}, {"b"});
+  EXPECT_EQ(assigned("Wb"), (Pairs{{1, 1}}));
+  EXPECT_TRUE(assigned("Wa").empty());
 }
 
 TEST_F(SchedulerCoreTest, BatchesAssignmentsIntoOneMessagePerWorker) {

@@ -357,6 +357,7 @@ class Simulation {
     h.name = w.peer;
     h.slots = w.capacity;
     h.capacity = w.capacity;
+    h.services = {"svc"};
     for (const auto& [k, a] : w.held) h.running.push_back({k, a});
     w.welcomed = false;
     send_worker(w, h);
