@@ -194,6 +194,8 @@ int main(int argc, char** argv) {
   CLI::App app{"lrts — Long Running Task Service: run long tasks on a cluster and watch them."};
   app.set_version_flag("--version", kVersion);
   app.require_subcommand(1);
+  // A flag given twice takes the last value (scripts often append overrides).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   // scheduler
   auto* sched = app.add_subcommand("scheduler", "Run the scheduler: queues tasks, assigns them "
@@ -406,6 +408,7 @@ namespace lrts {
 int worker_main(int argc, char** argv) {
   if (worker::is_slot_invocation(argc, argv)) return worker::slot_main(argc, argv);
   CLI::App app{"lrts worker with built-in services"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cli::WorkerFlags wf;
   cli::add_worker_options(app, wf);
   int code = 0;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -59,7 +60,8 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  if (info && info->result()->Failed()) {
+  // A test that threw has not been marked failed yet while its locals unwind.
+  if ((info && info->result()->Failed()) || std::uncaught_exceptions() > 0) {
     std::fprintf(stderr, "test failed: logs kept in %s\n", path_.c_str());
     return;
   }
