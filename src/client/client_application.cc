@@ -379,7 +379,8 @@ class IoLoop {
 
   void heartbeat(TimePoint now) {
     next_heartbeat_ = now + heartbeat_;
-    if (now - last_heard_ > std::max<Duration>(3 * heartbeat_, seconds(3))) set_connected(false);
+    // The scheduler answers one heartbeat in ten: silence past three of those means trouble.
+    if (now - last_heard_ > std::max<Duration>(30 * heartbeat_, seconds(30))) set_connected(false);
     if (!welcomed_ && now - last_hello_ >= kHelloRetry) {
       send_hello(now);
       return;

@@ -14,6 +14,9 @@ using protocol::TaskStatus;
 
 namespace {
 
+// A peer's heartbeat is answered at most once per this many heartbeat intervals.
+constexpr int kAckEvery = 10;
+
 // kLimbo: restored from the journal unfinished, waiting for its worker to claim it.
 enum class TaskState : uint8_t { kFree, kQueued, kLimbo, kAssigned, kDone };
 
@@ -55,6 +58,7 @@ struct SchedulerCore::Worker {
   bool in_ready = false;
   uint32_t ready_stamp = 0;
   std::vector<uint32_t> services;  // name indexes it offers
+  TimePoint last_ack{};            // last heartbeat acknowledgement sent
   // Results to acknowledge, each once the journal holds everything up to `first`.
   std::deque<std::pair<uint64_t, protocol::RunningTask>> acks;
   std::vector<TaskKey> cancels;  // tasks it must drop
@@ -69,6 +73,7 @@ struct SchedulerCore::App {
   size_t tasks = 0;
   Duration grace{};
   TimePoint last_seen{};
+  TimePoint last_ack{};  // last heartbeat acknowledgement sent
   bool live = false;
   bool connected = false;
   std::vector<QueueEntry> to_send;  // done tasks whose result must go out
@@ -113,7 +118,12 @@ void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& 
     } else if (const auto* hb = std::get_if<protocol::WorkerHeartbeat>(&msg)) {
       w.capacity = hb->capacity;
       mark_ready(ref.index);
-      send_heartbeat_ack(peer);
+      // Answering is only a sign of life (a restarted scheduler answers "hello required"), so
+      // not every heartbeat: replies would cost more than the heartbeats themselves.
+      if (now - w.last_ack >= kAckEvery * options_.heartbeat_interval) {
+        w.last_ack = now;
+        send_heartbeat_ack(peer);
+      }
     } else if (const auto* bye = std::get_if<protocol::WorkerBye>(&msg)) {
       on_worker_bye(ref.index, *bye);
     } else {
@@ -133,7 +143,8 @@ void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& 
     if (e->type == MsgType::kAppBye) {
       LRTS_INFO("application '{}' said goodbye; dropping its {} task(s)", a.app_id, a.tasks);
       drop_app(ref.index);
-    } else {
+    } else if (now - a.last_ack >= kAckEvery * options_.heartbeat_interval) {
+      a.last_ack = now;
       send_heartbeat_ack(peer);
     }
   } else {

@@ -1,6 +1,7 @@
 #include "scheduler/server.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <random>
 
@@ -61,6 +62,7 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
   impl->options = options;
   ZmqSocket& r = impl->router;
   r.set_int(ZMQ_ROUTER_MANDATORY, 1);
+  r.set_int(ZMQ_BACKLOG, 4096);  // thousands of workers may connect at once
   r.set_int(ZMQ_SNDHWM, 100000);
   r.set_int(ZMQ_RCVHWM, 100000);
   r.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
@@ -93,6 +95,12 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
 
 int SchedulerServer::run() {
   Impl& s = *impl_;
+  // One descriptor per connected worker and application: allow as many as the system lets us.
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
   SignalPipe signals{SIGINT, SIGTERM};
   LRTS_INFO("scheduler listening on {}", s.endpoint);
 

@@ -178,7 +178,8 @@ class Worker {
 
   void heartbeat(TimePoint now) {
     next_heartbeat_ = now + heartbeat_interval_;
-    if (now - last_heard_ > std::max<Duration>(3 * heartbeat_interval_, seconds(3)) &&
+    // The scheduler answers one heartbeat in ten: silence past three of those means trouble.
+    if (now - last_heard_ > std::max<Duration>(30 * heartbeat_interval_, seconds(30)) &&
         !scheduler_silent_) {
       scheduler_silent_ = true;
       LRTS_WARN("scheduler not answering; tasks keep running and results wait for it");
