@@ -74,6 +74,10 @@ Daemon::Daemon(std::vector<std::string> argv, std::string log_path)
   UniqueFd log(::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   SpawnOptions so;
+  // Dies with the test process, so an interrupted test run leaves nothing behind.
+  if (::access("/usr/bin/setpriv", X_OK) == 0) {
+    argv.insert(argv.begin(), {"/usr/bin/setpriv", "--pdeathsig", "KILL", "--"});
+  }
   so.argv = std::move(argv);
   so.fds = {{null.get(), 0}, {log.get(), 1}, {log.get(), 2}};
   auto child = ChildProcess::spawn(so);
