@@ -4,6 +4,8 @@
 //
 //   lrts_e2e_bench [--tasks N] [--workers W] [--slots S] [--round-trips R] [--runs K]
 //                  [--state-dir DIR]   (journal on: the scheduler writes its state to DIR)
+//                  [--external-port P] (use a scheduler already running on port P, with its
+//                                       workers, e.g. lrts_sim_workers; starts nothing)
 #include <lrts/lrts.hpp>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <memory>
 #include <vector>
 
 #include "bench_cluster.hpp"
@@ -36,6 +39,7 @@ double seconds_since(Clock::time_point t) {
 int main(int argc, char** argv) {
   int tasks = 100'000, workers = 1, slots = 2, round_trips = 2000, runs = 3;
   std::vector<std::string> scheduler_args;
+  int external_port = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const int v = std::atoi(argv[i + 1]);
@@ -48,10 +52,15 @@ int main(int argc, char** argv) {
     else if (flag == "--slots") slots = v;
     else if (flag == "--round-trips") round_trips = v;
     else if (flag == "--runs") runs = v;
+    else if (flag == "--external-port") external_port = v;
   }
-  lrts::bench::LocalCluster cluster(workers, slots, scheduler_args);
+  std::unique_ptr<lrts::bench::LocalCluster> cluster;
+  if (!external_port) {
+    cluster = std::make_unique<lrts::bench::LocalCluster>(workers, slots, scheduler_args);
+  }
   lrts::ApplicationInformation info;
-  info.scheduler_port = cluster.port;
+  info.scheduler_port = external_port ? external_port : cluster->port;
+  info.track_progress = false;
   lrts::ClientApplication app(info);
   app.start_application();
   // Warm up: the cluster is up and every slot has run something.

@@ -233,10 +233,9 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
   names.reserve(m.names.size());
   for (auto n : m.names) names.push_back(service_index(n));
   if (a.submit_acks.empty()) apps_with_acks_.push_back(ai);
-  task_index_.reserve(task_index_.size() + m.tasks.size());
   for (const auto& st : m.tasks) {
     const TaskKey key{m.session, st.seq};
-    if (task_index_.count(key)) {  // a re-sent submission we already hold
+    if (find_task(key) != kNone) {  // a re-sent submission we already hold
       a.submit_acks.emplace_back(journal_seq_, key);
       continue;
     }
@@ -249,7 +248,7 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
     task.max_retries = st.max_retries;
     task.timeout_ms = st.timeout_ms;
     task.data.assign(st.fields);
-    task_index_.emplace(key, t);
+    task_index_.insert(key, t, key_of());
     link_app(t);
     enqueue(t);
     ++stats_.submitted;
@@ -570,7 +569,7 @@ void SchedulerCore::free_task(uint32_t t) {
     case TaskState::kDone: --stats_.done; break;
     case TaskState::kFree: break;
   }
-  task_index_.erase(task.key);
+  task_index_.erase(task.key, key_of());
   const uint32_t gen = task.gen;
   task = Task{};
   task.gen = gen;
@@ -578,9 +577,10 @@ void SchedulerCore::free_task(uint32_t t) {
 }
 
 uint32_t SchedulerCore::find_task(const TaskKey& key) const {
-  auto it = task_index_.find(key);
-  return it == task_index_.end() ? kNone : it->second;
+  return task_index_.find(key, key_of());
 }
+
+const TaskKey& SchedulerCore::task_key(uint32_t t) const { return tasks_[t].key; }
 
 void SchedulerCore::enqueue(uint32_t t) {
   Task& task = tasks_[t];
@@ -984,9 +984,8 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
   }
   size_t unfinished = 0, done = 0;
   tasks_.reserve(state.tasks.size());
-  task_index_.reserve(state.tasks.size());
   for (auto& rt : state.tasks) {
-    if (task_index_.count(rt.key)) continue;
+    if (find_task(rt.key) != kNone) continue;
     uint32_t ai;
     ensure_app(rt.app_id, &ai);
     const uint32_t t = alloc_task();
@@ -997,7 +996,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     task.attempt = rt.attempts;
     task.max_retries = rt.max_retries;
     task.timeout_ms = rt.timeout_ms;
-    task_index_.emplace(rt.key, t);
+    task_index_.insert(rt.key, t, key_of());
     link_app(t);
     if (rt.done) {
       task.state = TaskState::kDone;
@@ -1036,8 +1035,7 @@ Status SchedulerCore::verify() const {
   for (uint32_t t = 0; t < tasks_.size(); ++t) {
     const Task& task = tasks_[t];
     if (task.state == TaskState::kFree) continue;
-    auto it = task_index_.find(task.key);
-    if (it == task_index_.end() || it->second != t) return make_error("task missing from index");
+    if (find_task(task.key) != t) return make_error("task missing from index");
     if (task.app == kNone || !apps_[task.app].live) return make_error("task without application");
     if (task.attempt > task.max_retries + 1) return make_error("task over its attempt limit");
     switch (task.state) {

@@ -41,6 +41,7 @@
 
 #include "common/clock.hpp"
 #include "protocol/messages.hpp"
+#include "scheduler/task_index.hpp"
 
 namespace lrts::scheduler {
 
@@ -216,7 +217,11 @@ class SchedulerCore {
 
   std::vector<Task> tasks_;
   std::vector<uint32_t> free_tasks_;
-  std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> task_index_;
+  TaskIndex task_index_;
+  auto key_of() const {
+    return [this](uint32_t t) -> const TaskKey& { return task_key(t); };
+  }
+  const TaskKey& task_key(uint32_t t) const;
   struct QueueEntry {
     uint32_t task;
     uint32_t gen;

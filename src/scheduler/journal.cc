@@ -118,7 +118,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const JournalOptions& options) {
 Status Journal::init_schema() {
   const std::string pragmas = std::string("PRAGMA journal_mode=WAL;") +
                               (sync_full_ ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;") +
-                              "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;";
+                              "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384;";
   if (sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
     return make_error(sql_error(db_, "configure journal"));
   }
