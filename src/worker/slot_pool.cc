@@ -21,7 +21,12 @@ namespace {
 constexpr int kSlotFd = 3;
 constexpr int kProgressFd = 4;
 constexpr double kTargetQueuedNs = 2e6;  // keep ~2 ms of work in each slot
-constexpr uint32_t kMaxDepth = 512;
+// At most this many tasks wait in a slot's pipe: tasks there cannot move to another slot, so a
+// long task among short ones strands at most these behind it. Refills from the worker's own
+// queue are a socketpair write away, so a short pipe costs little.
+constexpr uint32_t kMaxDepth = 64;
+// No task is queued behind one that has run this long (or 4x the typical task) already.
+constexpr int64_t kLongRunningNs = 1'000'000;
 constexpr Duration kMaxRestartDelay = seconds(5);
 constexpr Duration kMemoryCheckInterval = milliseconds(100);
 
@@ -234,7 +239,14 @@ std::vector<protocol::RunningTask> SlotPool::take_queued() {
 
 uint32_t SlotPool::depth() const {
   if (ewma_run_ns_ <= 0) return 1;
-  const double d = kTargetQueuedNs / std::max(ewma_run_ns_, 1.0);
+  // A task running now counts with what it has taken so far: when long tasks follow short ones,
+  // the estimate moves before the first long one ends.
+  double typical = ewma_run_ns_;
+  const TimePoint now = Clock::now();
+  for (const Slot& s : slots_) {
+    if (!s.in_flight.empty()) typical = std::max(typical, static_cast<double>(to_ns(now - s.front_started)));
+  }
+  const double d = kTargetQueuedNs / std::max(typical, 1.0);
   return static_cast<uint32_t>(std::clamp(d, 1.0, static_cast<double>(kMaxDepth)));
 }
 
@@ -488,19 +500,34 @@ void SlotPool::dispatch(TimePoint now) {
   }
   if (queue_.empty()) return;
   const uint32_t d = depth();
+  const int64_t long_ns = std::max<int64_t>(kLongRunningNs, static_cast<int64_t>(4 * ewma_run_ns_));
+  // Idle slots first (one task each), then top up the others: a batch never goes to one slot
+  // while another has nothing to do.
+  std::vector<std::vector<uint32_t>> batches(slots_.size());
+  for (int pass = 0; pass < 2 && !queue_.empty(); ++pass) {
+    for (size_t i = 0; i < slots_.size() && !queue_.empty(); ++i) {
+      Slot& s = slots_[i];
+      if (!s.fd.valid() || !s.ready) continue;
+      const size_t have = s.in_flight.size() + batches[i].size();
+      if (pass == 0 && have > 0) continue;
+      if (pass == 1 && !s.in_flight.empty() && to_ns(now - s.front_started) > long_ns) continue;
+      const size_t n = std::min<size_t>(pass == 0 ? 1 : (d > have ? d - have : 0), queue_.size());
+      for (size_t k = 0; k < n; ++k) {
+        batches[i].push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+  }
   protocol::SlotRun run;
   std::vector<std::string> ids;
-  for (Slot& s : slots_) {
-    if (queue_.empty()) break;
-    if (!s.fd.valid() || !s.ready || s.in_flight.size() >= d) continue;
-    const size_t n = std::min<size_t>(d - s.in_flight.size(), queue_.size());
-    if (s.in_flight.empty()) s.front_started = now;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (batches[i].empty()) continue;
+    Slot& s = slots_[i];
     run.tasks.clear();
     ids.clear();
-    ids.reserve(n);  // views into ids must not move
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t ref = queue_.front();
-      queue_.pop_front();
+    ids.reserve(batches[i].size());  // views into ids must not move
+    if (s.in_flight.empty()) s.front_started = now;
+    for (uint32_t ref : batches[i]) {
       const Entry& e = entries_[ref];
       ids.push_back(protocol::format_service_id(e.task.key));
       run.tasks.push_back({ref, e.task.name, e.task.fields, ids.back(), e.task.attempt});
@@ -509,6 +536,22 @@ void SlotPool::dispatch(TimePoint now) {
     protocol::encode_frame(run, s.out);
     write_slot(s);
   }
+}
+
+std::vector<protocol::RunningTask> SlotPool::take_surplus() {
+  // What the local queue holds beyond what the slots can take within the current estimate goes
+  // back to the scheduler, which may have idle workers for it.
+  std::vector<protocol::RunningTask> out;
+  size_t in_slots = 0;
+  for (const Slot& s : slots_) in_slots += s.in_flight.size();
+  const size_t keep = capacity() > in_slots ? capacity() - in_slots : 0;
+  while (queue_.size() > keep) {
+    const uint32_t ref = queue_.back();
+    queue_.pop_back();
+    out.push_back({entries_[ref].task.key, entries_[ref].task.attempt});
+    free_entry(ref);
+  }
+  return out;
 }
 
 bool SlotPool::busy() const {

@@ -9,8 +9,10 @@
 // untouched. The slot is started again, with a growing delay if it keeps dying at start.
 //
 // How many tasks a slot holds adapts to task length: short tasks are sent in batches deep enough
-// to cover about 2 ms of work (so slots never starve while results travel), long tasks one at a
-// time (so no task waits behind another on a busy slot while another worker idles).
+// to cover about 2 ms of work (at most 64), long tasks one at a time (so no task waits behind
+// another on a busy slot while another slot or worker idles). Idle slots are served first;
+// nothing is queued behind a task that has already run long; and when the estimate of task
+// length goes up, the surplus of the worker's own queue goes back to the scheduler.
 //
 // Not thread-safe: the worker's event loop owns it.
 #pragma once
@@ -88,6 +90,9 @@ class SlotPool {
   std::vector<protocol::RunningTask> held() const;
   // Takes every queued task back out (for a worker leaving); slots keep their running ones.
   std::vector<protocol::RunningTask> take_queued();
+  // Takes back queued tasks beyond what the worker should hold now (its estimate of task length
+  // went up), to hand them back to the scheduler.
+  std::vector<protocol::RunningTask> take_surplus();
   size_t size() const { return by_key_.size(); }
   // How many tasks the worker should ask the scheduler for in total.
   uint32_t capacity() const;

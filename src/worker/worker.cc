@@ -110,6 +110,7 @@ class Worker {
       pool_.on_poll(items.data() + 3, outcomes_);
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) on_message(frame.view(), now);
       pool_.dispatch(now);
+      hand_back_surplus(now);
       send_outcomes();
       sample_progress(now);
       if (now >= next_heartbeat_) heartbeat(now);
@@ -142,6 +143,21 @@ class Worker {
   }
 
   uint32_t capacity() const { return draining_ ? 0 : pool_.capacity(); }
+
+  // Tasks this worker holds beyond its current capacity (tasks turned out longer than thought)
+  // go back to the scheduler, at most every 100 ms, so idle workers can take them.
+  void hand_back_surplus(TimePoint now) {
+    if (now < next_surplus_check_) return;
+    next_surplus_check_ = now + milliseconds(100);
+    protocol::WorkerBye ret;
+    ret.leaving = false;
+    ret.returned = pool_.take_surplus();
+    if (ret.returned.empty()) return;
+    buf_.clear();
+    protocol::encode(ret, buf_);
+    send(buf_);
+    heartbeat(now);  // the smaller capacity, at once
+  }
 
   // First stop signal: take no new work, hand back what has not started, finish the rest.
   void start_drain(TimePoint now, int sig) {
@@ -372,6 +388,7 @@ class Worker {
   bool scheduler_silent_ = false;
   bool draining_ = false;
   TimePoint drain_deadline_ = TimePoint::max();
+  TimePoint next_surplus_check_{};
   Duration heartbeat_interval_ = seconds(1);
   TimePoint next_heartbeat_{};
   TimePoint last_hello_{};

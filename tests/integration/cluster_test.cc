@@ -234,6 +234,31 @@ TEST_F(ClusterTest, CancelStopsARunningTask) {
             10);
 }
 
+TEST_F(ClusterTest, LongTasksAfterShortOnesRunSideBySideOnFreeSlots) {
+  cluster_.start_scheduler();
+  cluster_.start_worker(2);
+  ClientApplication app(info());
+  app.start_application();
+  // Many no-op tasks first: the worker learns that tasks are short and pipelines deeply.
+  std::vector<std::string> warm;
+  for (int i = 0; i < 500; ++i) warm.push_back(app.schedule_service(test_services::NoopService()));
+  app.wait_for_multi(warm, 30s);
+  test_services::SleepService slow;
+  slow.ms = 3000;
+  slow.started = dir_.file("a");
+  const std::string a = app.schedule_service(slow);
+  slow.started = dir_.file("b");
+  const std::string b = app.schedule_service(slow);
+  ASSERT_TRUE(wait_until([&] {
+    return !read_file(dir_.file("a")).empty() && !read_file(dir_.file("b")).empty();
+  }));
+  // Both started before either could have finished: they did not queue in one slot.
+  EXPECT_THROW(app.wait_for(a, 1ms), TimeoutError);
+  EXPECT_THROW(app.wait_for(b, 1ms), TimeoutError);
+  EXPECT_TRUE(app.wait_for(a, 30s).ok());
+  EXPECT_TRUE(app.wait_for(b, 30s).ok());
+}
+
 TEST_F(ClusterTest, SignalsStopDaemonsCleanlyAndTakeTheSlotsWithThem) {
   cluster_.start_scheduler();
   Daemon& w = cluster_.start_worker(2);
