@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench_cluster.hpp"
+#include "bench_json.hpp"
 
 namespace {
 
@@ -40,7 +41,15 @@ int main(int argc, char** argv) {
   int tasks = 100'000, workers = 1, slots = 2, round_trips = 2000, runs = 3;
   std::vector<std::string> scheduler_args;
   int external_port = 0;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--json") json = true;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--json") {
+      --i;  // a flag without a value
+      continue;
+    }
     const std::string flag = argv[i];
     const int v = std::atoi(argv[i + 1]);
     if (flag == "--state-dir") {
@@ -85,13 +94,17 @@ int main(int argc, char** argv) {
       return 1;
     }
     rates.push_back(tasks / total_s);
-    std::printf("throughput run %d: %d no-op tasks in %.3f s = %.0f tasks/s (schedule_service "
-                "calls took %.3f s)\n",
-                run + 1, tasks, total_s, tasks / total_s, submit_s);
+    if (!json) {
+      std::printf("throughput run %d: %d no-op tasks in %.3f s = %.0f tasks/s (schedule_service "
+                  "calls took %.3f s)\n",
+                  run + 1, tasks, total_s, tasks / total_s, submit_s);
+    }
   }
+  std::vector<double> run_rates = rates;
   std::sort(rates.begin(), rates.end());
 
-  std::vector<double> rtt_us;
+  std::vector<double> rtt_us{0};
+  if (round_trips > 0) rtt_us.clear();
   rtt_us.reserve(static_cast<size_t>(round_trips));
   for (int i = 0; i < round_trips; ++i) {
     const auto start = Clock::now();
@@ -103,6 +116,19 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) { return rtt_us[static_cast<size_t>(p * (rtt_us.size() - 1))]; };
   app.stop_application();
 
+  if (json) {
+    const std::string sys = scheduler_args.empty() ? "lrts (journal off)" : "lrts";
+    lrts::bench::json_line(sys, "noop_throughput", rates[rates.size() / 2], "tasks/s", tasks,
+                           {{"workers", static_cast<double>(workers)},
+                            {"slots", static_cast<double>(slots)}},
+                           run_rates);
+    if (round_trips > 0) {
+      lrts::bench::json_line(sys, "round_trip", pct(0.5) / 1000, "ms", round_trips,
+                             {{"p50_ms", pct(0.5) / 1000}, {"p99_ms", pct(0.99) / 1000},
+                              {"p90_ms", pct(0.9) / 1000}, {"max_ms", rtt_us.back() / 1000}});
+    }
+    return 0;
+  }
   std::printf("\nlrts end to end, %d worker(s) x %d slot(s), %u cores, journal %s\n", workers,
               slots, std::thread::hardware_concurrency(),
               scheduler_args.empty() ? "off" : "on");

@@ -4,7 +4,8 @@
 //   2. latency: a task publishes the monotonic clock as its bar's count; the application's
 //      progress callback sees how old each value is (advance -> application, p50/p99).
 //
-//   lrts_progress_bench [--seconds S]
+//   lrts_progress_bench [--seconds S] [--tasks T] [--json]
+//   (T tasks advance in tight loops on T slots; default 2)
 #include <lrts/lrts.hpp>
 #include <signal.h>
 
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "bench_cluster.hpp"
+#include "bench_json.hpp"
 
 namespace {
 
@@ -54,11 +56,15 @@ std::string slurp(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int seconds = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--seconds") seconds = std::atoi(argv[i + 1]);
+  int seconds = 5, tasks = 2;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (f == "--json") json = true;
+    else if (f == "--seconds" && i + 1 < argc) seconds = std::atoi(argv[++i]);
+    else if (f == "--tasks" && i + 1 < argc) tasks = std::atoi(argv[++i]);
   }
-  lrts::bench::LocalCluster cluster(1, 2, {}, true);
+  lrts::bench::LocalCluster cluster(1, tasks, {}, true);
   lrts::ApplicationInformation info;
   info.scheduler_port = cluster.port;
   info.progress_server_port = cluster.progress_port;
@@ -84,10 +90,10 @@ int main(int argc, char** argv) {
   // 1. Message rate under two tight loops.
   SpinProgress spin;
   spin.ms = seconds * 1000;
-  const auto a = app.schedule_service(spin);
-  const auto b = app.schedule_service(spin);
+  std::vector<std::string> spinning;
+  for (int i = 0; i < tasks; ++i) spinning.push_back(app.schedule_service(spin));
   int64_t advances = 0;
-  for (const auto& r : app.wait_for_multi({a, b}, std::chrono::seconds(seconds * 4 + 30))) {
+  for (const auto& r : app.wait_for_multi(spinning, std::chrono::seconds(seconds * 4 + 60))) {
     advances += r.service_result<int64_t>();
   }
 
@@ -113,12 +119,22 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) {
     return latency_ms.empty() ? -1.0 : latency_ms[static_cast<size_t>(p * (latency_ms.size() - 1))];
   };
-  // Batches over the whole run: warm-up, the two spinning tasks, and the clock task.
+  // Batches over the whole run: warm-up, the spinning tasks, and the clock task.
   const double run_s = 3.0 * seconds;
-  std::printf("progress, 1 worker x 2 slots, %d s per phase\n", seconds);
-  std::printf("  two tight loops: %.0f advances/s in total; progress server received %ld batches "
+  if (json) {
+    lrts::bench::json_line("lrts", "progress_batches", static_cast<double>(batches) / run_s,
+                           "batches/s", tasks,
+                           {{"advances_per_s", static_cast<double>(advances) / seconds},
+                            {"batches", static_cast<double>(batches)}});
+    lrts::bench::json_line("lrts", "progress_latency", pct(0.5), "ms",
+                           static_cast<long long>(latency_ms.size()),
+                           {{"p50_ms", pct(0.5)}, {"p99_ms", pct(0.99)}});
+    return 0;
+  }
+  std::printf("progress, 1 worker x %d slots, %d s per phase\n", tasks, seconds);
+  std::printf("  %d tight loops: %.0f advances/s in total; progress server received %ld batches "
               "in ~%.0f s of progress (%.1f batches/s)\n",
-              static_cast<double>(advances) / seconds, batches, run_s,
+              tasks, static_cast<double>(advances) / seconds, batches, run_s,
               static_cast<double>(batches) / run_s);
   std::printf("  advance -> application: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu updates\n",
               pct(0.5), pct(0.99), latency_ms.empty() ? -1.0 : latency_ms.back(),

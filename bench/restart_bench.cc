@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench_cluster.hpp"
+#include "bench_json.hpp"
 
 namespace {
 
@@ -63,12 +64,16 @@ bool serving(int port, double* seconds) {
 
 int main(int argc, char** argv) {
   std::vector<int> sizes;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--tasks") sizes.push_back(std::atoi(argv[i + 1]));
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--json") json = true;
+    if (std::string(argv[i]) == "--tasks" && i + 1 < argc) sizes.push_back(std::atoi(argv[++i]));
   }
   if (sizes.empty()) sizes = {100'000, 1'000'000};
-  std::printf("%10s %14s %16s %16s %14s\n", "queued", "submit/s", "sched bytes/task",
-              "restart->serve", "db size MB");
+  if (!json) {
+    std::printf("%10s %14s %16s %16s %14s\n", "queued", "submit/s", "sched bytes/task",
+                "restart->serve", "db size MB");
+  }
   for (int n : sizes) {
     const std::string dir = "/tmp/lrts-bench-restart-state";
     std::filesystem::remove_all(dir);
@@ -105,12 +110,22 @@ int main(int argc, char** argv) {
     for (const auto& f : std::filesystem::directory_iterator(dir)) {
       db_mb += static_cast<double>(std::filesystem::file_size(f.path())) / (1 << 20);
     }
-    std::printf("%10d %14.0f %16.0f %14.2f s %14.1f\n", n, submit_rate,
-                1024.0 * static_cast<double>(rss_after - rss_before) / n, restart_s, db_mb);
+    const double bytes = 1024.0 * static_cast<double>(rss_after - rss_before) / n;
+    if (json) {
+      lrts::bench::json_line("lrts", "submit", submit_rate, "tasks/s", n,
+                             {{"bytes_per_task", bytes}, {"journal_mb", db_mb}},
+                             {}, "rate until every task is durable; memory: scheduler RSS growth");
+      lrts::bench::json_line("lrts", "restart", restart_s, "s", n, {});
+    } else {
+      std::printf("%10d %14.0f %16.0f %14.2f s %14.1f\n", n, submit_rate, bytes, restart_s, db_mb);
+    }
     std::fflush(stdout);
     again.signal(SIGTERM);
     again.wait();
   }
-  std::printf("(bytes/task: scheduler resident memory growth per queued task; payload is 1 byte)\n");
+  if (!json) {
+    std::printf("(bytes/task: scheduler resident memory growth per queued task; payload is 1 "
+                "byte)\n");
+  }
   return 0;
 }

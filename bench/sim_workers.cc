@@ -80,6 +80,51 @@ struct Conn {
 
 struct Sim {
   std::vector<Conn> conns;
+  int port = 0;
+  uint32_t source_base = 0;
+  std::string hello_bytes;
+  std::vector<std::pair<Clock::time_point, size_t>> reconnects;  // (when, connection)
+
+  // Opens (or reopens) connection i; the greeting and READY go out when it connects.
+  bool open(size_t i) {
+    Conn& c = conns[i];
+    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return false;
+    // Spread over source addresses: one address has ~28,000 ephemeral ports.
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(source_base + static_cast<uint32_t>(i / 20000));
+    ::bind(c.fd, reinterpret_cast<sockaddr*>(&src), sizeof src);
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons(static_cast<uint16_t>(port));
+    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(c.fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 &&
+        errno != EINPROGRESS) {
+      ::close(c.fd);
+      c.fd = -1;
+      return false;
+    }
+    c.in.clear();
+    c.out = hello_bytes;
+    c.greeted = false;
+    if (c.welcomed) --welcomed;
+    c.welcomed = false;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.u32 = static_cast<uint32_t>(i);
+    c.want_out = true;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
+    return true;
+  }
+
+  void drop(size_t i) {
+    Conn& c = conns[i];
+    ::epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::close(c.fd);
+    c.fd = -1;
+    reconnects.emplace_back(Clock::now() + std::chrono::milliseconds(200), i);
+  }
   int ep = -1;
   uint64_t tasks_done = 0;
   uint64_t heartbeats = 0;
@@ -214,37 +259,22 @@ int main(int argc, char** argv) {
       0x7f000000u | ((static_cast<uint32_t>(::getpid()) * 2654435761u) & 0x00fff000u) | 1u;
   Sim sim;
   sim.ep = ::epoll_create1(EPOLL_CLOEXEC);
+  sim.port = port;
+  sim.source_base = source_base;
+  sim.hello_bytes = greeting() + ready_command();
   sim.protocol_hello_.services = {"bench.noop"};
   sim.conns.resize(static_cast<size_t>(workers));
-  const std::string hello_bytes = greeting() + ready_command();
   const auto start = Clock::now();
   const auto interval = std::chrono::milliseconds(heartbeat_ms);
   for (int i = 0; i < workers; ++i) {
     Conn& c = sim.conns[static_cast<size_t>(i)];
     c.uid = static_cast<uint64_t>(i) + 1;
     c.capacity = capacity;
-    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    // Spread over source addresses: one address has ~28,000 ephemeral ports.
-    sockaddr_in src{};
-    src.sin_family = AF_INET;
-    src.sin_addr.s_addr = htonl(source_base + static_cast<uint32_t>(i / 20000));
-    ::bind(c.fd, reinterpret_cast<sockaddr*>(&src), sizeof src);
-    sockaddr_in dst{};
-    dst.sin_family = AF_INET;
-    dst.sin_port = htons(static_cast<uint16_t>(port));
-    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(c.fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 &&
-        errno != EINPROGRESS) {
+    c.next_heartbeat = start + interval * (i + 1) / workers;  // spread evenly
+    if (!sim.open(static_cast<size_t>(i))) {
       std::perror("connect");
       return 1;
     }
-    c.out = hello_bytes;
-    c.next_heartbeat = start + interval * (i + 1) / workers;  // spread evenly
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT;
-    ev.data.u32 = static_cast<uint32_t>(i);
-    c.want_out = true;
-    ::epoll_ctl(sim.ep, EPOLL_CTL_ADD, c.fd, &ev);
   }
 
   std::string hb;
@@ -260,28 +290,37 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < sim.conns.size(); ++k) {
       Conn& c = sim.conns[next_hb];
       if (c.next_heartbeat > now) break;
-      if (c.welcomed) {
+      if (c.welcomed && c.fd >= 0) {
         sim.send_msg(c, hb);
         ++sim.heartbeats;
       }
       c.next_heartbeat += interval;
       next_hb = (next_hb + 1) % sim.conns.size();
     }
-    const auto due = std::min(sim.conns[next_hb].next_heartbeat, next_report);
+    // Connections that failed (the scheduler was not up yet, or went away) are tried again.
+    for (size_t k = 0; k < sim.reconnects.size();) {
+      if (sim.reconnects[k].first <= now) {
+        if (!sim.open(sim.reconnects[k].second)) {
+          sim.reconnects.emplace_back(now + std::chrono::milliseconds(200), sim.reconnects[k].second);
+        }
+        sim.reconnects[k] = sim.reconnects.back();
+        sim.reconnects.pop_back();
+      } else {
+        ++k;
+      }
+    }
+    auto due = std::min(sim.conns[next_hb].next_heartbeat, next_report);
+    for (const auto& r : sim.reconnects) due = std::min(due, r.first);
     const int timeout = static_cast<int>(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now()).count() + 1));
     const int n = ::epoll_wait(sim.ep, events.data(), static_cast<int>(events.size()), timeout);
     for (int i = 0; i < n; ++i) {
-      Conn& c = sim.conns[events[i].data.u32];
+      const size_t idx = events[i].data.u32;
+      Conn& c = sim.conns[idx];
+      if (c.fd < 0) continue;
       if (events[i].events & EPOLLOUT) sim.flush(c);
       if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        if (!sim.on_readable(c)) {
-          std::fprintf(stderr, "worker %llu: connection closed\n",
-                       static_cast<unsigned long long>(c.uid));
-          ::epoll_ctl(sim.ep, EPOLL_CTL_DEL, c.fd, nullptr);
-          ::close(c.fd);
-          c.fd = -1;
-        }
+        if (!sim.on_readable(c)) sim.drop(idx);
       }
     }
     if (Clock::now() >= next_report) {

@@ -793,8 +793,11 @@ TimePoint SchedulerCore::next_deadline() const {
 // ---- output ---------------------------------------------------------------------------------
 
 void SchedulerCore::flush(TimePoint now) {
-  // Acknowledgements and cancellations first: a worker must hear that its result (say, a lost
-  // attempt) arrived before it is given the task's next attempt.
+  // Results first: an application waiting for one should not wait for bookkeeping. Then, for
+  // each worker, acknowledgements and cancellations before new assignments (a worker must hear
+  // that its result — say, a lost attempt — arrived before it is given the task's next attempt),
+  // and submit acknowledgements last.
+  flush_results(now);
   const uint64_t durable = journal_ ? journal_committed_ : journal_seq_;
   size_t keep = 0;
   for (uint32_t wi : workers_with_acks_) {
@@ -823,7 +826,9 @@ void SchedulerCore::flush(TimePoint now) {
   }
   workers_with_cancels_.clear();
 
-  keep = 0;
+  pump(now);
+
+  size_t keep_apps = 0;
   for (uint32_t ai : apps_with_acks_) {
     App& a = apps_[ai];
     protocol::SubmitAck msg;
@@ -845,12 +850,10 @@ void SchedulerCore::flush(TimePoint now) {
       a.submit_acks.pop_front();
     }
     send_acks();
-    if (!a.submit_acks.empty()) apps_with_acks_[keep++] = ai;
+    if (!a.submit_acks.empty()) apps_with_acks_[keep_apps++] = ai;
   }
-  apps_with_acks_.resize(keep);
+  apps_with_acks_.resize(keep_apps);
 
-  pump(now);
-  flush_results(now);
 }
 
 void SchedulerCore::pump(TimePoint now) {
