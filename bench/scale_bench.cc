@@ -55,29 +55,55 @@ int main(int argc, char** argv) {
   // One descriptor per simulated worker, on both sides (root may raise the hard limit).
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_max < static_cast<rlim_t>(workers) + 1024) rl.rlim_max = static_cast<rlim_t>(workers) + 1024;
-  rl.rlim_cur = rl.rlim_max;
-  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    std::fprintf(stderr, "cannot raise the open-file limit to %d\n", workers + 1024);
-    return 2;
+  if (rl.rlim_max < static_cast<rlim_t>(workers) + 1024) {
+    rl.rlim_max = static_cast<rlim_t>(workers) + 1024;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      ::getrlimit(RLIMIT_NOFILE, &rl);
+      std::fprintf(stderr, "note: the open-file limit stays at %llu (no CAP_SYS_RESOURCE); the "
+                   "scheduler can hold about that many connections\n",
+                   static_cast<unsigned long long>(rl.rlim_max));
+    }
   }
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
   const int port = lrts::bench::free_port();
   lrts::ChildProcess sched = lrts::bench::start(
       {LRTS_BIN, "scheduler", "--port", std::to_string(port), "--log-level", "warn",
        "--worker-timeout", "30"},
       "/tmp/lrts-bench-scale-scheduler.log");
-  const std::string gen_log = "/tmp/lrts-bench-scale-workers.log";
-  lrts::ChildProcess gen = lrts::bench::start(
-      {LRTS_SIM_WORKERS, "--port", std::to_string(port), "--workers", std::to_string(workers),
-       "--capacity", std::to_string(capacity), "--seconds", "3600"},
-      gen_log);
+  // Generators of at most 15,000 workers each (a process's descriptors are limited too).
+  constexpr int kPerGenerator = 15000;
+  std::vector<lrts::ChildProcess> gens;
+  std::vector<std::string> gen_logs;
+  for (int first = 0, g = 0; first < workers; first += kPerGenerator, ++g) {
+    const int n = std::min(kPerGenerator, workers - first);
+    gen_logs.push_back("/tmp/lrts-bench-scale-workers-" + std::to_string(g) + ".log");
+    gens.push_back(lrts::bench::start(
+        {LRTS_SIM_WORKERS, "--port", std::to_string(port), "--workers", std::to_string(n),
+         "--first-uid", std::to_string(first + 1), "--capacity", std::to_string(capacity),
+         "--seconds", "3600"},
+        gen_logs.back()));
+  }
+  auto all_registered = [&] {
+    size_t n = 0;
+    for (const auto& log : gen_logs) n += registered(log);
+    return n;
+  };
   const auto t0 = Clock::now();
-  while (registered(gen_log) < static_cast<size_t>(workers)) {
-    if (Clock::now() - t0 > std::chrono::seconds(600)) {
-      std::fprintf(stderr, "only %zu of %d workers registered\n", registered(gen_log), workers);
+  while (all_registered() < static_cast<size_t>(workers)) {
+    if (Clock::now() - t0 > std::chrono::seconds(120)) {
+      std::fprintf(stderr, "only %zu of %d workers registered within 120 s\n", all_registered(),
+                   workers);
+      if (json) {
+        lrts::bench::json_line("lrts (" + std::to_string(workers) + " workers)",
+                               "workers_registered", static_cast<double>(all_registered()),
+                               "workers", workers, {}, {}, "not all workers could connect");
+      }
+      for (auto& g : gens) g.signal(SIGTERM);
+      sched.signal(SIGTERM);
       return 1;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling the generator's log
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling the generators' logs
   }
   const double connect_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
@@ -115,7 +141,7 @@ int main(int argc, char** argv) {
       if (line.rfind("VmRSS:", 0) == 0) rss_kb = std::stol(line.substr(6));
     }
   }
-  gen.signal(SIGTERM);
+  for (auto& g : gens) g.signal(SIGTERM);
   sched.signal(SIGTERM);
   if (json) {
     const std::string sys = "lrts (" + std::to_string(workers) + " workers)";

@@ -4,6 +4,7 @@
 // One file descriptor per worker and no libzmq socket each, so 100,000 fit in one process.
 //
 //   lrts_sim_workers --port P --workers N [--capacity C] [--heartbeat-ms 1000] [--seconds S]
+//                    [--first-uid U]   (worker ids U, U+1, ...: several generators side by side)
 //
 // Prints, every second, how many are registered and how many tasks they finished.
 #include <arpa/inet.h>
@@ -231,6 +232,7 @@ struct Sim {
 
 int main(int argc, char** argv) {
   int port = 5555, workers = 1000, heartbeat_ms = 1000;
+  uint64_t first_uid = 1;
   uint32_t capacity = 2;
   double seconds = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -240,6 +242,7 @@ int main(int argc, char** argv) {
     else if (f == "--capacity") capacity = static_cast<uint32_t>(std::atoi(argv[i + 1]));
     else if (f == "--heartbeat-ms") heartbeat_ms = std::atoi(argv[i + 1]);
     else if (f == "--seconds") seconds = std::atof(argv[i + 1]);
+    else if (f == "--first-uid") first_uid = std::strtoull(argv[i + 1], nullptr, 10);
   }
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
@@ -268,7 +271,7 @@ int main(int argc, char** argv) {
   const auto interval = std::chrono::milliseconds(heartbeat_ms);
   for (int i = 0; i < workers; ++i) {
     Conn& c = sim.conns[static_cast<size_t>(i)];
-    c.uid = static_cast<uint64_t>(i) + 1;
+    c.uid = first_uid + static_cast<uint64_t>(i);
     c.capacity = capacity;
     c.next_heartbeat = start + interval * (i + 1) / workers;  // spread evenly
     if (!sim.open(static_cast<size_t>(i))) {

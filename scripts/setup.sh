@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lrts needs (only those missing) and builds it.
-#   scripts/setup.sh [build-dir]      default build dir: build (Release)
+#   scripts/setup.sh [--bench] [build-dir]     default build dir: build (Release)
+#   --bench also installs what the comparison benchmarks need (bench/packages.txt)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+lists=("$root/scripts/packages.txt")
+if [ "${1:-}" = "--bench" ]; then
+  lists+=("$root/bench/packages.txt")
+  shift
+fi
 build="${1:-$root/build}"
 
-mapfile -t wanted < <(grep -v '^\s*#' "$root/scripts/packages.txt" | grep -v '^\s*$')
+mapfile -t wanted < <(cat "${lists[@]}" | grep -v '^\s*#' | grep -v '^\s*$')
 missing=()
 for p in "${wanted[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,5 +1,6 @@
 #include "scheduler/server.hpp"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -14,6 +15,19 @@
 namespace lrts::scheduler {
 
 namespace {
+
+// Open descriptors and the limit. Each worker and application connection holds one; past the
+// limit new connections are refused (and libzmq keeps retrying to accept them, costing CPU).
+std::pair<size_t, size_t> descriptor_use() {
+  size_t open = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d)) ++open;
+    ::closedir(d);
+  }
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  return {open, static_cast<size_t>(rl.rlim_cur)};
+}
 
 class RouterTransport final : public Transport {
  public:
@@ -165,6 +179,11 @@ int SchedulerServer::run() {
 
     if (now >= next_stats) {
       next_stats = now + s.options.stats_interval;
+      if (const auto [open, limit] = descriptor_use(); open * 100 > limit * 95) {
+        LRTS_WARN("{} of {} file descriptors in use: new workers and applications will be refused "
+                  "past the limit (raise it with ulimit -n)",
+                  open, limit);
+      }
       const CoreStats st = s.core->stats();
       if (st.completed != last_logged.completed || st.submitted != last_logged.submitted ||
           st.workers != last_logged.workers) {
