@@ -106,6 +106,9 @@ def main():
     r = pick(rows, LRTS, "restart")
     if r:
         w(f"| 5. scheduler restart with {r['n']:,} queued tasks: serving again after | {r['value']:.2f} s |")
+    for r in [x for x in rows if x["workload"] == "workers_registered"]:
+        w(f"| 4. {r['n']:,} simulated workers: only {r['value']:,.0f} could connect | "
+          f"{r.get('note', '')} (open-file limit) |")
     for r in [x for x in rows if x["workload"] == "workers_heartbeat_cpu"]:
         w(f"| 4. {r['n']:,} simulated workers at 1 Hz: scheduler CPU for heartbeats | "
           f"{r['value']:.1f} % of a core (connected in {r.get('connect_s', 0):.1f} s, "

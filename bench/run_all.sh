@@ -44,7 +44,7 @@ if ((quick)); then
   long=10; runs=3; worker_counts=(10 1000 10000); scale_tasks=(1000 10000 100000)
 else
   tasks=100000; peer_tasks=10000; rtt=2000; peer_rtt=300; submit=1000000; peer_submit=20000
-  long=60; runs=5; worker_counts=(10 1000 10000 100000); scale_tasks=(1000 10000 100000 1000000)
+  long=60; runs=5; worker_counts=(10 1000 10000 19000); scale_tasks=(1000 10000 100000 1000000)
 fi
 dask_default=(dask_bench.py --saturation default)
 dask_inf=(dask_bench.py --saturation inf)
@@ -71,6 +71,8 @@ for w in "${worker_counts[@]}"; do
   run "workers-$w" "$b/lrts_scale_bench" --json --workers "$w" --runs 3
 done
 run workers-10000-cap4 "$b/lrts_scale_bench" --json --workers 10000 --capacity 4 --runs 3
+# 100,000: more connections than one process may hold open here, unless ulimit -n allows it
+((quick)) || run workers-100000 "$b/lrts_scale_bench" --json --workers 100000 --runs 3
 
 # 6: progress
 run progress "$b/lrts_progress_bench" --json --tasks 100 --seconds 5
