@@ -4,6 +4,7 @@
 //
 //   lrts_e2e_bench [--tasks N] [--workers W] [--slots S] [--round-trips R] [--runs K]
 //                  [--state-dir DIR]   (journal on: the scheduler writes its state to DIR)
+//                  [--workload NAME]   (name of the throughput figure in --json output)
 //                  [--external-port P] (use a scheduler already running on port P, with its
 //                                       workers, e.g. lrts_sim_workers; starts nothing)
 #include <lrts/lrts.hpp>
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> scheduler_args;
   int external_port = 0;
   bool json = false;
+  std::string workload = "noop_throughput";
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--json") json = true;
   }
@@ -54,6 +56,10 @@ int main(int argc, char** argv) {
     const int v = std::atoi(argv[i + 1]);
     if (flag == "--state-dir") {
       scheduler_args = {"--state-dir", argv[i + 1]};
+      continue;
+    }
+    if (flag == "--workload") {
+      workload = argv[i + 1];
       continue;
     }
     if (flag == "--tasks") tasks = v;
@@ -118,7 +124,7 @@ int main(int argc, char** argv) {
 
   if (json) {
     const std::string sys = scheduler_args.empty() ? "lrts (journal off)" : "lrts";
-    lrts::bench::json_line(sys, "noop_throughput", rates[rates.size() / 2], "tasks/s", tasks,
+    lrts::bench::json_line(sys, workload, rates[rates.size() / 2], "tasks/s", tasks,
                            {{"workers", static_cast<double>(workers)},
                             {"slots", static_cast<double>(slots)}},
                            run_rates);

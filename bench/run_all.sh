@@ -86,8 +86,8 @@ peer celery-long celery_bench.py --workload long --seconds "$long" --runs 1
 
 # How cost grows with the number of tasks (journal on)
 for n in "${scale_tasks[@]}"; do
-  run "tasks-$n" "$b/lrts_e2e_bench" --json --tasks "$n" --runs 3 --round-trips 0 \
-    --state-dir "$(fresh_state)"
+  run "tasks-$n" "$b/lrts_e2e_bench" --json --workload noop_scaling --tasks "$n" --runs 3 \
+    --round-trips 0 --state-dir "$(fresh_state)"
 done
 for n in 1000 "$peer_tasks"; do
   peer "dask-tasks-$n" "${dask_inf[@]}" --workload noop_throughput --tasks "$n" --runs 3

@@ -3,7 +3,8 @@
 // DESIGN
 // The event loop appends records (as a JournalSink) to an in-memory batch encoded with
 // MessagePack, and hands the batch to the writer thread after each burst (hand_off). The writer
-// takes every batch waiting, applies them in one transaction (group commit), then publishes how
+// waits up to 2 ms for more, applies every batch waiting in one transaction (group commit), then
+// publishes how
 // many records are durable and wakes the loop through an eventfd; the loop passes that number to
 // the core, which only then releases the acknowledgements that depended on those records.
 // While one transaction commits, the next batches accumulate, so the commit rate adapts to the
