@@ -2,7 +2,7 @@
 # Runs every benchmark workload on lrts and, in the same run, on its peers (Dask distributed with
 # the default worker-saturation and with inf; Celery with Redis), then prints the comparison
 # table and draws the scaling plots.
-#   bench/run_all.sh [--quick]        --quick: smaller sizes, about 3 minutes
+#   bench/run_all.sh [--quick]        --quick: smaller sizes, about 5 minutes (full run: about 15)
 # Results: bench/results/<time>/ (results.jsonl, report.md, *.png, logs).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

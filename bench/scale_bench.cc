@@ -146,7 +146,9 @@ int main(int argc, char** argv) {
   if (json) {
     const std::string sys = "lrts (" + std::to_string(workers) + " workers)";
     lrts::bench::json_line(sys, "workers_heartbeat_cpu", hb_pct, "% of a core", workers,
-                           {{"connect_s", connect_s}, {"scheduler_rss_mb", rss_kb / 1024.0}});
+                           {{"connect_s", connect_s},
+                            {"scheduler_rss_mb", rss_kb / 1024.0},
+                            {"capacity", static_cast<double>(capacity)}});
     lrts::bench::json_line(sys, "workers_throughput", median, "tasks/s", tasks,
                            {{"workers", static_cast<double>(workers)},
                             {"capacity", static_cast<double>(capacity)}},
