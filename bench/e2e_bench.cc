@@ -18,23 +18,15 @@
 #include <memory>
 #include <vector>
 
+#include "bench_client.hpp"
 #include "bench_cluster.hpp"
 #include "bench_json.hpp"
 
 namespace {
 
-class Noop : public lrts::Service {
- public:
-  std::string service_name() const override { return "bench.noop"; }
-  void run() {}
-  LRTS_NO_FIELDS();
-};
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+using lrts::bench::Clock;
+using lrts::bench::Noop;
+using lrts::bench::seconds_since;
 
 }  // namespace
 

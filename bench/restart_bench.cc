@@ -16,21 +16,15 @@
 #include <string>
 #include <vector>
 
+#include "bench_client.hpp"
 #include "bench_cluster.hpp"
 #include "bench_json.hpp"
 
 namespace {
 
-class Noop : public lrts::Service {
- public:
-  std::string service_name() const override { return "bench.noop"; }
-  void run() {}
-  LRTS_NO_FIELDS();
-};
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using lrts::bench::Clock;
+using lrts::bench::Noop;
+using lrts::bench::seconds_since;
 
 long rss_kb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -55,7 +49,7 @@ bool serving(int port, double* seconds) {
   lrts::ClientApplication probe(info);
   probe.start_application();
   const bool ok = probe.wait_connected(std::chrono::seconds(120));
-  *seconds = since(t0);
+  *seconds = seconds_since(t0);
   probe.detach_application();
   return ok;
 }
@@ -94,7 +88,7 @@ int main(int argc, char** argv) {
       const auto t0 = Clock::now();
       for (int i = 0; i < n; ++i) app.schedule_service(Noop{});
       if (!app.flush(std::chrono::seconds(600))) return 1;  // all journaled and acknowledged
-      submit_rate = n / since(t0);
+      submit_rate = n / seconds_since(t0);
       app.detach_application();  // the tasks stay queued
     }
     const long rss_after = rss_kb(sched.pid());
@@ -105,7 +99,7 @@ int main(int argc, char** argv) {
     lrts::ChildProcess again = start_scheduler(port, dir);
     double probe_s = 0;
     if (!serving(port, &probe_s)) return 1;
-    const double restart_s = since(t0);
+    const double restart_s = seconds_since(t0);
     double db_mb = 0;
     for (const auto& f : std::filesystem::directory_iterator(dir)) {
       db_mb += static_cast<double>(std::filesystem::file_size(f.path())) / (1 << 20);

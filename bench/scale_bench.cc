@@ -18,19 +18,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_client.hpp"
 #include "bench_cluster.hpp"
 #include "bench_json.hpp"
 
 namespace {
 
-class Noop : public lrts::Service {
- public:
-  std::string service_name() const override { return "bench.noop"; }
-  void run() {}
-  LRTS_NO_FIELDS();
-};
-
-using Clock = std::chrono::steady_clock;
+using lrts::bench::Clock;
+using lrts::bench::Noop;
+using lrts::bench::seconds_since;
 
 size_t registered(const std::string& log) {
   std::ifstream in(log);
@@ -105,7 +101,7 @@ int main(int argc, char** argv) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling the generators' logs
   }
-  const double connect_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double connect_s = seconds_since(t0);
 
   // Heartbeats only: 10 s of the scheduler's CPU.
   std::this_thread::sleep_for(std::chrono::seconds(2));  // let the first heartbeat round settle
@@ -127,7 +123,7 @@ int main(int argc, char** argv) {
     size_t n = 0;
     for (const auto& res : app.as_completed(ids, std::chrono::seconds(600))) n += res.ok();
     if (n != static_cast<size_t>(tasks)) return 1;
-    rates.push_back(tasks / std::chrono::duration<double>(Clock::now() - start).count());
+    rates.push_back(tasks / seconds_since(start));
   }
   app.stop_application();
   std::vector<double> sorted = rates;

@@ -224,6 +224,25 @@ def install_term_handler():
 
 # ------------------------------------------------------------ statistics
 
+def long_result(res, snap0, snap1, seconds, wall):
+    """The long-tasks figure from two spin results and CPU snapshots taken around them."""
+    per, vanished = cpu_delta(snap0, snap1)
+    total = sum(c for _, c in per.values())
+    task_cpu = sum(r["cpu"] for r in res)
+    overhead = total - task_cpu
+    pids = sorted({r["pid"] for r in res})
+    if len(pids) != 2:
+        log("WARNING: both spin tasks ran in the same process", pids)
+    if vanished:
+        log("WARNING: processes exited during the measurement:", vanished)
+    log("per-process CPU s:", {"%s/%d" % (comm, p): round(c, 4)
+                                  for p, (comm, c) in sorted(per.items())})
+    return {"value": 100.0 * overhead / (2 * seconds), "overhead_cpu_s": overhead,
+            "overhead_pct_of_task_cpu": 100.0 * overhead / task_cpu if task_cpu > 0 else None,
+            "total_cpu_s": total, "task_cpu_s": task_cpu, "wall_s": wall,
+            "task_processes": len(pids), "processes_measured": len(per)}
+
+
 def percentile(sorted_vals, q):
     """Nearest-rank percentile (q in 0..100) of an already sorted list."""
     if not sorted_vals:
