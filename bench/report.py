@@ -150,7 +150,8 @@ def main():
             cells.append(fmt(r["value"]) if r else "—")
             if r:
                 series.setdefault(system, []).append((n, r["value"]))
-        w(f"| {n:,} | " + " | ".join(cells) + " |")
+        if any(c != "—" for c in cells):
+            w(f"| {n:,} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     plot(out, series, rows)
 
