@@ -56,4 +56,28 @@ inline bool expect_fields(mp::Reader& r, const Header& h, uint32_t n) {
   return true;
 }
 
+// A bar's own values, as workers, slots and the progress server send them (7 fields, after
+// whatever identifies the bar's task): bar_no, description, unit, count, total, closed, elapsed.
+inline constexpr uint32_t kBarValueFields = 7;
+
+inline void write_bar_values(mp::Writer& w, const BarState& b) {
+  w.uint(b.bar_no);
+  w.str(b.description);
+  w.str(b.unit);
+  w.uint(b.count);
+  w.uint(b.total);
+  w.boolean(b.closed);
+  w.uint(b.elapsed_ms);
+}
+
+inline void read_bar_values(mp::Reader& r, BarState& b) {
+  b.bar_no = static_cast<uint32_t>(r.uint_max(kMaxBarsPerTask - 1));
+  b.description.assign(r.str());
+  b.unit.assign(r.str());
+  b.count = r.uint();
+  b.total = r.uint();
+  b.closed = r.boolean();
+  b.elapsed_ms = r.uint();
+}
+
 }  // namespace lrts::protocol::detail

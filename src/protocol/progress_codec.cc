@@ -15,17 +15,11 @@ namespace {
 
 // Workers send 10 fields per bar; the server adds rate and ETA for applications.
 void write_bar(Writer& w, const BarState& b, bool with_rates) {
-  w.array(with_rates ? 12 : 10);
+  w.array(3 + detail::kBarValueFields + (with_rates ? 2 : 0));
   w.uint(b.key.session);
   w.uint(b.key.seq);
   w.uint(b.attempt);
-  w.uint(b.bar_no);
-  w.str(b.description);
-  w.str(b.unit);
-  w.uint(b.count);
-  w.uint(b.total);
-  w.boolean(b.closed);
-  w.uint(b.elapsed_ms);
+  detail::write_bar_values(w, b);
   if (with_rates) {
     w.f64(b.rate);
     w.f64(b.eta_seconds);
@@ -37,18 +31,12 @@ std::vector<BarState> read_bars(Reader& r, bool with_rates) {
   std::vector<BarState> bars;
   bars.reserve(n);
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
-    r.expect_array(with_rates ? 12 : 10);
+    r.expect_array(3 + detail::kBarValueFields + (with_rates ? 2 : 0));
     BarState b;
     b.key.session = r.uint();
     b.key.seq = r.uint();
     b.attempt = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
-    b.bar_no = static_cast<uint32_t>(r.uint_max(kMaxBarsPerTask - 1));
-    b.description.assign(r.str());
-    b.unit.assign(r.str());
-    b.count = r.uint();
-    b.total = r.uint();
-    b.closed = r.boolean();
-    b.elapsed_ms = r.uint();
+    detail::read_bar_values(r, b);
     if (with_rates) {
       b.rate = r.f64();
       b.eta_seconds = r.f64();

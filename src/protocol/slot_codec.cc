@@ -67,14 +67,8 @@ void encode_frame(const SlotResults& m, std::string& out) {
     w.uint(it.run_ns);
     w.array(static_cast<uint32_t>(it.bars.size()));
     for (const auto& b : it.bars) {
-      w.array(7);
-      w.uint(b.bar_no);
-      w.str(b.description);
-      w.str(b.unit);
-      w.uint(b.count);
-      w.uint(b.total);
-      w.boolean(b.closed);
-      w.uint(b.elapsed_ms);
+      w.array(detail::kBarValueFields);
+      detail::write_bar_values(w, b);
     }
   }
   end_frame(out, at);
@@ -84,20 +78,18 @@ Result<FromSlot> decode_from_slot(std::string_view body, size_t max_bytes) {
   Reader r(body);
   auto h = detail::read_header(r, body, max_bytes);
   if (!h) return Error{h.error()};
-  const uint8_t* type = &h->type;
-  const uint32_t fields = h->fields;
-  if (*type == static_cast<uint8_t>(MsgType::kSlotHello)) {
+  if (h->type == static_cast<uint8_t>(MsgType::kSlotHello)) {
     SlotHello m;
-    if (fields != 3) r.fail("wrong number of fields");
+    detail::expect_fields(r, *h, 3);
     m.pid = static_cast<uint32_t>(r.uint_max(UINT32_MAX));
     const uint32_t n = r.array();
     for (uint32_t i = 0; i < n && r.ok(); ++i) m.services.push_back(r.str());
     m.error = r.str();
     return finish<FromSlot>(r, std::move(m), "slot hello");
   }
-  if (*type == static_cast<uint8_t>(MsgType::kSlotResults)) {
+  if (h->type == static_cast<uint8_t>(MsgType::kSlotResults)) {
     SlotResults m;
-    if (fields != 1) r.fail("wrong number of fields");
+    detail::expect_fields(r, *h, 1);
     const uint32_t n = r.array();
     m.items.reserve(n);
     for (uint32_t i = 0; i < n && r.ok(); ++i) {
@@ -109,35 +101,27 @@ Result<FromSlot> decode_from_slot(std::string_view body, size_t max_bytes) {
       it.run_ns = r.uint();
       const uint32_t nb = r.array();
       for (uint32_t j = 0; j < nb && r.ok(); ++j) {
-        r.expect_array(7);
+        r.expect_array(detail::kBarValueFields);
         BarState b;
-        b.bar_no = static_cast<uint32_t>(r.uint_max(kMaxBarsPerTask - 1));
-        b.description.assign(r.str());
-        b.unit.assign(r.str());
-        b.count = r.uint();
-        b.total = r.uint();
-        b.closed = r.boolean();
-        b.elapsed_ms = r.uint();
+        detail::read_bar_values(r, b);
         it.bars.push_back(std::move(b));
       }
       m.items.push_back(std::move(it));
     }
     return finish<FromSlot>(r, std::move(m), "slot results");
   }
-  return make_error("unexpected slot message type " + std::to_string(*type));
+  return make_error("unexpected slot message type " + std::to_string(h->type));
 }
 
 Result<SlotRun> decode_to_slot(std::string_view body, size_t max_bytes) {
   Reader r(body);
   auto h = detail::read_header(r, body, max_bytes);
   if (!h) return Error{h.error()};
-  const uint8_t* type = &h->type;
-  const uint32_t fields = h->fields;
-  if (*type != static_cast<uint8_t>(MsgType::kSlotRun)) {
-    return make_error("unexpected message type " + std::to_string(*type) + " for a slot");
+  if (h->type != static_cast<uint8_t>(MsgType::kSlotRun)) {
+    return make_error("unexpected message type " + std::to_string(h->type) + " for a slot");
   }
   SlotRun m;
-  if (fields != 1) r.fail("wrong number of fields");
+  detail::expect_fields(r, *h, 1);
   const uint32_t n = r.array();
   m.tasks.reserve(n);
   for (uint32_t i = 0; i < n && r.ok(); ++i) {

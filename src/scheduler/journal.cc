@@ -31,6 +31,16 @@ enum RecordKind : uint8_t {
   kAppRemove = 5,
 };
 
+// Starts a task's record in `out`: [kind, session, seq, then `more` fields].
+mp::Writer task_record(std::string& out, RecordKind kind, const TaskKey& key, uint32_t more) {
+  mp::Writer w(out);
+  w.array(3 + more);
+  w.uint(kind);
+  w.uint(key.session);
+  w.uint(key.seq);
+  return w;
+}
+
 int64_t to_db(uint64_t v) { return std::bit_cast<int64_t>(v); }
 uint64_t from_db(int64_t v) { return std::bit_cast<uint64_t>(v); }
 
@@ -238,11 +248,7 @@ void Journal::stop() {
 void Journal::task_submitted(const TaskKey& key, std::string_view app_id, std::string_view name,
                              std::string_view fields, uint32_t max_retries,
                              uint32_t timeout_ms) {
-  mp::Writer w(current_);
-  w.array(8);
-  w.uint(kSubmit);
-  w.uint(key.session);
-  w.uint(key.seq);
+  mp::Writer w = task_record(current_, kSubmit, key, 5);
   w.str(app_id);
   w.str(name);
   w.bin(fields);
@@ -252,11 +258,7 @@ void Journal::task_submitted(const TaskKey& key, std::string_view app_id, std::s
 }
 
 void Journal::task_attempts(const TaskKey& key, uint32_t attempts) {
-  mp::Writer w(current_);
-  w.array(4);
-  w.uint(kAttempts);
-  w.uint(key.session);
-  w.uint(key.seq);
+  mp::Writer w = task_record(current_, kAttempts, key, 1);
   w.uint(attempts);
   ++appended_;
 }
@@ -264,11 +266,7 @@ void Journal::task_attempts(const TaskKey& key, uint32_t attempts) {
 void Journal::task_finished(const TaskKey& key, protocol::TaskStatus status,
                             std::string_view payload, uint32_t attempt, std::string_view worker,
                             uint64_t run_ns) {
-  mp::Writer w(current_);
-  w.array(8);
-  w.uint(kFinish);
-  w.uint(key.session);
-  w.uint(key.seq);
+  mp::Writer w = task_record(current_, kFinish, key, 5);
   w.uint(static_cast<uint8_t>(status));
   w.bin(payload);
   w.uint(attempt);
@@ -278,11 +276,7 @@ void Journal::task_finished(const TaskKey& key, protocol::TaskStatus status,
 }
 
 void Journal::task_removed(const TaskKey& key) {
-  mp::Writer w(current_);
-  w.array(3);
-  w.uint(kRemove);
-  w.uint(key.session);
-  w.uint(key.seq);
+  task_record(current_, kRemove, key, 0);
   ++appended_;
 }
 
