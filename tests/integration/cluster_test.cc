@@ -14,23 +14,9 @@
 namespace lrts::testing {
 namespace {
 
-class ClusterTest : public ::testing::Test {
+class ClusterTest : public ClusterFixture {
  protected:
-  ClusterTest() : cluster_(dir_) {}
-
-  ApplicationInformation info() const {
-    ApplicationInformation i;
-    i.scheduler_address = "127.0.0.1";
-    i.scheduler_port = cluster_.port();
-    return i;
-  }
-
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s\n", cluster_.logs().c_str());
-  }
-
-  TempDir dir_;
-  Cluster cluster_;
+  ApplicationInformation info() const { return app_info(); }
 };
 
 TEST_F(ClusterTest, ExampleApplicationsPrintTheirResults) {

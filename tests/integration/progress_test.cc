@@ -12,19 +12,12 @@
 namespace lrts::testing {
 namespace {
 
-class ProgressTest : public ::testing::Test {
+class ProgressTest : public ClusterFixture {
  protected:
-  ProgressTest() : cluster_(dir_) {}
-
   ApplicationInformation info() const {
-    ApplicationInformation i;
-    i.scheduler_port = cluster_.port();
+    ApplicationInformation i = app_info();
     i.progress_server_port = cluster_.progress_port();
     return i;
-  }
-
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s\n", cluster_.logs().c_str());
   }
 
   // Runs one task with a bar and waits until the application has seen it finish: the path
@@ -54,9 +47,6 @@ class ProgressTest : public ::testing::Test {
         20s);
     return bars;
   }
-
-  TempDir dir_;
-  Cluster cluster_;
 };
 
 TEST_F(ProgressTest, FinalCountOfEveryBarEqualsWhatTheTaskAdvanced) {

@@ -28,19 +28,12 @@ namespace {
 const std::vector<std::string> kFastScheduler = {"--heartbeat-interval", "0.2",
                                                  "--worker-timeout", "1", "--app-timeout", "1"};
 
-class ResilienceTest : public ::testing::Test {
+class ResilienceTest : public ClusterFixture {
  protected:
-  ResilienceTest() : cluster_(dir_) {}
-
   ApplicationInformation info() const {
-    ApplicationInformation i;
-    i.scheduler_port = cluster_.port();
+    ApplicationInformation i = app_info();
     i.track_progress = false;
     return i;
-  }
-
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s\n", cluster_.logs().c_str());
   }
 
   bool scheduler_logged(const std::string& text, std::chrono::milliseconds timeout = 20s) {
@@ -56,9 +49,6 @@ class ResilienceTest : public ::testing::Test {
     }
     return n;
   }
-
-  TempDir dir_;
-  Cluster cluster_;
 };
 
 TEST_F(ResilienceTest, ATaskComputingLongerThanTheWorkerTimeoutKeepsItsLease) {

@@ -2,6 +2,7 @@
 // directory per test with one log file per process, and waiting on conditions with deadlines.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -9,6 +10,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <lrts/client.hpp>
 
 #include "common/process.hpp"
 
@@ -111,6 +114,26 @@ class Cluster {
   Daemon progress_server_;
   int progress_starts_ = 0;
   std::deque<Daemon> workers_;  // stable references as workers are added
+};
+
+// A test with its own directory and cluster (started by the test); prints every log on failure.
+class ClusterFixture : public ::testing::Test {
+ protected:
+  ClusterFixture() : cluster_(dir_) {}
+
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s\n", cluster_.logs().c_str());
+  }
+
+  // An application of this cluster's scheduler.
+  ApplicationInformation app_info() const {
+    ApplicationInformation i;
+    i.scheduler_port = cluster_.port();
+    return i;
+  }
+
+  TempDir dir_;
+  Cluster cluster_;
 };
 
 }  // namespace lrts::testing
