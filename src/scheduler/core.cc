@@ -785,7 +785,7 @@ void SchedulerCore::check_app(uint32_t ai, TimePoint now) {
 
 TimePoint SchedulerCore::next_deadline() const {
   TimePoint next = reclaim_at_;
-  if (!timers_.empty()) next = timers_.top().when;
+  if (!timers_.empty()) next = std::min(next, timers_.top().when);
   if (!resends_.empty()) next = std::min(next, resends_.front().sent + options_.result_resend);
   return next;
 }

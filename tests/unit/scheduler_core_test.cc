@@ -370,6 +370,22 @@ TEST_F(SchedulerCoreTest, IdleCoreHasNoTimers) {
   EXPECT_EQ(core_.next_deadline(), now_ + 10s);
 }
 
+TEST_F(SchedulerCoreTest, ReclaimAfterRestartIsDueBeforeLaterTimers) {
+  CoreOptions o = options();
+  o.reclaim_grace = 2s;  // shorter than the application timer restore() starts (10 s)
+  SchedulerCore core(o, transport_);
+  RecoveredState state;
+  state.apps.push_back({"app", 60000});
+  RecoveredTask task;
+  task.key = {100, 1};
+  task.app_id = "app";
+  task.name = "svc";
+  task.attempts = 1;
+  state.tasks.push_back(task);
+  core.restore(std::move(state), now_);
+  EXPECT_EQ(core.next_deadline(), now_ + 2s);
+}
+
 TEST_F(SchedulerCoreTest, TasksGoOnlyToWorkersThatOfferTheirService) {
   worker_hello("Wa", 1, 10, {}, {"a"});
   worker_hello("Wb", 2, 10, {}, {"b", "c"});
