@@ -313,6 +313,10 @@ void encode(const ResultAck& m, std::string& out) {
 
 // ---- decoders -------------------------------------------------------------------------------
 
+bool is_version_mismatch(std::string_view decode_error) {
+  return decode_error.starts_with(detail::kVersionError);
+}
+
 Result<ToScheduler> decode_to_scheduler(std::string_view bytes, size_t max_bytes) {
   Reader r(bytes);
   auto h = read_header(r, bytes, max_bytes);

@@ -16,6 +16,9 @@ inline void header(mp::Writer& w, MsgType type, uint32_t fields) {
   w.uint(static_cast<uint8_t>(type));
 }
 
+// How a decoder's error about another protocol version begins.
+inline constexpr std::string_view kVersionError = "protocol version ";
+
 struct Header {
   uint8_t type = 0;
   uint32_t fields = 0;
@@ -32,7 +35,7 @@ inline Result<Header> read_header(mp::Reader& r, std::string_view bytes, size_t 
   const uint64_t version = r.uint();
   if (!r.ok()) return make_error("not an lrts message (bad version field)");
   if (version != kVersion) {
-    return make_error("protocol version " + std::to_string(version) +
+    return make_error(std::string(kVersionError) + std::to_string(version) +
                       " is not supported (this side speaks version " + std::to_string(kVersion) +
                       ")");
   }

@@ -297,6 +297,9 @@ void encode(const WorkerWelcome& m, std::string& out);
 void encode(const Assign& m, std::string& out);
 void encode(const ResultAck& m, std::string& out);
 
+// True when a decoder's error is that the message speaks another protocol version.
+bool is_version_mismatch(std::string_view decode_error);
+
 Result<ToScheduler> decode_to_scheduler(std::string_view bytes,
                                         size_t max_bytes = kDefaultMaxMessageBytes);
 Result<ToApp> decode_to_app(std::string_view bytes, size_t max_bytes = kDefaultMaxMessageBytes);

@@ -157,8 +157,10 @@ void SchedulerCore::on_bad_message(const PeerId& peer, std::string_view reason, 
   ++stats_.bad_messages;
   LRTS_WARN("dropped a bad message from peer {}: {}", peers_.count(peer) ? "known" : "unknown",
             reason);
-  const bool version = reason.find("protocol version") != std::string_view::npos;
-  send_error(peer, version ? ErrorCode::kVersionMismatch : ErrorCode::kBadMessage, reason);
+  send_error(peer,
+             protocol::is_version_mismatch(reason) ? ErrorCode::kVersionMismatch
+                                                   : ErrorCode::kBadMessage,
+             reason);
 }
 
 void SchedulerCore::send_error(const PeerId& peer, ErrorCode code, std::string_view text) {

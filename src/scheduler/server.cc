@@ -37,21 +37,20 @@ class RouterTransport final : public Transport {
       case SendResult::kSent: return;
       case SendResult::kWouldBlock:
         // The peer does not read; what matters is re-sent later (results, acks on re-hello).
-        ++dropped_;
-        LRTS_WARN("peer's queue is full; dropped one message of {} bytes", message.size());
+        // Counted here and logged with the stats: an overloaded loop should not log per message.
+        ++dropped_full_;
         return;
-      case SendResult::kUnreachable: ++dropped_; return;  // it went away
+      case SendResult::kUnreachable: return;  // it went away
       case SendResult::kError:
-        ++dropped_;
         LRTS_WARN("send failed: {}", zmq_error_text());
         return;
     }
   }
-  uint64_t dropped() const { return dropped_; }
+  uint64_t dropped_full() const { return dropped_full_; }
 
  private:
   ZmqSocket& socket_;
-  uint64_t dropped_ = 0;
+  uint64_t dropped_full_ = 0;  // messages dropped because the peer's queue was full
 };
 
 }  // namespace
@@ -121,6 +120,7 @@ int SchedulerServer::run() {
   ZmqFrame identity, payload, extra;
   TimePoint next_stats = Clock::now() + s.options.stats_interval;
   CoreStats last_logged{};
+  uint64_t logged_full = 0;
   for (;;) {
     TimePoint now = Clock::now();
     const TimePoint deadline = std::min(s.core->next_deadline(), next_stats);
@@ -183,6 +183,12 @@ int SchedulerServer::run() {
         LRTS_WARN("{} of {} file descriptors in use: new workers and applications will be refused "
                   "past the limit (raise it with ulimit -n)",
                   open, limit);
+      }
+      if (const uint64_t full = s.transport.dropped_full(); full != logged_full) {
+        LRTS_WARN("dropped {} message(s) to peers whose queue was full (they are sent again "
+                  "when it matters)",
+                  full - logged_full);
+        logged_full = full;
       }
       const CoreStats st = s.core->stats();
       if (st.completed != last_logged.completed || st.submitted != last_logged.submitted ||
