@@ -88,12 +88,7 @@ Daemon::Daemon(std::vector<std::string> argv, std::string log_path)
   proc_ = std::move(*child);
 }
 
-Daemon::~Daemon() {
-  if (proc_.running()) {
-    proc_.signal(SIGKILL);
-    proc_.wait();
-  }
-}
+bool Daemon::running() const { return proc_.running() && process_alive(proc_.pid()); }
 
 int Daemon::wait_exit(std::chrono::milliseconds timeout) {
   int status = -1;

@@ -46,10 +46,10 @@ class Daemon {
   Daemon(std::vector<std::string> argv, std::string log_path);
   Daemon(Daemon&&) = default;
   Daemon& operator=(Daemon&&) = default;
-  ~Daemon();
 
   pid_t pid() const { return proc_.pid(); }
-  bool running() const { return proc_.running(); }
+  // Started, not reaped, and not a zombie: a daemon that crashed is not running.
+  bool running() const;
   void signal(int sig) const { proc_.signal(sig); }
   // Waits for the process to end; returns its wait status, or -1 on timeout.
   int wait_exit(std::chrono::milliseconds timeout = 20s);
