@@ -17,23 +17,22 @@
 namespace lrts::testing {
 namespace {
 
-TEST(ChaosTest, EveryTaskEndsExactlyOnceWhateverDies) {
+using ChaosTest = ClusterFixture;
+
+TEST_F(ChaosTest, EveryTaskEndsExactlyOnceWhateverDies) {
   const char* env_seed = std::getenv("LRTS_CHAOS_SEED");
   const uint64_t seed = env_seed ? std::strtoull(env_seed, nullptr, 10) : 20261127;
   std::mt19937_64 rng(seed);
   SCOPED_TRACE("LRTS_CHAOS_SEED=" + std::to_string(seed));
 
-  TempDir dir;
-  Cluster cluster(dir);
   const std::vector<std::string> scheduler_args = {
-      "--state-dir", dir.file("state"), "--heartbeat-interval", "0.2", "--worker-timeout", "1",
+      "--state-dir", dir_.file("state"), "--heartbeat-interval", "0.2", "--worker-timeout", "1",
       "--reclaim-grace", "1"};
-  Daemon& scheduler = cluster.start_scheduler(scheduler_args);
+  Daemon& scheduler = cluster_.start_scheduler(scheduler_args);
   std::vector<Daemon*> workers;
-  for (int i = 0; i < 3; ++i) workers.push_back(&cluster.start_worker(2));
+  for (int i = 0; i < 3; ++i) workers.push_back(&cluster_.start_worker(2));
 
-  ApplicationInformation info;
-  info.scheduler_port = cluster.port();
+  ApplicationInformation info = app_info();
   info.track_progress = false;
   ClientApplication app(info);
   app.start_application();
@@ -65,7 +64,7 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhateverDies) {
       if (rng() % 2 == 0) {
         workers[w]->signal(SIGKILL);
         workers[w]->wait_exit();
-        workers[w] = &cluster.start_worker(2);
+        workers[w] = &cluster_.start_worker(2);
         ++kills;
       } else {
         const auto slots = children_of(workers[w]->pid());
@@ -78,7 +77,7 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhateverDies) {
     if (!scheduler_killed && n == kTasks / 2) {
       scheduler.signal(SIGKILL);
       ASSERT_NE(scheduler.wait_exit(), -1);
-      cluster.start_scheduler(scheduler_args);  // same state directory
+      cluster_.start_scheduler(scheduler_args);  // same state directory
       scheduler_killed = true;
     }
   }
@@ -87,7 +86,6 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhateverDies) {
   EXPECT_GT(kills + slot_kills, 5);
   std::fprintf(stderr, "chaos: %d worker kills, %d slot kills, 1 scheduler kill; %d tasks\n",
                kills, slot_kills, kTasks);
-  if (HasFailure()) std::fprintf(stderr, "%s\n", cluster.logs().c_str());
 }
 
 }  // namespace
