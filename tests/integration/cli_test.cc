@@ -107,7 +107,7 @@ TEST(CliIntegrationTest, SubmitWithoutWaitLeavesTasksRunning) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("queued under application id"), std::string::npos) << r.err;
   cluster.start_worker(1);
-  EXPECT_TRUE(wait_until([&] { return !read_file(marker).empty(); }, 20s));
+  EXPECT_TRUE(wait_for_file(marker));
 }
 
 }  // namespace

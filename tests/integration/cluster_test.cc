@@ -206,7 +206,7 @@ TEST_F(ClusterTest, CancelStopsARunningTask) {
   const std::string running = app.schedule_service(slow);
   slow.started.clear();
   const std::string queued = app.schedule_service(slow);
-  ASSERT_TRUE(wait_until([&] { return !read_file(dir_.file("started")).empty(); }));
+  ASSERT_TRUE(wait_for_file(dir_.file("started")));
   const std::vector<pid_t> slot_before = children_of(w.pid());
   EXPECT_TRUE(app.cancel(queued));
   EXPECT_TRUE(app.cancel(running));
@@ -237,9 +237,7 @@ TEST_F(ClusterTest, LongTasksAfterShortOnesRunSideBySideOnFreeSlots) {
   const std::string b = app.schedule_service(slow);
   // Both start well within the time one of them runs: they did not queue in one slot (where
   // b would start only after a's 60 s).
-  ASSERT_TRUE(wait_until(
-      [&] { return !read_file(dir_.file("a")).empty() && !read_file(dir_.file("b")).empty(); },
-      20s));
+  ASSERT_TRUE(wait_for_file(dir_.file("a")) && wait_for_file(dir_.file("b")));
   EXPECT_TRUE(app.cancel(a));
   EXPECT_TRUE(app.cancel(b));
   EXPECT_EQ(app.wait_for(a, 30s).status(), ServiceStatus::cancelled);

@@ -200,12 +200,7 @@ TEST_F(ProgressTest, TheLiveViewDrawsBarsOnAPseudoTerminal) {
   EXPECT_NE(out.find("iterations/s]"), std::string::npos);
   EXPECT_NE(out.find("lrts | Stage: Done"), std::string::npos);
   // The program's own output came out whole, above the bars.
-  size_t finished = 0;
-  for (size_t at = out.find("finished after"); at != std::string::npos;
-       at = out.find("finished after", at + 1)) {
-    ++finished;
-  }
-  EXPECT_EQ(finished, 3u);
+  EXPECT_EQ(occurrences(out, "finished after"), 3u);
   // Only the escape sequences the view uses: cursor up, clear line/screen, cursor on/off.
   const std::regex allowed(R"(\x1b\[(\d+F|K|J|\?25[lh]))");
   size_t escapes = 0;

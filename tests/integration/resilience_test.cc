@@ -40,15 +40,6 @@ class ResilienceTest : public ClusterFixture {
     return wait_until([&] { return cluster_.scheduler_logs().find(text) != std::string::npos; },
                       timeout);
   }
-
-  static size_t occurrences(const std::string& haystack, const std::string& needle) {
-    size_t n = 0;
-    for (size_t at = haystack.find(needle); at != std::string::npos;
-         at = haystack.find(needle, at + 1)) {
-      ++n;
-    }
-    return n;
-  }
 };
 
 TEST_F(ResilienceTest, ATaskComputingLongerThanTheWorkerTimeoutKeepsItsLease) {
@@ -74,7 +65,7 @@ TEST_F(ResilienceTest, TasksOfAKilledWorkerCompleteElsewhere) {
   s.value = 42;
   s.started = dir_.file("started");
   const std::string id = app.schedule_service(s);
-  ASSERT_TRUE(wait_until([&] { return !read_file(s.started).empty(); }));
+  ASSERT_TRUE(wait_for_file(s.started));
   cluster_.start_worker(1);
   doomed.signal(SIGKILL);
   const auto r = app.wait_for(id, 30s);
@@ -133,7 +124,7 @@ TEST_F(ResilienceTest, ASlotKilledFromOutsideIsReplacedAndItsTaskRetried) {
   s.value = 7;
   s.started = dir_.file("started");
   const std::string id = app.schedule_service(s);
-  ASSERT_TRUE(wait_until([&] { return !read_file(s.started).empty(); }));
+  ASSERT_TRUE(wait_for_file(s.started));
   const auto slots = children_of(w.pid());
   ASSERT_EQ(slots.size(), 1u);
   ::kill(slots[0], SIGKILL);
@@ -235,7 +226,7 @@ TEST_F(ResilienceTest, HandBackOnStopReturnsARunningTaskWithoutUsingAnAttempt) {
   s.value = 5;
   s.started = dir_.file("started");
   const std::string id = app.schedule_service(s);
-  ASSERT_TRUE(wait_until([&] { return !read_file(s.started).empty(); }));
+  ASSERT_TRUE(wait_for_file(s.started));
   leaving.signal(SIGTERM);
   ASSERT_NE(leaving.wait_exit(20s), -1);
   cluster_.start_worker(1);

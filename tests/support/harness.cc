@@ -44,6 +44,19 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
   }
 }
 
+size_t occurrences(std::string_view haystack, std::string_view needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string_view::npos;
+       at = haystack.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+bool wait_for_file(const std::string& path, std::chrono::milliseconds timeout) {
+  return wait_until([&] { return !read_file(path).empty(); }, timeout);
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -232,17 +245,7 @@ Daemon& Cluster::start_worker(int slots, std::vector<std::string> extra) {
 }
 
 bool Cluster::wait_for_workers(size_t n, std::chrono::milliseconds timeout) {
-  return wait_until(
-      [&] {
-        size_t count = 0;
-        const std::string log = scheduler_logs();
-        for (size_t at = log.find("' registered"); at != std::string::npos;
-             at = log.find("' registered", at + 1)) {
-          ++count;
-        }
-        return count >= n;
-      },
-      timeout);
+  return wait_until([&] { return occurrences(scheduler_logs(), "' registered") >= n; }, timeout);
 }
 
 std::string Cluster::logs() const {

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <lrts/client.hpp>
@@ -26,6 +27,10 @@ int free_port();
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s);
 
 std::string read_file(const std::string& path);
+// How many times `needle` occurs in `haystack` (overlaps counted).
+size_t occurrences(std::string_view haystack, std::string_view needle);
+// Waits until the file at `path` exists and is not empty.
+bool wait_for_file(const std::string& path, std::chrono::milliseconds timeout = 20s);
 
 // A fresh directory under $TMPDIR, removed at the end unless the test failed.
 class TempDir {
