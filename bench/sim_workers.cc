@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 
 namespace {
@@ -169,18 +170,20 @@ struct Sim {
   }
 
   void on_message(Conn& c, std::string_view body) {
-    auto msg = lrts::protocol::decode_to_worker(body);
+    auto msg = lrts::protocol::decode<lrts::protocol::ToWorker>(body);
     if (!msg) return;
     if (std::holds_alternative<lrts::protocol::WorkerWelcome>(*msg)) {
       if (!c.welcomed) ++welcomed;
       c.welcomed = true;
     } else if (auto* a = std::get_if<lrts::protocol::Assign>(&*msg)) {
-      lrts::protocol::Results r;
+      lrts::protocol::WorkerResults r;
       r.capacity = c.capacity;
-      for (const auto& t : a->tasks) r.items.push_back({t.key, t.attempt, lrts::protocol::TaskStatus::kFinished, "\xc0", "", 1});
+      for (const auto& t : a->tasks) {
+        r.items.push_back({t.key, t.attempt, lrts::protocol::TaskStatus::kFinished, "\xc0", 0, 1});
+      }
       tasks_done += a->tasks.size();
       scratch.clear();
-      lrts::protocol::encode(r, lrts::protocol::MsgType::kWorkerResults, scratch);
+      lrts::protocol::encode(r, scratch);
       send_msg(c, scratch);
     } else if (auto* e = std::get_if<lrts::protocol::ErrorMsg>(&*msg)) {
       if (e->code == lrts::protocol::ErrorCode::kHelloRequired) hello(c);

@@ -36,11 +36,11 @@
 #include "common/zmq_socket.hpp"
 #include "lrts/client.hpp"
 #include "progress/view.hpp"
-#include "protocol/messages.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/progress_messages.hpp"
 
 namespace lrts {
 
-using protocol::MsgType;
 using protocol::TaskKey;
 using protocol::TaskKeyHash;
 
@@ -76,7 +76,7 @@ TaskKey parse_id(const std::string& id) {
   return key;
 }
 
-ServiceResult to_result(const protocol::ResultItem& item) {
+ServiceResult to_result(const protocol::AppResult& item) {
   const auto status = static_cast<uint8_t>(item.status) <= 3
                           ? static_cast<ServiceStatus>(item.status)
                           : ServiceStatus::failed;
@@ -207,7 +207,7 @@ class IoLoop {
     if (impl_.detach) return;
     // Stopping: tell the scheduler to drop our work; give the message a moment to leave.
     buf_.clear();
-    protocol::encode(protocol::Empty{MsgType::kAppBye}, buf_);
+    protocol::encode(protocol::AppBye{}, buf_);
     dealer_.send(buf_);
     dealer_.set_int(ZMQ_LINGER, 500);
   }
@@ -251,11 +251,12 @@ class IoLoop {
   }
 
   void on_progress(std::string_view bytes) {
-    auto update = protocol::decode_progress_update(bytes);
-    if (!update) {
-      LRTS_WARN("progress: dropped a bad message: {}", update.error());
+    auto decoded = protocol::decode<protocol::ToProgressSubscriber>(bytes);
+    if (!decoded) {
+      LRTS_WARN("progress: dropped a bad message: {}", decoded.error().text);
       return;
     }
+    const auto* update = &std::get<protocol::ProgressUpdate>(*decoded);
     std::vector<ProgressSnapshot> changed;
     changed.reserve(update->bars.size());
     for (const auto& b : update->bars) {
@@ -313,7 +314,7 @@ class IoLoop {
     if (!cancels.empty()) {
       cancels_.insert(cancels.begin(), cancels.end());  // until their results arrive
       buf_.clear();
-      protocol::encode(protocol::KeyList{MsgType::kCancel, std::move(cancels)}, buf_);
+      protocol::encode(protocol::Cancel{std::move(cancels)}, buf_);
       dealer_.send(buf_);
     }
     return true;
@@ -336,7 +337,7 @@ class IoLoop {
         uint32_t name = 0;
         while (name < msg.names.size() && msg.names[name] != s.name) ++name;
         if (name == msg.names.size()) msg.names.push_back(s.name);
-        msg.tasks.push_back({s.seq, name, s.fields, s.max_retries, s.timeout_ms});
+        msg.tasks.push_back({s.seq, name, s.fields, 0, s.max_retries, s.timeout_ms});
         bytes += s.fields.size() + 16;
       }
       if (msg.tasks.empty()) continue;
@@ -368,7 +369,9 @@ class IoLoop {
     protocol::AppHello hello;
     hello.application_id = impl_.app_id;
     hello.session = impl_.session;
-    hello.grace_ms = static_cast<uint64_t>(std::max<int64_t>(0, impl_.info.disconnect_grace.count()));
+    hello.grace_ms =
+        static_cast<uint64_t>(std::max<int64_t>(0, impl_.info.disconnect_grace.count()));
+    hello.max_message = protocol::kDefaultMaxMessageBytes;
     buf_.clear();
     protocol::encode(hello, buf_);
     dealer_.send(buf_);
@@ -386,7 +389,7 @@ class IoLoop {
       return;
     }
     buf_.clear();
-    protocol::encode(protocol::Empty{MsgType::kAppHeartbeat}, buf_);
+    protocol::encode(protocol::AppHeartbeat{}, buf_);
     dealer_.send(buf_);
   }
 
@@ -403,9 +406,9 @@ class IoLoop {
   }
 
   void on_message(std::string_view bytes, TimePoint now) {
-    auto decoded = protocol::decode_to_app(bytes);
+    auto decoded = protocol::decode<protocol::ToApp>(bytes);
     if (!decoded) {
-      LRTS_WARN("dropped a bad message from the scheduler: {}", decoded.error());
+      LRTS_WARN("dropped a bad message from the scheduler: {}", decoded.error().text);
       return;
     }
     last_heard_ = now;
@@ -432,7 +435,7 @@ class IoLoop {
       send_submissions(0);  // whatever it may not have: it ignores what it has
       if (!cancels_.empty()) {  // cancels may have been lost with the connection
         buf_.clear();
-        protocol::encode(protocol::KeyList{MsgType::kCancel, {cancels_.begin(), cancels_.end()}},
+        protocol::encode(protocol::Cancel{{cancels_.begin(), cancels_.end()}},
                          buf_);
         dealer_.send(buf_);
       }
@@ -441,7 +444,7 @@ class IoLoop {
         for (uint64_t seq : ack->seqs) mark_acked(seq);
         publish_unacked();
       }
-    } else if (auto* results = std::get_if<protocol::Results>(&msg)) {
+    } else if (auto* results = std::get_if<protocol::AppResults>(&msg)) {
       on_results(*results);
     } else if (auto* hb = std::get_if<protocol::HeartbeatAck>(&msg)) {
       set_connected(true);
@@ -498,8 +501,8 @@ class IoLoop {
     impl_.ready.emplace(key, std::move(r));
   }
 
-  void on_results(const protocol::Results& results) {
-    protocol::KeyList ack{MsgType::kAckResults, {}};
+  void on_results(const protocol::AppResults& results) {
+    protocol::Received ack;
     ack.keys.reserve(results.items.size());
     {
       std::lock_guard lock(impl_.mu);

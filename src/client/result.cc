@@ -26,24 +26,24 @@ ServiceResult::ServiceResult(std::string service_id, ServiceStatus status, std::
 
 std::string ServiceResult::service_result_json() const {
   if (!ok() || payload_.empty()) return "null";
-  auto json = mp::to_json(payload_);
+  auto json = protocol::mp::to_json(payload_);
   return json ? *json : "null";
 }
 
 std::string ServiceResult::to_json() const {
   std::string out = "{\"service_id\":";
-  mp::append_json_string(out, service_id_);
+  protocol::mp::append_json_string(out, service_id_);
   out += ",\"status\":";
-  mp::append_json_string(out, lrts::to_string(status_));
+  protocol::mp::append_json_string(out, lrts::to_string(status_));
   out += ",\"service_result\":";
   out += service_result_json();
   if (!ok()) {
     out += ",\"error\":";
-    mp::append_json_string(out, payload_);
+    protocol::mp::append_json_string(out, payload_);
   }
   out += ",\"attempt\":" + std::to_string(attempt_);
   out += ",\"worker\":";
-  mp::append_json_string(out, worker_);
+  protocol::mp::append_json_string(out, worker_);
   out += ",\"run_time_ms\":";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(run_time_.count()) / 1e6);

@@ -52,6 +52,28 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
+// A value or an error of a domain's own type E (a code and a text, say).
+template <class T, class E>
+class [[nodiscard]] Expected {
+ public:
+  Expected(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
+  Expected(E error) : v_(std::move(error)) {}      // NOLINT: implicit by design
+
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() & { assert(ok()); return std::get<0>(v_); }
+  const T& value() const& { assert(ok()); return std::get<0>(v_); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  const E& error() const { assert(!ok()); return std::get<1>(v_); }
+
+ private:
+  std::variant<T, E> v_;
+};
+
 inline Error make_error(std::string message) { return Error{std::move(message)}; }
 
 }  // namespace lrts

@@ -183,7 +183,7 @@ std::vector<protocol::BarState> BarAllocator::end_task() {
     b.unit.assign(text(c.unit, sizeof c.unit));
     b.count = c.count.load(std::memory_order_relaxed);
     b.total = c.total.load(std::memory_order_relaxed);
-    b.closed = true;
+    b.phase = protocol::BarPhase::kDone;
     b.elapsed_ms = static_cast<uint64_t>(std::max<int64_t>(0, now - c.created_ns) / 1'000'000);
     finals.push_back(std::move(b));
     c.state.store(BarCell::kFree, std::memory_order_release);
@@ -233,9 +233,9 @@ void Sampler::scan(int64_t now_ns, std::vector<protocol::BarState>& out) {
     last = Seen{g1, state, b.count, b.total};
     b.description.assign(text(desc, sizeof desc));
     b.unit.assign(text(unit, sizeof unit));
-    b.closed = state == BarCell::kClosed;
+    b.phase = state == BarCell::kClosed ? protocol::BarPhase::kDone : protocol::BarPhase::kOpen;
     b.elapsed_ms = static_cast<uint64_t>(std::max<int64_t>(0, now_ns - created) / 1'000'000);
-    if (b.closed) c.seen.store(g1, std::memory_order_relaxed);
+    if (b.closed()) c.seen.store(g1, std::memory_order_relaxed);
     out.push_back(std::move(b));
   }
 }

@@ -19,7 +19,7 @@
 
 #include "common/result.hpp"
 #include "lrts/progress.hpp"
-#include "protocol/messages.hpp"
+#include "protocol/progress_messages.hpp"
 
 namespace lrts::progress {
 

@@ -10,6 +10,8 @@
 #include "common/net.hpp"
 #include "common/signals.hpp"
 #include "common/zmq_socket.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/progress_messages.hpp"
 
 namespace lrts::progress {
 
@@ -65,6 +67,7 @@ struct ProgressServer::Impl {
       for (; i < bars.size() && up.bars.size() < kMaxBarsPerUpdate; ++i) {
         up.bars.push_back(std::move(bars[i]));
       }
+      up.more = i < bars.size();
       buf.clear();
       protocol::encode(up, buf);
       router.send_to(peer, buf);
@@ -73,10 +76,10 @@ struct ProgressServer::Impl {
   }
 
   void on_message(const std::string& peer, std::string_view bytes, TimePoint now) {
-    auto msg = protocol::decode_to_progress_server(bytes, options.max_message_bytes);
+    auto msg = protocol::decode<protocol::ToProgressServer>(bytes, options.max_message_bytes);
     if (!msg) {
       ++bad;
-      LRTS_WARN("dropped a bad message: {}", msg.error());
+      LRTS_WARN("dropped a bad message: {}", msg.error().text);
       return;
     }
     if (auto* batch = std::get_if<protocol::ProgressBatch>(&*msg)) {

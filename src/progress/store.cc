@@ -34,7 +34,7 @@ void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
     const double dt = std::chrono::duration<double>(now - e.last_update).count();
     const double age = static_cast<double>(u.elapsed_ms) / 1000.0;
     const double tau = std::chrono::duration<double>(options_.rate_time_constant).count();
-    if (u.closed || age < tau) {
+    if (u.closed() || age < tau) {
       // Young bars: the average since the start is the best estimate; finished bars show
       // their overall average.
       e.rate = age > 0 ? static_cast<double>(u.count) / age : 0;
@@ -44,13 +44,14 @@ void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
       const double inst = static_cast<double>(u.count - e.state.count) / dt;
       e.rate += (1.0 - std::exp(-dt / tau)) * (inst - e.rate);
     }
-    const bool was_closed = e.state.closed;
+    const bool was_closed = e.state.closed();
+    const protocol::BarPhase phase = was_closed ? e.state.phase : u.phase;
     e.state = u;
-    e.state.closed = u.closed || was_closed;
+    e.state.phase = phase;
     e.last_update = now;
   }
   Entry& e = it->second;
-  if (e.state.closed && e.closed_at == TimePoint{}) {
+  if (e.state.closed() && e.closed_at == TimePoint{}) {
     e.closed_at = now;
     closed_.emplace_back(now, key);
   }
@@ -97,13 +98,13 @@ bool ProgressStore::make_room() {
 
 void ProgressStore::fill(const Entry& e, TimePoint now, protocol::BarState& out) const {
   out = e.state;
-  const auto end = e.state.closed ? e.closed_at : now;
+  const auto end = e.state.closed() ? e.closed_at : now;
   out.elapsed_ms = static_cast<uint64_t>(std::max<int64_t>(0, to_ms(end - e.started)));
   out.rate = e.rate;
-  if (!e.state.closed && e.state.total > e.state.count && e.rate > 0) {
+  if (!e.state.closed() && e.state.total > e.state.count && e.rate > 0) {
     out.eta_seconds = static_cast<double>(e.state.total - e.state.count) / e.rate;
   } else {
-    out.eta_seconds = e.state.closed || (e.state.total && e.state.count >= e.state.total) ? 0 : -1;
+    out.eta_seconds = e.state.closed() || (e.state.total && e.state.count >= e.state.total) ? 0 : -1;
   }
 }
 

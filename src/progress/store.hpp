@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
-#include "protocol/messages.hpp"
+#include "protocol/progress_messages.hpp"
 
 namespace lrts::progress {
 

@@ -62,7 +62,7 @@ ProgressSnapshot to_snapshot(const protocol::BarState& b) {
   p.unit = b.unit;
   p.count = b.count;
   p.total = b.total;
-  p.closed = b.closed;
+  p.closed = b.closed();
   p.rate = b.rate;
   p.eta_seconds = b.eta_seconds;
   p.elapsed_seconds = static_cast<double>(b.elapsed_ms) / 1000.0;

@@ -21,7 +21,7 @@
 
 #include "common/clock.hpp"
 #include "lrts/progress.hpp"
-#include "protocol/messages.hpp"
+#include "protocol/progress_messages.hpp"
 
 namespace lrts::progress {
 

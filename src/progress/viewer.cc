@@ -7,7 +7,8 @@
 #include "common/signals.hpp"
 #include "common/zmq_socket.hpp"
 #include "progress/view.hpp"
-#include "protocol/messages.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/progress_messages.hpp"
 
 namespace lrts::progress {
 
@@ -67,10 +68,11 @@ int run_viewer(const ViewerOptions& options) {
       if (stop) break;
     }
     while (sock.recv(frame)) {
-      auto update = protocol::decode_progress_update(frame.view());
-      if (!update) continue;
+      auto decoded = protocol::decode<protocol::ToProgressSubscriber>(frame.view());
+      if (!decoded) continue;
+      const auto& update = std::get<protocol::ProgressUpdate>(*decoded);
       std::vector<ProgressSnapshot> changed;
-      for (const auto& b : update->bars) {
+      for (const auto& b : update.bars) {
         changed.push_back(to_snapshot(b));
       }
       bars_seen += changed.size();

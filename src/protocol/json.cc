@@ -5,7 +5,7 @@
 
 #include "protocol/msgpack_io.hpp"
 
-namespace lrts::mp {
+namespace lrts::protocol::mp {
 namespace {
 
 void append_base64(std::string& out, std::string_view in) {
@@ -149,4 +149,4 @@ Result<std::string> to_json(std::string_view msgpack) {
   return out;
 }
 
-}  // namespace lrts::mp
+}  // namespace lrts::protocol::mp

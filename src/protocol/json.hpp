@@ -6,7 +6,7 @@
 
 #include "common/result.hpp"
 
-namespace lrts::mp {
+namespace lrts::protocol::mp {
 
 // Maps become objects (non-string keys are rendered as JSON text), binaries become base64
 // strings, extension types become {"ext": type, "base64": ...}. Fails on malformed input.
@@ -15,4 +15,4 @@ Result<std::string> to_json(std::string_view msgpack);
 // Appends `s` as a quoted, escaped JSON string.
 void append_json_string(std::string& out, std::string_view s);
 
-}  // namespace lrts::mp
+}  // namespace lrts::protocol::mp

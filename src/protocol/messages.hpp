@@ -1,59 +1,58 @@
-// The lrts wire protocol: message types exchanged over ZeroMQ between applications, the
-// scheduler and workers, and over a socketpair between a worker and its slot processes.
+// The lrts wire protocol between applications, the scheduler and workers (ZeroMQ), one struct
+// per message kind. Each struct describes its fields once (protocol/wire.hpp); codec.hpp
+// encodes and decodes them. docs/protocol.md has the same tables for readers.
 //
-// Every message is one MessagePack array `[version, type, ...fields]` (docs/protocol.md has
-// the field lists). Decoded messages hold std::string_view fields that point into the received
-// buffer: they are valid only while that buffer lives. Submissions, assignments and results
-// travel in batches.
+// Decoded messages hold std::string_view fields that point into the received buffer: they are
+// valid only while that buffer lives. Submissions, assignments and results travel in batches
+// cut by count and by bytes; a payload too large for a batch travels as a stream of Chunks
+// (flow-controlled by ChunkAcks) and the item then names that stream instead of carrying bytes.
 #pragma once
 
 #include <cstdint>
-#include <functional>
-#include <string>
 #include <string_view>
+#include <tuple>
 #include <variant>
 #include <vector>
 
-#include "common/result.hpp"
+#include "protocol/ids.hpp"
+#include "protocol/wire.hpp"
 
 namespace lrts::protocol {
 
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 inline constexpr size_t kDefaultMaxMessageBytes = 64u << 20;
+// A peer may announce a smaller limit than this; none may be smaller than kMinMaxMessageBytes.
+inline constexpr size_t kMinMaxMessageBytes = 1u << 20;
 
-// Identifies a task everywhere: the submitting application session and a sequence number
-// within it. Rendered for users as the service id "<session as 16 hex digits>-<seq>".
-struct TaskKey {
-  uint64_t session = 0;
-  uint64_t seq = 0;
-  friend bool operator==(const TaskKey&, const TaskKey&) = default;
-};
+// Limits every decoder enforces, so that no peer can make a daemon hold unbounded state.
+inline constexpr uint32_t kMaxAppIdBytes = 256;
+inline constexpr uint32_t kMaxNameBytes = 256;  // worker and service names
+inline constexpr uint32_t kMaxServicesPerWorker = 4096;
+inline constexpr uint32_t kMaxSlotsPerWorker = 1u << 16;
+inline constexpr uint32_t kMaxRetries = 1000;
+inline constexpr uint32_t kMaxErrorTextBytes = 64u << 10;
+// Largest payload (service fields or a result) that can travel at all: slot frames carry a
+// 32-bit length.
+inline constexpr uint64_t kMaxPayloadBytes = (uint64_t{4} << 30) - (uint64_t{1} << 20);
 
-struct TaskKeyHash {
-  size_t operator()(const TaskKey& k) const noexcept {
-    uint64_t h = k.session * 0x9E3779B97F4A7C15ULL ^ (k.seq + 0x632BE59BD9B4E019ULL);
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ULL;
-    return static_cast<size_t>(h ^ (h >> 32));
-  }
-};
-
-std::string format_service_id(TaskKey key);
-// False on anything that format_service_id would not produce.
-bool parse_service_id(std::string_view id, TaskKey* key);
+// The scheduler answers a peer's heartbeat at most once per this many heartbeat intervals (a
+// sign of life only); a peer counts the scheduler silent after three such periods.
+inline constexpr int kHeartbeatAckEvery = 10;
 
 enum class MsgType : uint8_t {
   // application -> scheduler
   kAppHello = 1,
   kSubmit = 2,
-  kAckResults = 3,
+  kReceived = 3,  // results arrived: stop re-sending them
   kCancel = 4,
   kAppHeartbeat = 5,
-  kAppBye = 6,
+  kAppBye = 6,     // drop everything of this application
+  kCollected = 7,  // results handed to the user: forget them
+  kDetach = 8,     // leave; the tasks run on and their results wait to be collected
   // scheduler -> application
   kAppWelcome = 16,
   kSubmitAck = 17,
-  kResults = 18,
+  kAppResults = 18,
   // scheduler -> any peer
   kHeartbeatAck = 19,
   kError = 20,
@@ -68,16 +67,21 @@ enum class MsgType : uint8_t {
   kAssign = 49,
   kResultAck = 50,
   kCancelTasks = 51,
-  // slot <-> worker (socketpair)
+  // slot <-> worker (socketpair), see slot_messages.hpp
   kSlotHello = 64,
   kSlotRun = 65,
   kSlotResults = 66,
-  // progress
-  kProgress = 80,        // worker -> progress server
-  kProgressAck = 81,     // progress server -> worker
-  kSubscribe = 82,       // application -> progress server
-  kProgressUpdate = 83,  // progress server -> application
-  kUnsubscribe = 84,     // application -> progress server
+  kSlotRecall = 67,
+  kSlotRecalled = 68,
+  // progress, see progress_messages.hpp
+  kProgress = 80,
+  kProgressAck = 81,
+  kSubscribe = 82,
+  kProgressUpdate = 83,
+  kUnsubscribe = 84,
+  // payload streams, on every scheduler connection in both directions
+  kChunk = 96,
+  kChunkAck = 97,
 };
 
 enum class TaskStatus : uint8_t {
@@ -96,227 +100,339 @@ enum class ErrorCode : uint8_t {
   kHelloRequired = 1,    // the scheduler does not know this peer (it restarted): say hello again
   kBadMessage = 2,       // malformed or unexpected message
   kVersionMismatch = 3,  // protocol version not supported
+  kRefused = 4,          // well-formed but refused (over a limit); sending it again will not help
+};
+inline constexpr uint8_t kMaxErrorCode = 4;
+
+// A task and one of its attempts.
+struct TaskAttempt {
+  TaskKey key;
+  uint32_t attempt = 0;
+  static constexpr auto describe() {
+    return std::tuple{wire::key(&TaskAttempt::key), wire::u(&TaskAttempt::attempt)};
+  }
+};
+
+// ---- payload streams ------------------------------------------------------------------------
+
+// Part of a payload too large for a batch. `stream` is chosen by the sender, unique on its
+// connection; `offset` must equal what the receiver has so far (it answers with what it has
+// otherwise, and the sender goes back there).
+struct Chunk {
+  static constexpr MsgType kType = MsgType::kChunk;
+  static constexpr const char* kName = "chunk";
+  uint64_t stream = 0;
+  uint64_t total = 0;
+  uint64_t offset = 0;
+  std::string_view data;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&Chunk::stream), wire::u(&Chunk::total, kMaxPayloadBytes),
+                      wire::u(&Chunk::offset, kMaxPayloadBytes), wire::bin(&Chunk::data)};
+  }
+  void check(mp::Reader& r) const {
+    if (stream == 0) return r.fail("stream 0 is reserved");
+    if (offset + data.size() > total) r.fail("chunk goes past the end of its stream");
+  }
+};
+
+// How many bytes of a stream the receiver holds (all of them: the payload is complete).
+struct ChunkAck {
+  static constexpr MsgType kType = MsgType::kChunkAck;
+  static constexpr const char* kName = "chunk ack";
+  uint64_t stream = 0;
+  uint64_t received = 0;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&ChunkAck::stream), wire::u(&ChunkAck::received)};
+  }
 };
 
 // ---- application -> scheduler ---------------------------------------------------------------
 
 struct AppHello {
+  static constexpr MsgType kType = MsgType::kAppHello;
+  static constexpr const char* kName = "application hello";
   std::string_view application_id;
   uint64_t session = 0;
-  uint64_t grace_ms = 0;  // 0: scheduler default
+  uint64_t grace_ms = 0;        // 0: the scheduler's default (it caps what is asked)
+  uint64_t max_message = 0;     // largest message this application accepts
+  static constexpr auto describe() {
+    return std::tuple{wire::str(&AppHello::application_id, 1, kMaxAppIdBytes),
+                      wire::u(&AppHello::session), wire::u(&AppHello::grace_ms),
+                      wire::u(&AppHello::max_message)};
+  }
 };
 
 struct SubmitTask {
   uint64_t seq = 0;
   uint32_t name_index = 0;      // into Submit::names
-  std::string_view fields;      // MessagePack-encoded service fields, opaque to the scheduler
+  std::string_view fields;      // MessagePack map of the service's fields, opaque here
+  uint64_t stream = 0;          // non-zero: the fields came as this stream instead
   uint32_t max_retries = 0;
   uint32_t timeout_ms = 0;      // 0: none
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&SubmitTask::seq), wire::u(&SubmitTask::name_index),
+                      wire::bin(&SubmitTask::fields), wire::u(&SubmitTask::stream),
+                      wire::u(&SubmitTask::max_retries, kMaxRetries),
+                      wire::u(&SubmitTask::timeout_ms)};
+  }
 };
 
 struct Submit {
+  static constexpr MsgType kType = MsgType::kSubmit;
+  static constexpr const char* kName = "submit";
   uint64_t session = 0;
   std::vector<std::string_view> names;
   std::vector<SubmitTask> tasks;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&Submit::session),
+                      wire::strs(&Submit::names, UINT32_MAX, kMaxNameBytes),
+                      wire::list(&Submit::tasks)};
+  }
+  void check(mp::Reader& r) const {
+    for (const auto& t : tasks) {
+      if (t.name_index >= names.size()) return r.fail("service name index out of range");
+    }
+  }
 };
 
-struct KeyList {
-  MsgType type;  // kAckResults, kCancel or kCancelTasks
+// A key list from an application: RECEIVED, CANCEL or COLLECTED.
+template <MsgType T>
+struct AppKeys {
+  static constexpr MsgType kType = T;
+  static constexpr const char* kName = "key list";
   std::vector<TaskKey> keys;
+  static constexpr auto describe() { return std::tuple{wire::keys(&AppKeys::keys)}; }
 };
+using Received = AppKeys<MsgType::kReceived>;
+using Cancel = AppKeys<MsgType::kCancel>;
+using Collected = AppKeys<MsgType::kCollected>;
 
-struct Empty {
-  MsgType type;  // kAppHeartbeat, kAppBye
+template <MsgType T>
+struct Signal {
+  static constexpr MsgType kType = T;
+  static constexpr const char* kName = "signal";
+  static constexpr auto describe() { return std::tuple{}; }
 };
+using AppHeartbeat = Signal<MsgType::kAppHeartbeat>;
+using AppBye = Signal<MsgType::kAppBye>;
+using Detach = Signal<MsgType::kDetach>;
 
 // ---- scheduler -> application ---------------------------------------------------------------
 
 struct AppWelcome {
+  static constexpr MsgType kType = MsgType::kAppWelcome;
+  static constexpr const char* kName = "application welcome";
   uint64_t scheduler_epoch = 0;
   // False when the scheduler had no record of this application id before this hello: after a
   // restart without a journal, or after it dropped the application past its grace period.
   bool known = false;
   uint32_t heartbeat_ms = 0;  // how often the application should say it is alive
+  uint64_t max_message = 0;   // largest message the scheduler accepts
   // Tasks of this application id that the scheduler still holds from earlier sessions.
   std::vector<TaskKey> outstanding;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&AppWelcome::scheduler_epoch), wire::flag(&AppWelcome::known),
+                      wire::u(&AppWelcome::heartbeat_ms), wire::u(&AppWelcome::max_message),
+                      wire::keys(&AppWelcome::outstanding)};
+  }
 };
 
 struct SubmitAck {
+  static constexpr MsgType kType = MsgType::kSubmitAck;
+  static constexpr const char* kName = "submit ack";
   uint64_t session = 0;
   std::vector<uint64_t> seqs;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&SubmitAck::session), wire::uints(&SubmitAck::seqs)};
+  }
 };
 
-struct ResultItem {
+// One result as an application gets it.
+struct AppResult {
   TaskKey key;
-  uint32_t attempt = 0;
+  uint32_t attempt = 0;  // the attempt that produced it
   TaskStatus status = TaskStatus::kFinished;
   std::string_view payload;  // MessagePack value when finished, UTF-8 reason otherwise
+  uint64_t stream = 0;       // non-zero: the payload came as this stream instead
   std::string_view worker;
   uint64_t run_ns = 0;
+  static constexpr auto describe() {
+    return std::tuple{wire::key(&AppResult::key), wire::u(&AppResult::attempt),
+                      wire::u(&AppResult::status, kMaxTaskStatus), wire::bin(&AppResult::payload),
+                      wire::u(&AppResult::stream), wire::str(&AppResult::worker, 0, kMaxNameBytes),
+                      wire::u(&AppResult::run_ns)};
+  }
 };
 
-struct Results {
-  uint32_t capacity = 0;  // worker -> scheduler only: how many tasks it wants to hold
-  std::vector<ResultItem> items;
+struct AppResults {
+  static constexpr MsgType kType = MsgType::kAppResults;
+  static constexpr const char* kName = "results";
+  std::vector<AppResult> items;
+  static constexpr auto describe() { return std::tuple{wire::list(&AppResults::items)}; }
 };
 
 struct HeartbeatAck {
+  static constexpr MsgType kType = MsgType::kHeartbeatAck;
+  static constexpr const char* kName = "heartbeat ack";
   uint64_t scheduler_epoch = 0;
+  static constexpr auto describe() { return std::tuple{wire::u(&HeartbeatAck::scheduler_epoch)}; }
 };
 
 struct ErrorMsg {
+  static constexpr MsgType kType = MsgType::kError;
+  static constexpr const char* kName = "error";
   ErrorCode code = ErrorCode::kBadMessage;
   std::string_view text;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&ErrorMsg::code, kMaxErrorCode),
+                      wire::str(&ErrorMsg::text, 0, kMaxErrorTextBytes)};
+  }
 };
 
 // ---- worker -> scheduler --------------------------------------------------------------------
 
-struct RunningTask {
-  TaskKey key;
-  uint32_t attempt = 0;
-};
-
 struct WorkerHello {
-  uint64_t worker_uid = 0;
+  static constexpr MsgType kType = MsgType::kWorkerHello;
+  static constexpr const char* kName = "worker hello";
+  uint64_t worker_uid = 0;  // random per worker process
   std::string_view name;
   uint32_t slots = 0;
   uint32_t capacity = 0;
+  uint64_t max_message = 0;  // largest message this worker accepts
   std::vector<std::string_view> services;
-  std::vector<RunningTask> running;  // tasks it runs or has queued (not finished ones)
+  // Tasks it runs or has queued (not finished ones: those are sent again after the welcome).
+  std::vector<TaskAttempt> held;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&WorkerHello::worker_uid),
+                      wire::str(&WorkerHello::name, 1, kMaxNameBytes),
+                      wire::u(&WorkerHello::slots, kMaxSlotsPerWorker),
+                      wire::u(&WorkerHello::capacity), wire::u(&WorkerHello::max_message),
+                      wire::strs(&WorkerHello::services, kMaxServicesPerWorker, kMaxNameBytes),
+                      wire::list(&WorkerHello::held)};
+  }
 };
 
 struct WorkerHeartbeat {
+  static constexpr MsgType kType = MsgType::kWorkerHeartbeat;
+  static constexpr const char* kName = "worker heartbeat";
   uint32_t capacity = 0;
+  static constexpr auto describe() { return std::tuple{wire::u(&WorkerHeartbeat::capacity)}; }
 };
 
-// kWorkerBye (the worker leaves) or kWorkerReturn (it stays, e.g. while draining).
-struct WorkerBye {
-  std::vector<RunningTask> returned;  // tasks handed back unfinished
-  bool leaving = true;
+// One result as a worker reports it.
+struct WorkerResult {
+  TaskKey key;
+  uint32_t attempt = 0;
+  TaskStatus status = TaskStatus::kFinished;
+  std::string_view payload;  // MessagePack value when finished, UTF-8 reason otherwise
+  uint64_t stream = 0;       // non-zero: the payload came as this stream instead
+  uint64_t run_ns = 0;
+  static constexpr auto describe() {
+    return std::tuple{wire::key(&WorkerResult::key), wire::u(&WorkerResult::attempt),
+                      wire::u(&WorkerResult::status, kMaxTaskStatus),
+                      wire::bin(&WorkerResult::payload), wire::u(&WorkerResult::stream),
+                      wire::u(&WorkerResult::run_ns)};
+  }
 };
+
+struct WorkerResults {
+  static constexpr MsgType kType = MsgType::kWorkerResults;
+  static constexpr const char* kName = "worker results";
+  uint32_t capacity = 0;  // how many tasks the worker wants to hold in total
+  std::vector<WorkerResult> items;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&WorkerResults::capacity), wire::list(&WorkerResults::items)};
+  }
+};
+
+// Tasks handed back unfinished (they do not use up an attempt): BYE (the worker leaves) or
+// RETURN (it stays, e.g. while draining).
+template <MsgType T>
+struct HandBack {
+  static constexpr MsgType kType = T;
+  static constexpr const char* kName = "hand back";
+  std::vector<TaskAttempt> returned;
+  static constexpr auto describe() { return std::tuple{wire::list(&HandBack::returned)}; }
+};
+using WorkerBye = HandBack<MsgType::kWorkerBye>;
+using WorkerReturn = HandBack<MsgType::kWorkerReturn>;
 
 // ---- scheduler -> worker --------------------------------------------------------------------
 
 struct WorkerWelcome {
+  static constexpr MsgType kType = MsgType::kWorkerWelcome;
+  static constexpr const char* kName = "worker welcome";
   uint64_t scheduler_epoch = 0;
   uint32_t heartbeat_ms = 0;
+  uint64_t max_message = 0;     // largest message the scheduler accepts
   std::vector<TaskKey> cancel;  // tasks from its hello it must drop
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&WorkerWelcome::scheduler_epoch),
+                      wire::u(&WorkerWelcome::heartbeat_ms), wire::u(&WorkerWelcome::max_message),
+                      wire::keys(&WorkerWelcome::cancel)};
+  }
 };
 
 struct AssignTask {
   TaskKey key;
   uint32_t attempt = 0;
-  uint32_t name_index = 0;
+  uint32_t name_index = 0;  // into Assign::names
+  uint32_t app_index = 0;   // into Assign::apps
   std::string_view fields;
+  uint64_t stream = 0;      // non-zero: the fields came as this stream instead
   uint32_t timeout_ms = 0;
+  static constexpr auto describe() {
+    return std::tuple{wire::key(&AssignTask::key), wire::u(&AssignTask::attempt),
+                      wire::u(&AssignTask::name_index), wire::u(&AssignTask::app_index),
+                      wire::bin(&AssignTask::fields), wire::u(&AssignTask::stream),
+                      wire::u(&AssignTask::timeout_ms)};
+  }
 };
 
 struct Assign {
-  std::vector<std::string_view> names;
+  static constexpr MsgType kType = MsgType::kAssign;
+  static constexpr const char* kName = "assign";
+  std::vector<std::string_view> names;  // service names
+  std::vector<std::string_view> apps;   // application ids (for progress)
   std::vector<AssignTask> tasks;
+  static constexpr auto describe() {
+    return std::tuple{wire::strs(&Assign::names, UINT32_MAX, kMaxNameBytes),
+                      wire::strs(&Assign::apps, UINT32_MAX, kMaxAppIdBytes),
+                      wire::list(&Assign::tasks)};
+  }
+  void check(mp::Reader& r) const {
+    for (const auto& t : tasks) {
+      if (t.name_index >= names.size()) return r.fail("service name index out of range");
+      if (t.app_index >= apps.size()) return r.fail("application index out of range");
+    }
+  }
 };
 
 // The worker may forget these results: each (task, attempt) it reported is durable. The attempt
 // matters: a late acknowledgement of a lost attempt must not erase a newer attempt's result.
 struct ResultAck {
-  std::vector<RunningTask> acked;
+  static constexpr MsgType kType = MsgType::kResultAck;
+  static constexpr const char* kName = "result ack";
+  std::vector<TaskAttempt> acked;
+  static constexpr auto describe() { return std::tuple{wire::list(&ResultAck::acked)}; }
 };
 
-// ---- progress -------------------------------------------------------------------------------
-
-// Bars a task can number (bar_no < kMaxBarsPerTask); decoders reject larger numbers.
-inline constexpr uint32_t kMaxBarsPerTask = 1u << 16;
-
-// The state of one bar. Identified by (key, attempt, bar_no).
-struct BarState {
-  TaskKey key;
-  uint32_t attempt = 0;
-  uint32_t bar_no = 0;
-  std::string description;
-  std::string unit;
-  uint64_t count = 0;
-  uint64_t total = 0;  // 0: unknown
-  bool closed = false;
-  uint64_t elapsed_ms = 0;  // since the bar was created
-  // Computed by the progress server (kProgressUpdate only).
-  double rate = 0;
-  double eta_seconds = -1;
+struct CancelTasks {
+  static constexpr MsgType kType = MsgType::kCancelTasks;
+  static constexpr const char* kName = "cancel tasks";
+  std::vector<TaskKey> keys;
+  static constexpr auto describe() { return std::tuple{wire::keys(&CancelTasks::keys)}; }
 };
 
-struct ProgressBatch {
-  uint64_t batch_seq = 0;
-  std::string_view worker;
-  std::vector<BarState> bars;
-};
+// ---- what each receiver accepts ---------------------------------------------------------------
 
-struct ProgressAck {
-  uint64_t batch_seq = 0;
-  uint64_t server_epoch = 0;
-};
-
-struct Subscribe {
-  std::string_view application_id;  // may be empty (a viewer)
-  std::vector<uint64_t> sessions;   // bars of these sessions ...
-  bool all = false;                 // ... or of everything
-};
-
-struct ProgressUpdate {
-  uint64_t server_epoch = 0;
-  bool snapshot = false;  // the full state (after subscribing or a server restart)
-  std::vector<BarState> bars;
-};
-
-using ToProgressServer = std::variant<ProgressBatch, Subscribe, Empty>;
-
-using FromApp = std::variant<AppHello, Submit, KeyList, Empty>;
-using ToApp = std::variant<AppWelcome, SubmitAck, Results, HeartbeatAck, ErrorMsg>;
-using FromWorker = std::variant<WorkerHello, WorkerHeartbeat, Results, WorkerBye>;
-using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, KeyList, HeartbeatAck, ErrorMsg>;
-// What arrives on the scheduler's single ROUTER socket.
-using ToScheduler = std::variant<AppHello, Submit, KeyList, Empty, WorkerHello, WorkerHeartbeat,
-                                 Results, WorkerBye>;
-
-// ---- codec ----------------------------------------------------------------------------------
-// Encoders append to `out`. Decoders validate strictly (version, type, field types, counts,
-// ranges, no trailing bytes, at most `max_bytes`) and return a one-line reason on failure.
-
-void encode(const AppHello& m, std::string& out);
-void encode(const Submit& m, std::string& out);
-void encode(const KeyList& m, std::string& out);
-void encode(const Empty& m, std::string& out);
-void encode(const AppWelcome& m, std::string& out);
-void encode(const SubmitAck& m, std::string& out);
-// kResults to an application, or kWorkerResults from a worker.
-void encode(const Results& m, MsgType type, std::string& out);
-void encode(const HeartbeatAck& m, std::string& out);
-void encode(const ErrorMsg& m, std::string& out);
-void encode(const WorkerHello& m, std::string& out);
-void encode(const WorkerHeartbeat& m, std::string& out);
-void encode(const WorkerBye& m, std::string& out);
-void encode(const WorkerWelcome& m, std::string& out);
-void encode(const Assign& m, std::string& out);
-void encode(const ResultAck& m, std::string& out);
-
-// True when a decoder's error is that the message speaks another protocol version.
-bool is_version_mismatch(std::string_view decode_error);
-
-Result<ToScheduler> decode_to_scheduler(std::string_view bytes,
-                                        size_t max_bytes = kDefaultMaxMessageBytes);
-Result<ToApp> decode_to_app(std::string_view bytes, size_t max_bytes = kDefaultMaxMessageBytes);
-Result<ToWorker> decode_to_worker(std::string_view bytes,
-                                  size_t max_bytes = kDefaultMaxMessageBytes);
-
-void encode(const ProgressBatch& m, std::string& out);
-void encode(const ProgressAck& m, std::string& out);
-void encode(const Subscribe& m, std::string& out);
-void encode(const ProgressUpdate& m, std::string& out);
-Result<ToProgressServer> decode_to_progress_server(std::string_view bytes,
-                                                   size_t max_bytes = kDefaultMaxMessageBytes);
-Result<ProgressAck> decode_progress_ack(std::string_view bytes);
-Result<ProgressUpdate> decode_progress_update(std::string_view bytes,
-                                              size_t max_bytes = kDefaultMaxMessageBytes);
+using ToScheduler =
+    std::variant<AppHello, Submit, Received, Cancel, AppHeartbeat, AppBye, Collected, Detach,
+                 WorkerHello, WorkerHeartbeat, WorkerResults, WorkerBye, WorkerReturn, Chunk,
+                 ChunkAck>;
+using ToApp = std::variant<AppWelcome, SubmitAck, AppResults, HeartbeatAck, ErrorMsg, Chunk,
+                           ChunkAck>;
+using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, CancelTasks, HeartbeatAck,
+                              ErrorMsg, Chunk, ChunkAck>;
 
 }  // namespace lrts::protocol
-
-template <>
-struct std::hash<lrts::protocol::TaskKey> : lrts::protocol::TaskKeyHash {};

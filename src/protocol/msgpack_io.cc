@@ -2,7 +2,7 @@
 
 #include <bit>
 
-namespace lrts::mp {
+namespace lrts::protocol::mp {
 
 // ---- Writer ---------------------------------------------------------------------------------
 
@@ -110,7 +110,11 @@ void Writer::bin(std::string_view b) {
     put8(0xc6);
     put_be(n, 4);
   }
-  out_.append(b);
+  if (external_ && n >= threshold_) {
+    external_->push_back({out_.size(), b});
+  } else {
+    out_.append(b);
+  }
 }
 
 // ---- Reader ---------------------------------------------------------------------------------
@@ -362,4 +366,4 @@ std::string_view Reader::raw() {
   return {start, static_cast<size_t>(p_ - start)};
 }
 
-}  // namespace lrts::mp
+}  // namespace lrts::protocol::mp

@@ -14,12 +14,24 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
-namespace lrts::mp {
+namespace lrts::protocol::mp {
+
+// Where a Writer leaves large binaries instead of copying them: each entry is the position in
+// the output where the bytes belong, and the bytes (which the caller keeps alive). A stream
+// writer then sends the pieces in order (writev) without ever assembling them.
+struct External {
+  size_t at;
+  std::string_view bytes;
+};
 
 class Writer {
  public:
   explicit Writer(std::string& out) : out_(out) {}
+  // Binaries of at least `threshold` bytes go to `external` (their header stays in `out`).
+  Writer(std::string& out, std::vector<External>* external, size_t threshold)
+      : out_(out), external_(external), threshold_(threshold) {}
 
   void array(uint32_t n);
   void map(uint32_t n);
@@ -39,6 +51,8 @@ class Writer {
   void put8(uint8_t b) { out_.push_back(static_cast<char>(b)); }
   void put_be(uint64_t v, int bytes);
   std::string& out_;
+  std::vector<External>* external_ = nullptr;
+  size_t threshold_ = SIZE_MAX;
 };
 
 class Reader {
@@ -102,4 +116,4 @@ class Reader {
   const char* error_ = nullptr;
 };
 
-}  // namespace lrts::mp
+}  // namespace lrts::protocol::mp

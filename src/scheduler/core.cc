@@ -14,9 +14,6 @@ using protocol::TaskStatus;
 
 namespace {
 
-// A peer's heartbeat is answered at most once per this many heartbeat intervals.
-constexpr int kAckEvery = 10;
-
 // kLimbo: restored from the journal unfinished, waiting for its worker to claim it.
 enum class TaskState : uint8_t { kFree, kQueued, kLimbo, kAssigned, kDone };
 
@@ -60,7 +57,7 @@ struct SchedulerCore::Worker {
   std::vector<uint32_t> services;  // name indexes it offers
   TimePoint last_ack{};            // last heartbeat acknowledgement sent
   // Results to acknowledge, each once the journal holds everything up to `first`.
-  std::deque<std::pair<uint64_t, protocol::RunningTask>> acks;
+  std::deque<std::pair<uint64_t, protocol::TaskAttempt>> acks;
   std::vector<TaskKey> cancels;  // tasks it must drop
 };
 
@@ -95,12 +92,19 @@ SchedulerCore::~SchedulerCore() = default;
 
 void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& msg,
                                TimePoint now) {
-  if (const auto* hello = std::get_if<protocol::AppHello>(&msg)) {
-    return on_app_hello(peer, *hello, now);
-  }
-  if (const auto* hello = std::get_if<protocol::WorkerHello>(&msg)) {
-    return on_worker_hello(peer, *hello, now);
-  }
+  std::visit([&](const auto& m) { dispatch(peer, m, now); }, msg);
+}
+
+void SchedulerCore::dispatch(const PeerId& peer, const protocol::AppHello& m, TimePoint now) {
+  on_app_hello(peer, m, now);
+}
+
+void SchedulerCore::dispatch(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now) {
+  on_worker_hello(peer, m, now);
+}
+
+template <class M>
+void SchedulerCore::dispatch(const PeerId& peer, const M& m, TimePoint now) {
   auto it = peers_.find(peer);
   if (it == peers_.end()) {
     // Typically a peer of an earlier scheduler run: ask it to introduce itself again. It then
@@ -109,70 +113,103 @@ void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& 
   }
   const PeerRef ref = it->second;
   if (ref.is_worker) {
-    Worker& w = workers_[ref.index];
-    w.last_seen = now;
-    if (const auto* r = std::get_if<protocol::Results>(&msg)) {
-      w.capacity = r->capacity;
-      on_worker_results(ref.index, *r, now);
-      mark_ready(ref.index);
-    } else if (const auto* hb = std::get_if<protocol::WorkerHeartbeat>(&msg)) {
-      w.capacity = hb->capacity;
-      mark_ready(ref.index);
-      // Answering is only a sign of life (a restarted scheduler answers "hello required"), so
-      // not every heartbeat: replies would cost more than the heartbeats themselves.
-      if (now - w.last_ack >= kAckEvery * options_.heartbeat_interval) {
-        w.last_ack = now;
-        send_heartbeat_ack(peer);
-      }
-    } else if (const auto* bye = std::get_if<protocol::WorkerBye>(&msg)) {
-      on_worker_bye(ref.index, *bye);
+    workers_[ref.index].last_seen = now;
+    if constexpr (requires { on_worker(ref.index, m, now); }) {
+      on_worker(ref.index, m, now);
     } else {
       ++stats_.bad_messages;
       send_error(peer, ErrorCode::kBadMessage, "message type not allowed from a worker");
     }
-    return;
-  }
-  App& a = apps_[ref.index];
-  a.last_seen = now;
-  if (const auto* s = std::get_if<protocol::Submit>(&msg)) {
-    on_submit(ref.index, *s, now);
-  } else if (const auto* k = std::get_if<protocol::KeyList>(&msg);
-             k && (k->type == MsgType::kAckResults || k->type == MsgType::kCancel)) {
-    on_app_keys(ref.index, *k, now);
-  } else if (const auto* e = std::get_if<protocol::Empty>(&msg)) {
-    if (e->type == MsgType::kAppBye) {
-      LRTS_INFO("application '{}' said goodbye; dropping its {} task(s)", a.app_id, a.tasks);
-      drop_app(ref.index);
-    } else if (now - a.last_ack >= kAckEvery * options_.heartbeat_interval) {
-      a.last_ack = now;
-      send_heartbeat_ack(peer);
-    }
   } else {
-    ++stats_.bad_messages;
-    send_error(peer, ErrorCode::kBadMessage, "message type not allowed from an application");
+    apps_[ref.index].last_seen = now;
+    if constexpr (requires { on_app(ref.index, m, now); }) {
+      on_app(ref.index, m, now);
+    } else {
+      ++stats_.bad_messages;
+      send_error(peer, ErrorCode::kBadMessage, "message type not allowed from an application");
+    }
   }
 }
 
-void SchedulerCore::on_bad_message(const PeerId& peer, std::string_view reason, TimePoint now) {
+// ---- worker messages ----------------------------------------------------------------------
+
+void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, TimePoint now) {
+  workers_[wi].capacity = m.capacity;
+  on_worker_results(wi, m, now);
+  mark_ready(wi);
+}
+
+void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerHeartbeat& m, TimePoint now) {
+  Worker& w = workers_[wi];
+  w.capacity = m.capacity;
+  mark_ready(wi);
+  // Answering is only a sign of life (a restarted scheduler answers "hello required"), so
+  // not every heartbeat: replies would cost more than the heartbeats themselves.
+  if (now - w.last_ack >= protocol::kHeartbeatAckEvery * options_.heartbeat_interval) {
+    w.last_ack = now;
+    send_heartbeat_ack(w.peer);
+  }
+}
+
+void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerBye& m, TimePoint) {
+  on_worker_bye(wi, m.returned, /*leaving=*/true);
+}
+
+void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerReturn& m, TimePoint) {
+  on_worker_bye(wi, m.returned, /*leaving=*/false);
+}
+
+// ---- application messages -------------------------------------------------------------------
+
+void SchedulerCore::on_app(uint32_t ai, const protocol::Submit& m, TimePoint now) {
+  on_submit(ai, m, now);
+}
+
+void SchedulerCore::on_app(uint32_t ai, const protocol::Received& m, TimePoint) {
+  forget_results(ai, m.keys);
+}
+
+void SchedulerCore::on_app(uint32_t ai, const protocol::Collected& m, TimePoint) {
+  forget_results(ai, m.keys);
+}
+
+void SchedulerCore::on_app(uint32_t ai, const protocol::Cancel& m, TimePoint) {
+  cancel_tasks(ai, m.keys);
+}
+
+void SchedulerCore::on_app(uint32_t ai, const protocol::AppHeartbeat&, TimePoint now) {
+  App& a = apps_[ai];
+  if (now - a.last_ack >= protocol::kHeartbeatAckEvery * options_.heartbeat_interval) {
+    a.last_ack = now;
+    send_heartbeat_ack(a.peer);
+  }
+}
+
+void SchedulerCore::on_app(uint32_t ai, const protocol::AppBye&, TimePoint) {
+  LRTS_INFO("application '{}' said goodbye; dropping its {} task(s)", apps_[ai].app_id,
+            apps_[ai].tasks);
+  drop_app(ai);
+}
+
+void SchedulerCore::on_app(uint32_t, const protocol::Detach&, TimePoint) {}
+
+void SchedulerCore::on_bad_message(const PeerId& peer, const protocol::DecodeError& error,
+                                   TimePoint now) {
   ++stats_.bad_messages;
   LRTS_WARN("dropped a bad message from peer {}: {}", peers_.count(peer) ? "known" : "unknown",
-            reason);
+            error.text);
   send_error(peer,
-             protocol::is_version_mismatch(reason) ? ErrorCode::kVersionMismatch
-                                                   : ErrorCode::kBadMessage,
-             reason);
+             error.code == protocol::DecodeCode::kVersion ? ErrorCode::kVersionMismatch
+                                                          : ErrorCode::kBadMessage,
+             error.text);
 }
 
 void SchedulerCore::send_error(const PeerId& peer, ErrorCode code, std::string_view text) {
-  buf_.clear();
-  protocol::encode(protocol::ErrorMsg{code, text}, buf_);
-  transport_.send(peer, buf_);
+  transport_.send_app(peer, protocol::ErrorMsg{code, text});
 }
 
 void SchedulerCore::send_heartbeat_ack(const PeerId& peer) {
-  buf_.clear();
-  protocol::encode(protocol::HeartbeatAck{options_.epoch}, buf_);
-  transport_.send(peer, buf_);
+  transport_.send_app(peer, protocol::HeartbeatAck{options_.epoch});
 }
 
 // ---- applications ---------------------------------------------------------------------------
@@ -212,6 +249,7 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   welcome.scheduler_epoch = options_.epoch;
   welcome.known = known;
   welcome.heartbeat_ms = static_cast<uint32_t>(to_ms(options_.heartbeat_interval));
+  welcome.max_message = options_.max_message_bytes;
   a.to_send.clear();
   for (uint32_t t = a.task_head; t != kNone; t = tasks_[t].app_next) {
     const Task& task = tasks_[t];
@@ -219,9 +257,7 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
     if (task.state == TaskState::kDone) a.to_send.push_back({t, task.gen});
   }
   if (!a.to_send.empty()) apps_with_results_.push_back(ai);
-  buf_.clear();
-  protocol::encode(welcome, buf_);
-  transport_.send(peer, buf_);
+  transport_.send_app(peer, std::move(welcome));
 }
 
 void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint now) {
@@ -263,28 +299,32 @@ void SchedulerCore::on_submit(uint32_t ai, const protocol::Submit& m, TimePoint 
   }
 }
 
-void SchedulerCore::on_app_keys(uint32_t ai, const protocol::KeyList& m, TimePoint now) {
-  for (const TaskKey& key : m.keys) {
+void SchedulerCore::forget_results(uint32_t ai, const std::vector<TaskKey>& keys) {
+  for (const TaskKey& key : keys) {
+    const uint32_t t = find_task(key);
+    if (t == kNone || tasks_[t].app != ai || tasks_[t].state != TaskState::kDone) continue;
+    ++stats_.delivered;
+    if (journal_) {
+      journal_->task_removed(key);
+      ++journal_seq_;
+    }
+    unlink_app(t);
+    free_task(t);
+  }
+}
+
+void SchedulerCore::cancel_tasks(uint32_t ai, const std::vector<TaskKey>& keys) {
+  for (const TaskKey& key : keys) {
     const uint32_t t = find_task(key);
     if (t == kNone || tasks_[t].app != ai) continue;
     Task& task = tasks_[t];
-    if (m.type == MsgType::kAckResults) {
-      if (task.state != TaskState::kDone) continue;
-      ++stats_.delivered;
-      if (journal_) {
-        journal_->task_removed(task.key);
-        ++journal_seq_;
-      }
-      unlink_app(t);
-      free_task(t);
-    } else if (task.state != TaskState::kDone) {
-      if (task.state == TaskState::kAssigned) {
-        Worker& w = workers_[task.worker];
-        if (w.cancels.empty()) workers_with_cancels_.push_back(task.worker);
-        w.cancels.push_back(task.key);
-      }
-      finish_task(t, TaskStatus::kCancelled, "cancelled by the application", kNone, 0);
+    if (task.state == TaskState::kDone) continue;
+    if (task.state == TaskState::kAssigned) {
+      Worker& w = workers_[task.worker];
+      if (w.cancels.empty()) workers_with_cancels_.push_back(task.worker);
+      w.cancels.push_back(task.key);
     }
+    finish_task(t, TaskStatus::kCancelled, "cancelled by the application", kNone, 0);
   }
 }
 
@@ -360,11 +400,12 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   protocol::WorkerWelcome welcome;
   welcome.scheduler_epoch = options_.epoch;
   welcome.heartbeat_ms = static_cast<uint32_t>(to_ms(options_.heartbeat_interval));
+  welcome.max_message = options_.max_message_bytes;
   // What it holds, one entry per task (a task can be listed twice, say a newer attempt it runs
   // and the unacknowledged result of an older one): the newest attempt counts.
   std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> reported;
-  reported.reserve(m.running.size());
-  for (const auto& rt : m.running) {
+  reported.reserve(m.held.size());
+  for (const auto& rt : m.held) {
     auto [it, fresh] = reported.emplace(rt.key, rt.attempt);
     if (!fresh) it->second = std::max(it->second, rt.attempt);
   }
@@ -402,15 +443,14 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
     welcome.cancel.push_back(key);
   }
   LRTS_INFO("worker '{}' {} ({} slots, holds {} task(s), {} to drop)", m.name,
-            known ? "reconnected" : "registered", m.slots, m.running.size(),
+            known ? "reconnected" : "registered", m.slots, m.held.size(),
             welcome.cancel.size());
-  buf_.clear();
-  protocol::encode(welcome, buf_);
-  transport_.send(peer, buf_);
+  transport_.send_worker(peer, std::move(welcome));
   mark_ready(wi);
 }
 
-void SchedulerCore::on_worker_results(uint32_t wi, const protocol::Results& m, TimePoint now) {
+void SchedulerCore::on_worker_results(uint32_t wi, const protocol::WorkerResults& m,
+                                      TimePoint now) {
   Worker& w = workers_[wi];
   if (w.acks.empty() && !m.items.empty()) workers_with_acks_.push_back(wi);
   for (const auto& item : m.items) {
@@ -445,12 +485,13 @@ void SchedulerCore::on_worker_results(uint32_t wi, const protocol::Results& m, T
   }
   // The worker may forget these results once the journal holds what they changed.
   for (const auto& item : m.items) {
-    w.acks.emplace_back(journal_seq_, protocol::RunningTask{item.key, item.attempt});
+    w.acks.emplace_back(journal_seq_, protocol::TaskAttempt{item.key, item.attempt});
   }
 }
 
-void SchedulerCore::on_worker_bye(uint32_t wi, const protocol::WorkerBye& m) {
-  for (const auto& rt : m.returned) {
+void SchedulerCore::on_worker_bye(uint32_t wi, const std::vector<protocol::TaskAttempt>& returned,
+                                  bool leaving) {
+  for (const auto& rt : returned) {
     const uint32_t t = find_task(rt.key);
     if (t == kNone) continue;
     Task& task = tasks_[t];
@@ -462,11 +503,11 @@ void SchedulerCore::on_worker_bye(uint32_t wi, const protocol::WorkerBye& m) {
     enqueue(t);
     ++stats_.requeued;
   }
-  if (m.leaving) {
+  if (leaving) {
     lose_worker(wi, "the worker left");
-  } else if (!m.returned.empty()) {
+  } else if (!returned.empty()) {
     LRTS_INFO("worker '{}' handed back {} task(s)", worker_names_[workers_[wi].name],
-              m.returned.size());
+              returned.size());
   }
 }
 
@@ -809,11 +850,7 @@ void SchedulerCore::flush(TimePoint now) {
       msg.acked.push_back(w.acks.front().second);
       w.acks.pop_front();
     }
-    if (!msg.acked.empty() && w.live) {
-      buf_.clear();
-      protocol::encode(msg, buf_);
-      transport_.send(w.peer, buf_);
-    }
+    if (!msg.acked.empty() && w.live) transport_.send_worker(w.peer, std::move(msg));
     if (!w.acks.empty()) workers_with_acks_[keep++] = wi;  // the rest after the next commit
   }
   workers_with_acks_.resize(keep);
@@ -821,9 +858,7 @@ void SchedulerCore::flush(TimePoint now) {
   for (uint32_t wi : workers_with_cancels_) {
     Worker& w = workers_[wi];
     if (w.cancels.empty()) continue;
-    buf_.clear();
-    protocol::encode(protocol::KeyList{MsgType::kCancelTasks, std::move(w.cancels)}, buf_);
-    if (w.live) transport_.send(w.peer, buf_);
+    if (w.live) transport_.send_worker(w.peer, protocol::CancelTasks{std::move(w.cancels)});
     w.cancels.clear();
   }
   workers_with_cancels_.clear();
@@ -835,11 +870,7 @@ void SchedulerCore::flush(TimePoint now) {
     App& a = apps_[ai];
     protocol::SubmitAck msg;
     auto send_acks = [&] {
-      if (!msg.seqs.empty() && a.connected) {
-        buf_.clear();
-        protocol::encode(msg, buf_);
-        transport_.send(a.peer, buf_);
-      }
+      if (!msg.seqs.empty() && a.connected) transport_.send_app(a.peer, msg);
       msg.seqs.clear();
     };
     while (!a.submit_acks.empty() && a.submit_acks.front().first <= durable) {
@@ -894,6 +925,7 @@ void SchedulerCore::pump(TimePoint now) {
       if (!w.live || !w.in_ready || w.ready_stamp != stamp) continue;  // stale entry
       uint32_t want = std::min(free_capacity(w), options_.max_assign_batch);
       msg.names.assign(1, service_names_[n]);
+      msg.apps.clear();
       msg.tasks.clear();
       while (want > 0 && !sv.queue.empty()) {
         const Queued e = sv.queue.front();
@@ -906,14 +938,11 @@ void SchedulerCore::pump(TimePoint now) {
         --stats_.queued;
         ++stats_.assigned;
         link_worker(e.task, wi);
-        msg.tasks.push_back({task.key, task.attempt, 0, task.data, task.timeout_ms});
+        msg.tasks.push_back(
+            {task.key, task.attempt, 0, app_index(msg, task.app), task.data, 0, task.timeout_ms});
         --want;
       }
-      if (!msg.tasks.empty()) {
-        buf_.clear();
-        protocol::encode(msg, buf_);
-        transport_.send(w.peer, buf_);
-      }
+      if (!msg.tasks.empty()) transport_.send_worker(w.peer, msg);
       if (free_capacity(w) > 0) {
         ready.emplace_back(wi, stamp);  // round robin: back of the line while it has room
       } else {
@@ -924,7 +953,7 @@ void SchedulerCore::pump(TimePoint now) {
 }
 
 void SchedulerCore::flush_results(TimePoint now) {
-  protocol::Results msg;
+  protocol::AppResults msg;
   for (uint32_t ai : apps_with_results_) {
     App& a = apps_[ai];
     if (!a.connected) {
@@ -938,7 +967,7 @@ void SchedulerCore::flush_results(TimePoint now) {
         const QueueEntry e = a.to_send[i];
         Task& task = tasks_[e.task];
         if (task.gen != e.gen || task.state != TaskState::kDone || task.app != ai) continue;
-        protocol::ResultItem item;
+        protocol::AppResult item;
         item.key = task.key;
         item.attempt = task.attempt;
         item.status = task.status;
@@ -950,13 +979,20 @@ void SchedulerCore::flush_results(TimePoint now) {
         resends_.push_back({e.task, e.gen, now});
       }
       if (msg.items.empty()) continue;
-      buf_.clear();
-      protocol::encode(msg, MsgType::kResults, buf_);
-      transport_.send(a.peer, buf_);
+      transport_.send_app(a.peer, msg);
     }
     a.to_send.clear();
   }
   apps_with_results_.clear();
+}
+
+uint32_t SchedulerCore::app_index(protocol::Assign& msg, uint32_t ai) const {
+  const std::string_view id = apps_[ai].app_id;
+  for (uint32_t i = 0; i < msg.apps.size(); ++i) {
+    if (msg.apps[i] == id) return i;
+  }
+  msg.apps.push_back(id);
+  return static_cast<uint32_t>(msg.apps.size() - 1);
 }
 
 SchedulerCore::App& SchedulerCore::ensure_app(std::string_view app_id, uint32_t* index) {

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "scheduler/task_index.hpp"
 
@@ -48,10 +49,13 @@ namespace lrts::scheduler {
 using protocol::TaskKey;
 using PeerId = std::string;  // ZeroMQ routing id
 
+// Where the core's messages go. The messages' views are valid only during the call.
 class Transport {
  public:
   virtual ~Transport() = default;
-  virtual void send(std::string_view peer, std::string_view message) = 0;
+  // To an application, or to a peer not known yet (errors).
+  virtual void send_app(const PeerId& peer, const protocol::ToApp& message) = 0;
+  virtual void send_worker(const PeerId& peer, const protocol::ToWorker& message) = 0;
 };
 
 // Where durable changes go. The views are valid only during the call.
@@ -108,6 +112,7 @@ struct CoreOptions {
   // Tasks of a service no connected worker offers go to any worker (to fail there with the
   // reason) after this long; while no worker is connected at all, they simply wait.
   Duration unoffered_service_wait = seconds(5);
+  size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;  // what peers may send us
   uint32_t max_assign_batch = 4096;       // tasks per ASSIGN message
   uint32_t max_result_batch = 4096;       // results per RESULTS message
 };
@@ -137,7 +142,7 @@ class SchedulerCore {
   // One decoded message from `peer`.
   void on_message(const PeerId& peer, const protocol::ToScheduler& msg, TimePoint now);
   // A message that did not decode: answered with an error, counted, never fatal.
-  void on_bad_message(const PeerId& peer, std::string_view reason, TimePoint now);
+  void on_bad_message(const PeerId& peer, const protocol::DecodeError& error, TimePoint now);
   // Timers: lost workers, silent applications, result resends.
   void on_tick(TimePoint now);
   // Sends everything the events since the last flush produced (assignments included).
@@ -163,14 +168,30 @@ class SchedulerCore {
   struct App;
   static constexpr uint32_t kNone = UINT32_MAX;
 
-  // peers
+  // peers: one handler per message kind (a kind without one fails to compile in dispatch)
+  void dispatch(const PeerId& peer, const protocol::AppHello& m, TimePoint now);
+  void dispatch(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now);
+  template <class M>
+  void dispatch(const PeerId& peer, const M& m, TimePoint now);
+  void on_worker(uint32_t worker, const protocol::WorkerResults& m, TimePoint now);
+  void on_worker(uint32_t worker, const protocol::WorkerHeartbeat& m, TimePoint now);
+  void on_worker(uint32_t worker, const protocol::WorkerBye& m, TimePoint now);
+  void on_worker(uint32_t worker, const protocol::WorkerReturn& m, TimePoint now);
+  void on_app(uint32_t app, const protocol::Submit& m, TimePoint now);
+  void on_app(uint32_t app, const protocol::Received& m, TimePoint now);
+  void on_app(uint32_t app, const protocol::Collected& m, TimePoint now);
+  void on_app(uint32_t app, const protocol::Cancel& m, TimePoint now);
+  void on_app(uint32_t app, const protocol::AppHeartbeat& m, TimePoint now);
+  void on_app(uint32_t app, const protocol::AppBye& m, TimePoint now);
+  void on_app(uint32_t app, const protocol::Detach& m, TimePoint now);
   void on_app_hello(const PeerId& peer, const protocol::AppHello& m, TimePoint now);
   void on_submit(uint32_t app, const protocol::Submit& m, TimePoint now);
-  void on_app_keys(uint32_t app, const protocol::KeyList& m, TimePoint now);
-  void on_app_bye(uint32_t app);
+  void forget_results(uint32_t app, const std::vector<TaskKey>& keys);
+  void cancel_tasks(uint32_t app, const std::vector<TaskKey>& keys);
   void on_worker_hello(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now);
-  void on_worker_results(uint32_t worker, const protocol::Results& m, TimePoint now);
-  void on_worker_bye(uint32_t worker, const protocol::WorkerBye& m);
+  void on_worker_results(uint32_t worker, const protocol::WorkerResults& m, TimePoint now);
+  void on_worker_bye(uint32_t worker, const std::vector<protocol::TaskAttempt>& returned,
+                     bool leaving);
   void send_error(const PeerId& peer, protocol::ErrorCode code, std::string_view text);
   void send_heartbeat_ack(const PeerId& peer);
 
@@ -201,6 +222,7 @@ class SchedulerCore {
   void check_worker(uint32_t w, TimePoint now);
   void check_app(uint32_t a, TimePoint now);
   uint32_t free_capacity(const Worker& w) const;
+  uint32_t app_index(protocol::Assign& msg, uint32_t app) const;
   uint32_t intern(std::string_view s, std::vector<std::string>& table,
                   std::unordered_map<std::string, uint32_t>& index);
 
@@ -213,7 +235,6 @@ class SchedulerCore {
   JournalSink* journal_;
   uint64_t journal_seq_ = 0;        // records appended
   uint64_t journal_committed_ = 0;  // records known durable
-  std::string buf_;
 
   std::vector<Task> tasks_;
   std::vector<uint32_t> free_tasks_;

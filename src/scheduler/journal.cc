@@ -32,8 +32,8 @@ enum RecordKind : uint8_t {
 };
 
 // Starts a task's record in `out`: [kind, session, seq, then `more` fields].
-mp::Writer task_record(std::string& out, RecordKind kind, const TaskKey& key, uint32_t more) {
-  mp::Writer w(out);
+protocol::mp::Writer task_record(std::string& out, RecordKind kind, const TaskKey& key, uint32_t more) {
+  protocol::mp::Writer w(out);
   w.array(3 + more);
   w.uint(kind);
   w.uint(key.session);
@@ -248,7 +248,7 @@ void Journal::stop() {
 void Journal::task_submitted(const TaskKey& key, std::string_view app_id, std::string_view name,
                              std::string_view fields, uint32_t max_retries,
                              uint32_t timeout_ms) {
-  mp::Writer w = task_record(current_, kSubmit, key, 5);
+  protocol::mp::Writer w = task_record(current_, kSubmit, key, 5);
   w.str(app_id);
   w.str(name);
   w.bin(fields);
@@ -258,7 +258,7 @@ void Journal::task_submitted(const TaskKey& key, std::string_view app_id, std::s
 }
 
 void Journal::task_attempts(const TaskKey& key, uint32_t attempts) {
-  mp::Writer w = task_record(current_, kAttempts, key, 1);
+  protocol::mp::Writer w = task_record(current_, kAttempts, key, 1);
   w.uint(attempts);
   ++appended_;
 }
@@ -266,7 +266,7 @@ void Journal::task_attempts(const TaskKey& key, uint32_t attempts) {
 void Journal::task_finished(const TaskKey& key, protocol::TaskStatus status,
                             std::string_view payload, uint32_t attempt, std::string_view worker,
                             uint64_t run_ns) {
-  mp::Writer w = task_record(current_, kFinish, key, 5);
+  protocol::mp::Writer w = task_record(current_, kFinish, key, 5);
   w.uint(static_cast<uint8_t>(status));
   w.bin(payload);
   w.uint(attempt);
@@ -281,7 +281,7 @@ void Journal::task_removed(const TaskKey& key) {
 }
 
 void Journal::app_registered(std::string_view app_id, uint64_t grace_ms) {
-  mp::Writer w(current_);
+  protocol::mp::Writer w(current_);
   w.array(3);
   w.uint(kApp);
   w.str(app_id);
@@ -290,7 +290,7 @@ void Journal::app_registered(std::string_view app_id, uint64_t grace_ms) {
 }
 
 void Journal::app_removed(std::string_view app_id) {
-  mp::Writer w(current_);
+  protocol::mp::Writer w(current_);
   w.array(2);
   w.uint(kAppRemove);
   w.str(app_id);
@@ -372,7 +372,7 @@ Status Journal::apply(const std::vector<std::string>& batches, JournalStats* sta
   // Pass 1: tasks born and removed within this transaction need no row at all.
   std::unordered_set<TaskKey, protocol::TaskKeyHash> added, gone;
   for (const auto& batch : batches) {
-    mp::Reader r(batch);
+    protocol::mp::Reader r(batch);
     while (r.ok() && !r.at_end()) {
       const uint32_t n = r.array();
       const auto kind = static_cast<RecordKind>(r.uint());
@@ -399,7 +399,7 @@ Status Journal::apply(const std::vector<std::string>& batches, JournalStats* sta
   }
   bool ok = true;
   for (const auto& batch : batches) {
-    mp::Reader r(batch);
+    protocol::mp::Reader r(batch);
     while (ok && !r.at_end()) {
       r.array();
       const auto kind = static_cast<RecordKind>(r.uint());

@@ -32,7 +32,20 @@ std::pair<size_t, size_t> descriptor_use() {
 class RouterTransport final : public Transport {
  public:
   explicit RouterTransport(ZmqSocket& socket) : socket_(socket) {}
-  void send(std::string_view peer, std::string_view message) override {
+  void send_app(const PeerId& peer, const protocol::ToApp& message) override {
+    buf_.clear();
+    protocol::encode(message, buf_);
+    send(peer, buf_);
+  }
+  void send_worker(const PeerId& peer, const protocol::ToWorker& message) override {
+    buf_.clear();
+    protocol::encode(message, buf_);
+    send(peer, buf_);
+  }
+  uint64_t dropped_full() const { return dropped_full_; }
+
+ private:
+  void send(std::string_view peer, std::string_view message) {
     switch (socket_.send_to(peer, message)) {
       case SendResult::kSent: return;
       case SendResult::kWouldBlock:
@@ -46,10 +59,9 @@ class RouterTransport final : public Transport {
         return;
     }
   }
-  uint64_t dropped_full() const { return dropped_full_; }
 
- private:
   ZmqSocket& socket_;
+  std::string buf_;
   uint64_t dropped_full_ = 0;  // messages dropped because the peer's queue was full
 };
 
@@ -84,6 +96,7 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
   if (auto s = r.bind(ep->zmq); !s) return Error{s.error()};
   impl->endpoint = r.last_endpoint();
   CoreOptions core = options.core;
+  core.max_message_bytes = options.max_message_bytes;
   if (core.epoch == 1) core.epoch = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
   RecoveredState recovered;
   if (!options.state_dir.empty()) {
@@ -163,10 +176,12 @@ int SchedulerServer::run() {
       while (extra_frames && s.router.recv(extra)) extra_frames = extra.more();
       const PeerId peer(identity.view());
       if (payload.more()) {
-        s.core->on_bad_message(peer, "message has more than one frame", now);
+        s.core->on_bad_message(
+            peer, {protocol::DecodeCode::kNotLrts, "message has more than one frame"}, now);
         continue;
       }
-      auto msg = protocol::decode_to_scheduler(payload.view(), s.options.max_message_bytes);
+      auto msg = protocol::decode<protocol::ToScheduler>(payload.view(),
+                                                         s.options.max_message_bytes);
       if (!msg) {
         s.core->on_bad_message(peer, msg.error(), now);
         continue;

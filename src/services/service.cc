@@ -8,7 +8,7 @@ namespace lrts::detail {
 namespace {
 
 std::string fields_json(std::string_view fields) {
-  auto json = mp::to_json(fields);
+  auto json = protocol::mp::to_json(fields);
   return json ? *json : "(not valid MessagePack)";
 }
 

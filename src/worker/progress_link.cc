@@ -1,6 +1,7 @@
 #include "worker/progress_link.hpp"
 
 #include "common/log.hpp"
+#include "protocol/codec.hpp"
 
 namespace lrts::worker {
 
@@ -17,7 +18,7 @@ ProgressLink::ProgressLink(ZmqContext& ctx, ProgressLinkOptions options)
 void ProgressLink::add(std::vector<protocol::BarState>& updates) {
   for (auto& u : updates) {
     const Key k = key_of(u);
-    if (u.closed) {
+    if (u.closed()) {
       live_.erase(k);
     } else {
       live_[k] = u;
@@ -33,7 +34,7 @@ void ProgressLink::pump(TimePoint now) {
     // a newer state is already waiting); closed ones are not kept for a server that is not there.
     ++stats_.unanswered;
     for (auto& [k, b] : in_flight_bars_) {
-      if (!b.closed) dirty_.try_emplace(k, std::move(b));
+      if (!b.closed()) dirty_.try_emplace(k, std::move(b));
     }
     in_flight_bars_.clear();
     in_flight_ = false;
@@ -58,11 +59,13 @@ void ProgressLink::pump(TimePoint now) {
 void ProgressLink::on_readable(TimePoint now) {
   ZmqFrame frame;
   while (dealer_.recv(frame)) {
-    auto ack = protocol::decode_progress_ack(frame.view());
-    if (!ack) {
-      LRTS_WARN("progress: dropped a bad message from the progress server: {}", ack.error());
+    auto decoded = protocol::decode<protocol::ToProgressWorker>(frame.view(), 4096);
+    if (!decoded) {
+      LRTS_WARN("progress: dropped a bad message from the progress server: {}",
+                decoded.error().text);
       continue;
     }
+    const auto* ack = &std::get<protocol::ProgressAck>(*decoded);
     if (in_flight_ && ack->batch_seq == batch_seq_) {
       const double rtt_ms = std::chrono::duration<double, std::milli>(now - sent_at_).count();
       stats_.rtt_ewma_ms =

@@ -23,7 +23,7 @@
 
 #include "common/clock.hpp"
 #include "common/zmq_socket.hpp"
-#include "protocol/messages.hpp"
+#include "protocol/progress_messages.hpp"
 
 namespace lrts::worker {
 

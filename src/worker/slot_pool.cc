@@ -48,8 +48,7 @@ struct SlotPool::Slot {
   ChildProcess proc;
   UniqueFd fd;
   protocol::FrameBuffer in{protocol::kDefaultMaxMessageBytes};
-  std::string out;
-  size_t out_off = 0;
+  protocol::FrameWriter out;
   bool ready = false;
   std::deque<uint32_t> in_flight;  // refs, in the order the slot runs them
   TimePoint front_started{};       // when in_flight.front() started (as seen from here)
@@ -99,7 +98,6 @@ Status SlotPool::spawn(Slot& slot) {
   slot.fd = std::move(mine);
   slot.in = protocol::FrameBuffer(options_.max_frame_bytes + 1024);
   slot.out.clear();
-  slot.out_off = 0;
   slot.ready = false;
   slot.restart_at = TimePoint::max();
   slot.killed_at_rss = 0;
@@ -218,8 +216,8 @@ bool SlotPool::cancel(const TaskKey& key, std::vector<Outcome>& out) {
   return true;
 }
 
-std::vector<protocol::RunningTask> SlotPool::held() const {
-  std::vector<protocol::RunningTask> out;
+std::vector<protocol::TaskAttempt> SlotPool::held() const {
+  std::vector<protocol::TaskAttempt> out;
   out.reserve(by_key_.size());
   for (const auto& [key, ref] : by_key_) {
     if (!entries_[ref].cancelled) out.push_back({key, entries_[ref].task.attempt});
@@ -227,8 +225,8 @@ std::vector<protocol::RunningTask> SlotPool::held() const {
   return out;
 }
 
-std::vector<protocol::RunningTask> SlotPool::take_queued() {
-  std::vector<protocol::RunningTask> out;
+std::vector<protocol::TaskAttempt> SlotPool::take_queued() {
+  std::vector<protocol::TaskAttempt> out;
   for (uint32_t ref : queue_) {
     out.push_back({entries_[ref].task.key, entries_[ref].task.attempt});
     free_entry(ref);
@@ -263,7 +261,7 @@ void SlotPool::add_poll_items(std::vector<zmq_pollitem_t>& items) const {
     short events = 0;
     if (s.fd.valid()) {
       events = ZMQ_POLLIN;
-      if (s.out_off < s.out.size()) events |= ZMQ_POLLOUT;
+      if (!s.out.empty()) events |= ZMQ_POLLOUT;
     }
     // An invalid fd with no events is ignored by zmq_poll; keeps positions stable.
     items.push_back({nullptr, s.fd.valid() ? s.fd.get() : -1, events, 0});
@@ -291,10 +289,8 @@ void SlotPool::kill_and_reap(Slot& s, std::vector<Outcome>& out) {
 bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
   bool eof = false;
   for (;;) {
-    char* dst = s.in.prepare(64 * 1024);
-    const ssize_t n = ::read(s.fd.get(), dst, 64 * 1024);
+    const long n = s.in.read_from(s.fd.get());
     if (n > 0) {
-      s.in.commit(static_cast<size_t>(n));
       if (n < 64 * 1024) break;
       continue;
     }
@@ -313,9 +309,9 @@ bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
       }
       break;
     }
-    auto msg = protocol::decode_from_slot(body, options_.max_frame_bytes + 1024);
+    auto msg = protocol::decode<protocol::FromSlot>(body, options_.max_frame_bytes + 1024);
     if (!msg) {
-      LRTS_ERROR("slot {} sent a bad message ({}); restarting it", s.index, msg.error());
+      LRTS_ERROR("slot {} sent a bad message ({}); restarting it", s.index, msg.error().text);
       eof = true;
       break;
     }
@@ -332,6 +328,7 @@ bool SlotPool::read_slot(Slot& s, std::vector<Outcome>& out) {
       }
       continue;
     }
+    if (std::holds_alternative<protocol::SlotRecalled>(*msg)) continue;
     auto& results = std::get<protocol::SlotResults>(*msg);
     for (auto& r : results.items) {
       if (s.in_flight.empty() || s.in_flight.front() != r.ref) {
@@ -391,7 +388,7 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
       b.unit.assign(c.unit, ::strnlen(c.unit, sizeof c.unit));
       b.count = c.count.load(std::memory_order_relaxed);
       b.total = c.total.load(std::memory_order_relaxed);
-      b.closed = true;
+      b.phase = protocol::BarPhase::kLost;
       b.elapsed_ms = static_cast<uint64_t>(
           std::max<int64_t>(0, progress::monotonic_ns() - c.created_ns) / 1'000'000);
       dead_bars_.push_back(std::move(b));
@@ -447,20 +444,7 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
 }
 
 void SlotPool::write_slot(Slot& s) {
-  while (s.out_off < s.out.size()) {
-    const ssize_t n = ::send(s.fd.get(), s.out.data() + s.out_off, s.out.size() - s.out_off,
-                             MSG_NOSIGNAL);
-    if (n > 0) {
-      s.out_off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    break;  // EAGAIN: wait for POLLOUT; an error shows up as EOF on read
-  }
-  if (s.out_off == s.out.size()) {
-    s.out.clear();
-    s.out_off = 0;
-  }
+  s.out.write_some(s.fd.get());  // an error shows up as end of file on read
 }
 
 void SlotPool::check_memory(TimePoint now) {
@@ -533,15 +517,15 @@ void SlotPool::dispatch(TimePoint now) {
       run.tasks.push_back({ref, e.task.name, e.task.fields, ids.back(), e.task.attempt});
       s.in_flight.push_back(ref);
     }
-    protocol::encode_frame(run, s.out);
+    s.out.push(run);
     write_slot(s);
   }
 }
 
-std::vector<protocol::RunningTask> SlotPool::take_surplus() {
+std::vector<protocol::TaskAttempt> SlotPool::take_surplus() {
   // What the local queue holds beyond what the slots can take within the current estimate goes
   // back to the scheduler, which may have idle workers for it.
-  std::vector<protocol::RunningTask> out;
+  std::vector<protocol::TaskAttempt> out;
   size_t in_slots = 0;
   for (const Slot& s : slots_) in_slots += s.in_flight.size();
   const size_t keep = capacity() > in_slots ? capacity() - in_slots : 0;

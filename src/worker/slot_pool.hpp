@@ -32,7 +32,8 @@
 #include "common/unique_fd.hpp"
 #include "progress/region.hpp"
 #include "protocol/messages.hpp"
-#include "protocol/slot_codec.hpp"
+#include "protocol/framing.hpp"
+#include "protocol/slot_messages.hpp"
 
 namespace lrts::worker {
 
@@ -87,12 +88,12 @@ class SlotPool {
   bool cancel(const TaskKey& key, std::vector<Outcome>& out);
   bool holds(const TaskKey& key) const { return by_key_.count(key) != 0; }
   // Every task held (queued or in a slot), with its attempt.
-  std::vector<protocol::RunningTask> held() const;
+  std::vector<protocol::TaskAttempt> held() const;
   // Takes every queued task back out (for a worker leaving); slots keep their running ones.
-  std::vector<protocol::RunningTask> take_queued();
+  std::vector<protocol::TaskAttempt> take_queued();
   // Takes back queued tasks beyond what the worker should hold now (its estimate of task length
   // went up), to hand them back to the scheduler.
-  std::vector<protocol::RunningTask> take_surplus();
+  std::vector<protocol::TaskAttempt> take_surplus();
   size_t size() const { return by_key_.size(); }
   // How many tasks the worker should ask the scheduler for in total.
   uint32_t capacity() const;

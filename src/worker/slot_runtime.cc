@@ -13,7 +13,8 @@
 
 #include "common/clock.hpp"
 #include "progress/region.hpp"
-#include "protocol/slot_codec.hpp"
+#include "protocol/framing.hpp"
+#include "protocol/slot_messages.hpp"
 #include "services/registry.hpp"
 
 namespace lrts::worker {
@@ -61,19 +62,6 @@ class SlotContext final : public TaskContext {
   std::optional<ProgressBar> default_bar_;
 };
 
-bool write_all(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 bool readable_now(int fd) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, 0) > 0;
@@ -92,12 +80,18 @@ class Slot {
         return 3;
       }
       if (*got) {
-        auto batch = protocol::decode_to_slot(body, kMaxFrame);
-        if (!batch) {
-          std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), batch.error().c_str());
+        auto msg = protocol::decode<protocol::ToSlot>(body, kMaxFrame);
+        if (!msg) {
+          std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), msg.error().text.c_str());
           return 3;
         }
-        for (const auto& task : batch->tasks) {
+        if (auto* recall = std::get_if<protocol::SlotRecall>(&*msg)) {
+          (void)recall;  // tasks are run as they arrive: nothing waits to be recalled
+          out_.push(protocol::SlotRecalled{});
+          if (!out_.write_all(fd_)) return 0;
+          continue;
+        }
+        for (const auto& task : std::get<protocol::SlotRun>(*msg).tasks) {
           run_task(task);
           if (results_.items.size() >= kMaxBufferedResults ||
               Clock::now() - first_buffered_ >= kMaxResultDelay) {
@@ -110,8 +104,7 @@ class Slot {
       if (!results_.items.empty() && !readable_now(fd_)) {
         if (!flush()) return 0;
       }
-      char* dst = frames_.prepare(64 * 1024);
-      const ssize_t n = ::read(fd_, dst, 64 * 1024);
+      const long n = frames_.read_from(fd_);
       if (n == 0) {
         flush();
         return 0;  // the worker closed our socket: time to go
@@ -120,7 +113,6 @@ class Slot {
         if (errno == EINTR) continue;
         return 0;
       }
-      frames_.commit(static_cast<size_t>(n));
     }
   }
 
@@ -165,11 +157,11 @@ class Slot {
     if (results_.items.empty()) return true;
     // Payload views are bound now: payloads_ no longer grows until cleared.
     for (size_t i = 0; i < results_.items.size(); ++i) results_.items[i].payload = payloads_[i];
-    out_.clear();
-    protocol::encode_frame(results_, out_);
+    out_.push(results_);
     results_.items.clear();
+    const bool ok = out_.write_all(fd_);
     payloads_.clear();
-    return write_all(fd_, out_);
+    return ok;
   }
 
   int fd_;
@@ -177,7 +169,7 @@ class Slot {
   SlotContext ctx_;
   protocol::SlotResults results_;
   std::vector<std::string> payloads_;
-  std::string out_;
+  protocol::FrameWriter out_;
   TimePoint first_buffered_{};
 };
 
@@ -216,9 +208,9 @@ int slot_main(int argc, char** argv) {
   hello.pid = static_cast<uint32_t>(::getpid());
   for (const auto& n : names) hello.services.push_back(n);
   hello.error = error;
-  std::string out;
-  protocol::encode_frame(hello, out);
-  if (!write_all(fd, out) || !error.empty()) return error.empty() ? 0 : 2;
+  protocol::FrameWriter out;
+  out.push(hello);
+  if (!out.write_all(fd) || !error.empty()) return error.empty() ? 0 : 2;
   return Slot(fd, &region).run();
 }
 

@@ -14,10 +14,10 @@
 #include "common/zmq_socket.hpp"
 #include "worker/progress_link.hpp"
 #include "worker/slot_pool.hpp"
+#include "protocol/codec.hpp"
 
 namespace lrts::worker {
 
-using protocol::MsgType;
 
 namespace {
 
@@ -149,8 +149,7 @@ class Worker {
   void hand_back_surplus(TimePoint now) {
     if (now < next_surplus_check_) return;
     next_surplus_check_ = now + milliseconds(100);
-    protocol::WorkerBye ret;
-    ret.leaving = false;
+    protocol::WorkerReturn ret;
     ret.returned = pool_.take_surplus();
     if (ret.returned.empty()) return;
     buf_.clear();
@@ -163,8 +162,7 @@ class Worker {
   void start_drain(TimePoint now, int sig) {
     draining_ = true;
     if (options_.drain_timeout.count() > 0) drain_deadline_ = now + options_.drain_timeout;
-    protocol::WorkerBye ret;
-    ret.leaving = false;
+    protocol::WorkerReturn ret;
     ret.returned = pool_.take_queued();
     buf_.clear();
     protocol::encode(ret, buf_);
@@ -181,10 +179,11 @@ class Worker {
     hello.name = name_;
     hello.slots = static_cast<uint32_t>(pool_.slot_count());
     hello.capacity = capacity();
+    hello.max_message = options_.max_message_bytes;
     for (const auto& s : services_) hello.services.push_back(s);
     // Only what runs here: finished results are sent again after the welcome and settle
     // themselves (a finished result is accepted from any attempt; a lost one only if current).
-    hello.running = pool_.held();
+    hello.held = pool_.held();
     buf_.clear();
     protocol::encode(hello, buf_);
     send(buf_);
@@ -210,9 +209,9 @@ class Worker {
   }
 
   void on_message(std::string_view bytes, TimePoint now) {
-    auto decoded = protocol::decode_to_worker(bytes, options_.max_message_bytes);
+    auto decoded = protocol::decode<protocol::ToWorker>(bytes, options_.max_message_bytes);
     if (!decoded) {
-      LRTS_WARN("dropped a bad message from the scheduler: {}", decoded.error());
+      LRTS_WARN("dropped a bad message from the scheduler: {}", decoded.error().text);
       return;
     }
     last_heard_ = now;
@@ -235,8 +234,7 @@ class Worker {
       resend_pending();
     } else if (auto* a = std::get_if<protocol::Assign>(&msg)) {
       if (draining_) {  // sent before it heard we drain: straight back
-        protocol::WorkerBye ret;
-        ret.leaving = false;
+        protocol::WorkerReturn ret;
         for (const auto& t : a->tasks) ret.returned.push_back({t.key, t.attempt});
         buf_.clear();
         protocol::encode(ret, buf_);
@@ -265,10 +263,8 @@ class Worker {
         auto it = pending_.find(t.key);
         if (it != pending_.end() && it->second.attempt <= t.attempt) pending_.erase(it);
       }
-    } else if (auto* k = std::get_if<protocol::KeyList>(&msg)) {
-      if (k->type == MsgType::kCancelTasks) {
-        for (const auto& key : k->keys) pool_.cancel(key, outcomes_);
-      }
+    } else if (auto* k = std::get_if<protocol::CancelTasks>(&msg)) {
+      for (const auto& key : k->keys) pool_.cancel(key, outcomes_);
     } else if (auto* hb = std::get_if<protocol::HeartbeatAck>(&msg)) {
       if (hb->scheduler_epoch != epoch_ && now - last_hello_ > milliseconds(500)) {
         welcomed_ = false;
@@ -317,7 +313,6 @@ class Worker {
   // Results are kept until the scheduler acknowledges them, so none is lost if it restarts.
   void send_outcomes() {
     if (outcomes_.empty()) return;
-    protocol::Results msg;
     for (Outcome& o : outcomes_) {
       progress_.add(o.bars);  // final bar states travel with the result, never sampled late
       auto [it, fresh] = pending_.try_emplace(o.key, std::move(o));
@@ -335,7 +330,7 @@ class Worker {
   }
 
   void flush_unsent() {
-    protocol::Results msg;
+    protocol::WorkerResults msg;
     msg.capacity = capacity();
     size_t i = 0;
     while (i < unsent_.size()) {
@@ -344,11 +339,11 @@ class Worker {
         auto it = pending_.find(unsent_[i]);
         if (it == pending_.end()) continue;
         const Outcome& o = it->second;
-        msg.items.push_back({o.key, o.attempt, o.status, o.payload, {}, o.run_ns});
+        msg.items.push_back({o.key, o.attempt, o.status, o.payload, 0, o.run_ns});
       }
       if (msg.items.empty()) continue;
       buf_.clear();
-      protocol::encode(msg, MsgType::kWorkerResults, buf_);
+      protocol::encode(msg, buf_);
       send(buf_);
     }
     unsent_.clear();

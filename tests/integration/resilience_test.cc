@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "common/zmq_socket.hpp"
+#include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/msgpack_io.hpp"
 #include "services/mult_service.hpp"
@@ -378,17 +379,18 @@ TEST_F(ResilienceTest, BadInputOnEveryPortNeverBringsADaemonDown) {
 
   // Another protocol version: answered with an error saying so.
   std::string msg;
-  mp::Writer v(msg);
+  protocol::mp::Writer v(msg);
   v.array(2);
   v.uint(protocol::kVersion + 7);
   v.uint(static_cast<uint8_t>(protocol::MsgType::kAppHeartbeat));
   peer2.send(msg);
   const std::string reply_bytes = receive(peer2);  // decoded views point into it
-  auto reply = protocol::decode_to_app(reply_bytes);
-  ASSERT_TRUE(reply.ok()) << reply.error();
+  auto reply = protocol::decode<protocol::ToApp>(reply_bytes);
+  ASSERT_TRUE(reply.ok()) << reply.error().text;
   const auto& err = std::get<protocol::ErrorMsg>(*reply);
   EXPECT_EQ(err.code, protocol::ErrorCode::kVersionMismatch);
-  EXPECT_NE(std::string(err.text).find("protocol version 8"), std::string::npos);
+  EXPECT_NE(std::string(err.text).find("protocol version " + std::to_string(protocol::kVersion + 7)),
+            std::string::npos);
 
   // A fake worker: registers twice (duplicate registration), then reports a result for a task
   // that does not exist; it is acknowledged and dropped.
@@ -402,25 +404,25 @@ TEST_F(ResilienceTest, BadInputOnEveryPortNeverBringsADaemonDown) {
     protocol::encode(hello, msg);
     peer2.send(msg);
     const std::string bytes = receive(peer2);
-    auto welcome = protocol::decode_to_worker(bytes);
+    auto welcome = protocol::decode<protocol::ToWorker>(bytes);
     ASSERT_TRUE(welcome.ok() && std::holds_alternative<protocol::WorkerWelcome>(*welcome));
   }
-  protocol::Results results;
-  results.items.push_back({{12345, 678}, 1, protocol::TaskStatus::kFinished, "\x01", "", 1});
+  protocol::WorkerResults results;
+  results.items.push_back({{12345, 678}, 1, protocol::TaskStatus::kFinished, "\x01", 0, 1});
   msg.clear();
-  protocol::encode(results, protocol::MsgType::kWorkerResults, msg);
+  protocol::encode(results, msg);
   peer2.send(msg);
   const std::string ack_bytes = receive(peer2);
-  auto ack = protocol::decode_to_worker(ack_bytes);
-  ASSERT_TRUE(ack.ok()) << ack.error();
+  auto ack = protocol::decode<protocol::ToWorker>(ack_bytes);
+  ASSERT_TRUE(ack.ok()) << ack.error().text;
   ASSERT_TRUE(std::holds_alternative<protocol::ResultAck>(*ack));
   EXPECT_EQ(std::get<protocol::ResultAck>(*ack).acked.at(0).key, (protocol::TaskKey{12345, 678}));
   // The same peer now claiming to be an application is refused.
   msg.clear();
-  protocol::encode(protocol::AppHello{"x", 1, 0}, msg);
+  protocol::encode(protocol::AppHello{"x", 1, 0, 0}, msg);
   peer2.send(msg);
   const std::string refused_bytes = receive(peer2);
-  auto refused = protocol::decode_to_app(refused_bytes);
+  auto refused = protocol::decode<protocol::ToApp>(refused_bytes);
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(std::get<protocol::ErrorMsg>(*refused).code, protocol::ErrorCode::kBadMessage);
 

@@ -8,7 +8,7 @@
 
 #include "protocol/json.hpp"
 
-namespace lrts::mp {
+namespace lrts::protocol::mp {
 namespace {
 
 TEST(MsgpackIoTest, RoundTripsIntegersAtEveryEncodingBoundary) {
@@ -158,4 +158,4 @@ TEST(JsonTest, ConvertsValuesToJson) {
 }
 
 }  // namespace
-}  // namespace lrts::mp
+}  // namespace lrts::protocol::mp

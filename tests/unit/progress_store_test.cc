@@ -17,7 +17,7 @@ protocol::BarState update(uint64_t seq, uint32_t attempt, uint32_t bar, uint64_t
   b.unit = "it";
   b.count = count;
   b.total = total;
-  b.closed = closed;
+  b.phase = closed ? protocol::BarPhase::kDone : protocol::BarPhase::kOpen;
   b.elapsed_ms = elapsed_ms;
   return b;
 }

@@ -43,12 +43,12 @@ TEST(ProgressRegionTest, SamplerSeesBarsAdvanceAndClose) {
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0].count, 25u);
   EXPECT_EQ(seen[0].total, 50u);
-  EXPECT_TRUE(seen[1].closed);
+  EXPECT_TRUE(seen[1].closed());
 
   auto finals = alloc.end_task();
   ASSERT_EQ(finals.size(), 2u);
   EXPECT_EQ(finals[0].count, 25u);
-  EXPECT_TRUE(finals[0].closed);
+  EXPECT_TRUE(finals[0].closed());
   EXPECT_EQ(finals[1].bar_no, 1u);
 }
 

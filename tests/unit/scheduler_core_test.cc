@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "protocol/codec.hpp"
+
 namespace lrts::scheduler {
 namespace {
 
@@ -14,17 +16,20 @@ using protocol::TaskStatus;
 // Records what the core sends, decoded, per peer.
 class FakeTransport final : public Transport {
  public:
-  void send(std::string_view peer, std::string_view message) override {
-    sent[std::string(peer)].emplace_back(message);
+  void send_app(const PeerId& peer, const protocol::ToApp& message) override {
+    protocol::encode(message, sent[peer].emplace_back());
+  }
+  void send_worker(const PeerId& peer, const protocol::ToWorker& message) override {
+    protocol::encode(message, sent[peer].emplace_back());
   }
   // Messages for `peer` since the last call, decoded as the peer would.
-  template <class Variant, class Decode>
-  std::vector<Variant> take(const std::string& peer, Decode decode) {
+  template <class Variant>
+  std::vector<Variant> take(const std::string& peer) {
     std::vector<Variant> out;
     for (auto& bytes : sent[peer]) {
       storage.push_back(std::move(bytes));
-      auto d = decode(storage.back(), protocol::kDefaultMaxMessageBytes);
-      EXPECT_TRUE(d.ok()) << d.error();
+      auto d = protocol::decode<Variant>(storage.back());
+      EXPECT_TRUE(d.ok()) << d.error().text;
       if (d.ok()) out.push_back(std::move(*d));
     }
     sent[peer].clear();
@@ -59,19 +64,19 @@ class SchedulerCoreTest : public ::testing::Test {
   }
 
   void app_hello(const std::string& peer, const char* id = "app", uint64_t session = 100) {
-    deliver(peer, protocol::AppHello{id, session, 0});
+    deliver(peer, protocol::AppHello{id, session, 0, 0});
   }
   void submit(const std::string& peer, std::vector<uint64_t> seqs, uint32_t max_retries = 2,
               uint64_t session = 100, std::string_view service = "svc") {
     protocol::Submit s;
     s.session = session;
     s.names = {service};
-    for (uint64_t seq : seqs) s.tasks.push_back({seq, 0, std::string("f").append(std::to_string(seq)), max_retries, 0});
+    for (uint64_t seq : seqs) s.tasks.push_back({seq, 0, std::string("f").append(std::to_string(seq)), 0, max_retries, 0});
     fields_.push_back(std::move(s));
     deliver(peer, fields_.back());
   }
   void worker_hello(const std::string& peer, uint64_t uid, uint32_t capacity,
-                    std::vector<protocol::RunningTask> running = {},
+                    std::vector<protocol::TaskAttempt> running = {},
                     std::vector<std::string_view> services = {"svc"}) {
     protocol::WorkerHello h;
     h.worker_uid = uid;
@@ -79,23 +84,23 @@ class SchedulerCoreTest : public ::testing::Test {
     h.slots = capacity;
     h.capacity = capacity;
     h.services = std::move(services);
-    h.running = std::move(running);
+    h.held = std::move(running);
     deliver(peer, h);
   }
   void result(const std::string& worker, protocol::TaskKey key, uint32_t attempt,
               TaskStatus status, std::string payload, uint32_t capacity = 1) {
     payloads_.push_back(std::move(payload));
-    protocol::Results r;
+    protocol::WorkerResults r;
     r.capacity = capacity;
-    r.items.push_back({key, attempt, status, payloads_.back(), "", 7});
+    r.items.push_back({key, attempt, status, payloads_.back(), 0, 7});
     deliver(worker, r);
   }
 
   std::vector<protocol::ToWorker> to_worker(const std::string& peer) {
-    return transport_.take<protocol::ToWorker>(peer, protocol::decode_to_worker);
+    return transport_.take<protocol::ToWorker>(peer);
   }
   std::vector<protocol::ToApp> to_app(const std::string& peer) {
-    return transport_.take<protocol::ToApp>(peer, protocol::decode_to_app);
+    return transport_.take<protocol::ToApp>(peer);
   }
   // The (seq, attempt) pairs assigned to a worker since last asked.
   std::vector<std::pair<uint64_t, uint32_t>> assigned(const std::string& peer) {
@@ -107,10 +112,10 @@ class SchedulerCoreTest : public ::testing::Test {
     }
     return out;
   }
-  std::vector<protocol::ResultItem> results(const std::string& peer) {
-    std::vector<protocol::ResultItem> out;
+  std::vector<protocol::AppResult> results(const std::string& peer) {
+    std::vector<protocol::AppResult> out;
     for (auto& m : to_app(peer)) {
-      if (auto* r = std::get_if<protocol::Results>(&m)) {
+      if (auto* r = std::get_if<protocol::AppResults>(&m)) {
         out.insert(out.end(), r->items.begin(), r->items.end());
       }
     }
@@ -182,7 +187,7 @@ TEST_F(SchedulerCoreTest, DeliversResultOnceAndForgetsTaskAfterAck) {
   result("W", {100, 1}, 1, TaskStatus::kFinished, "value");
   EXPECT_TRUE(results("A").empty());
   EXPECT_EQ(core_.stats().duplicates, 1u);
-  deliver("A", protocol::KeyList{MsgType::kAckResults, {{100, 1}}});
+  deliver("A", protocol::Received{{{100, 1}}});
   EXPECT_EQ(core_.stats().done, 0u);
   EXPECT_EQ(core_.stats().delivered, 1u);
 }
@@ -193,10 +198,10 @@ TEST_F(SchedulerCoreTest, ResendsUnacknowledgedResults) {
   worker_hello("W", 1, 1);
   result("W", {100, 1}, 1, TaskStatus::kFinished, "v");
   EXPECT_EQ(results("A").size(), 1u);
-  deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  deliver("A", protocol::AppHeartbeat{});
   advance(6s);
   EXPECT_EQ(results("A").size(), 1u);  // sent again: no ack came
-  deliver("A", protocol::KeyList{MsgType::kAckResults, {{100, 1}}});
+  deliver("A", protocol::Received{{{100, 1}}});
   advance(6s);
   EXPECT_TRUE(results("A").empty());
 }
@@ -209,7 +214,7 @@ TEST_F(SchedulerCoreTest, RequeuesTasksOfLostWorkerWithTheNextAttempt) {
   worker_hello("W2", 2, 1);
   advance(5s);
   deliver("W2", protocol::WorkerHeartbeat{1});
-  deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  deliver("A", protocol::AppHeartbeat{});
   advance(6s);  // W1 silent for 11 s
   EXPECT_EQ(assigned("W2"), (Pairs{{1, 2}}));
   EXPECT_EQ(core_.stats().workers, 1u);
@@ -241,7 +246,7 @@ TEST_F(SchedulerCoreTest, FirstTerminalResultWinsOverALaterAttempt) {
   // W1 is cut off long enough to lose its task, which goes to W2 ...
   advance(5s);
   deliver("W2", protocol::WorkerHeartbeat{1});
-  deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+  deliver("A", protocol::AppHeartbeat{});
   advance(6s);
   ASSERT_EQ(assigned("W2"), (Pairs{{1, 2}}));
   // ... then W1 comes back with the task and its result.
@@ -254,7 +259,7 @@ TEST_F(SchedulerCoreTest, FirstTerminalResultWinsOverALaterAttempt) {
   // W2 is told to stop its now useless attempt, and its late result is dropped.
   bool cancelled = false;
   for (auto& m : to_worker("W2")) {
-    if (auto* k = std::get_if<protocol::KeyList>(&m)) cancelled |= k->type == MsgType::kCancelTasks;
+    if (std::get_if<protocol::CancelTasks>(&m)) cancelled = true;
   }
   EXPECT_TRUE(cancelled);
   result("W2", {100, 1}, 2, TaskStatus::kFinished, "from W2");
@@ -288,15 +293,15 @@ TEST_F(SchedulerCoreTest, CancelGivesACancelledResultAndStopsTheWorker) {
   worker_hello("W", 1, 1);
   ASSERT_EQ(assigned("W"), (Pairs{{1, 1}}));
   to_app("A");
-  deliver("A", protocol::KeyList{MsgType::kCancel, {{100, 1}, {100, 2}}});
+  deliver("A", protocol::Cancel{{{100, 1}, {100, 2}}});
   auto r = results("A");
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[0].status, TaskStatus::kCancelled);
   EXPECT_EQ(r[1].status, TaskStatus::kCancelled);
   bool cancel_sent = false;
   for (auto& m : to_worker("W")) {
-    if (auto* k = std::get_if<protocol::KeyList>(&m)) {
-      cancel_sent |= k->type == MsgType::kCancelTasks && k->keys.size() == 1;
+    if (auto* k = std::get_if<protocol::CancelTasks>(&m)) {
+      cancel_sent |= k->keys.size() == 1;
     }
   }
   EXPECT_TRUE(cancel_sent);
@@ -308,7 +313,7 @@ TEST_F(SchedulerCoreTest, ApplicationGoodbyeDropsItsWork) {
   submit("A", {1, 2, 3});
   worker_hello("W", 1, 1);
   assigned("W");
-  deliver("A", protocol::Empty{MsgType::kAppBye});
+  deliver("A", protocol::AppBye{});
   EXPECT_EQ(core_.stats().queued + core_.stats().assigned + core_.stats().done, 0u);
   EXPECT_EQ(core_.stats().apps, 0u);
 }
@@ -331,7 +336,7 @@ TEST_F(SchedulerCoreTest, SilentApplicationKeepsItsTasksForTheGracePeriod) {
   const auto& welcome = std::get<protocol::AppWelcome>(msgs[0]);
   EXPECT_EQ(welcome.outstanding, (std::vector<protocol::TaskKey>{{100, 1}}));
   ASSERT_EQ(msgs.size(), 2u);
-  EXPECT_EQ(std::get<protocol::Results>(msgs[1]).items.at(0).payload, "kept");
+  EXPECT_EQ(std::get<protocol::AppResults>(msgs[1]).items.at(0).payload, "kept");
 }
 
 TEST_F(SchedulerCoreTest, ApplicationGoneLongerThanGraceLosesItsWork) {
@@ -350,7 +355,7 @@ TEST_F(SchedulerCoreTest, UnknownPeerIsAskedToSayHello) {
 }
 
 TEST_F(SchedulerCoreTest, BadMessageIsAnsweredAndCounted) {
-  core_.on_bad_message("X", "malformed submit: truncated message", now_);
+  core_.on_bad_message("X", {protocol::DecodeCode::kMalformed, "malformed submit: truncated message"}, now_);
   auto msgs = to_worker("X");
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(std::get<protocol::ErrorMsg>(msgs[0]).code, protocol::ErrorCode::kBadMessage);
@@ -405,7 +410,7 @@ TEST_F(SchedulerCoreTest, AServiceNobodyOffersGoesToAnyWorkerAfterTheWait) {
   for (int i = 0; i < 3; ++i) {
     advance(2s);
     deliver("W", protocol::WorkerHeartbeat{10});
-    deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+    deliver("A", protocol::AppHeartbeat{});
   }
   // The worker will fail it with "unknown service", naming what it offers.
   EXPECT_EQ(assigned("W"), (Pairs{{1, 1}}));
@@ -416,7 +421,7 @@ TEST_F(SchedulerCoreTest, WithoutAnyWorkerTasksWaitAndAWorkerThatOffersTheServic
   submit("A", {1}, 2, 100, "b");
   for (int i = 0; i < 5; ++i) {
     advance(3s);
-    deliver("A", protocol::Empty{MsgType::kAppHeartbeat});
+    deliver("A", protocol::AppHeartbeat{});
   }
   worker_hello("Wa", 1, 10, {}, {"a"});  // the clock starts now, nothing goes yet
   EXPECT_TRUE(assigned("Wa").empty());

@@ -17,6 +17,7 @@
 #include <random>
 #include <set>
 
+#include "protocol/codec.hpp"
 #include "protocol/msgpack_io.hpp"
 #include "scheduler/core.hpp"
 
@@ -37,7 +38,7 @@ struct KeyLess {
 // What a worker computes for a task: a function of its key, so any result can be checked.
 std::string expected_value(const TaskKey& k) {
   std::string out;
-  mp::Writer(out).uint(k.seq * 7 + 1);
+  protocol::mp::Writer(out).uint(k.seq * 7 + 1);
   return out;
 }
 
@@ -120,8 +121,11 @@ class SimJournal final : public JournalSink {
 
 class SimTransport final : public Transport {
  public:
-  void send(std::string_view peer, std::string_view message) override {
-    to_peer[std::string(peer)].emplace_back(message);
+  void send_app(const PeerId& peer, const protocol::ToApp& message) override {
+    protocol::encode(message, to_peer[peer].emplace_back());
+  }
+  void send_worker(const PeerId& peer, const protocol::ToWorker& message) override {
+    protocol::encode(message, to_peer[peer].emplace_back());
   }
   std::map<std::string, std::deque<std::string>> to_peer;
 };
@@ -269,9 +273,9 @@ class Simulation {
   }
 
   void deliver(const std::string& peer, const std::string& bytes) {
-    auto msg = protocol::decode_to_scheduler(bytes);
+    auto msg = protocol::decode<protocol::ToScheduler>(bytes);
     if (!msg) {
-      failure_ = "a peer sent an undecodable message: " + msg.error();
+      failure_ = "a peer sent an undecodable message: " + msg.error().text;
       return;
     }
     core_->on_message(peer, *msg, now_);
@@ -323,7 +327,7 @@ class Simulation {
     for (auto& w : workers_) {
       if (w.up && w.connected) send_worker(w, protocol::WorkerHeartbeat{w.capacity});
     }
-    if (app_.up && app_.connected) send_app(protocol::Empty{MsgType::kAppHeartbeat});
+    if (app_.up && app_.connected) send_app(protocol::AppHeartbeat{});
     deliver_to_scheduler();
   }
 
@@ -358,26 +362,26 @@ class Simulation {
     h.slots = w.capacity;
     h.capacity = w.capacity;
     h.services = {"svc"};
-    for (const auto& [k, a] : w.held) h.running.push_back({k, a});
+    for (const auto& [k, a] : w.held) h.held.push_back({k, a});
     w.welcomed = false;
     send_worker(w, h);
   }
 
   void resend_results(SimWorker& w) {
     if (w.unacked.empty()) return;
-    protocol::Results r;
+    protocol::WorkerResults r;
     r.capacity = w.capacity;
-    for (const auto& [k, d] : w.unacked) r.items.push_back({k, d.attempt, d.status, d.payload, "", 1});
+    for (const auto& [k, d] : w.unacked) r.items.push_back({k, d.attempt, d.status, d.payload, 0, 1});
     std::string bytes;
-    protocol::encode(r, MsgType::kWorkerResults, bytes);
+    protocol::encode(r, bytes);
     w.last_results = bytes;
     w.outbox.push_back(std::move(bytes));
   }
 
   void worker_receive(SimWorker& w, const std::string& bytes) {
-    auto msg = protocol::decode_to_worker(bytes);
+    auto msg = protocol::decode<protocol::ToWorker>(bytes);
     if (!msg) {
-      failure_ = "the scheduler sent an undecodable message: " + msg.error();
+      failure_ = "the scheduler sent an undecodable message: " + msg.error().text;
       return;
     }
     if (auto* wel = std::get_if<protocol::WorkerWelcome>(&*msg)) {
@@ -400,7 +404,7 @@ class Simulation {
         auto it = w.unacked.find(t.key);
         if (it != w.unacked.end() && it->second.attempt <= t.attempt) w.unacked.erase(it);
       }
-    } else if (auto* k = std::get_if<protocol::KeyList>(&*msg)) {
+    } else if (auto* k = std::get_if<protocol::CancelTasks>(&*msg)) {
       for (const auto& key : k->keys) cancel_held(w, key);
     } else if (auto* e = std::get_if<protocol::ErrorMsg>(&*msg)) {
       if (e->code == protocol::ErrorCode::kHelloRequired) worker_hello(w);
@@ -413,11 +417,11 @@ class Simulation {
     if (it == w.held.end()) return;
     const auto& d = w.unacked[k] = {it->second, TaskStatus::kLost, "cancelled by the scheduler"};
     w.held.erase(it);
-    protocol::Results r;
+    protocol::WorkerResults r;
     r.capacity = w.capacity;
-    r.items.push_back({k, d.attempt, d.status, d.payload, "", 1});
+    r.items.push_back({k, d.attempt, d.status, d.payload, 0, 1});
     std::string bytes;
-    protocol::encode(r, MsgType::kWorkerResults, bytes);
+    protocol::encode(r, bytes);
     w.outbox.push_back(std::move(bytes));
   }
 
@@ -426,7 +430,7 @@ class Simulation {
     if (workers_.empty()) return;
     SimWorker& w = workers_[rng_() % workers_.size()];
     if (!w.up || w.held.empty()) return;
-    protocol::Results r;
+    protocol::WorkerResults r;
     r.capacity = w.capacity;
     const size_t n = 1 + rng_() % w.held.size();
     for (size_t i = 0; i < n && !w.held.empty(); ++i) {
@@ -435,12 +439,12 @@ class Simulation {
       SimWorker::Done d{it->second, TaskStatus::kFinished, expected_value(it->first)};
       if (rng_() % 12 == 0) d = {it->second, TaskStatus::kLost, "slot process killed by signal 9"};
       const auto& stored = w.unacked[it->first] = std::move(d);  // map nodes do not move
-      r.items.push_back({it->first, stored.attempt, stored.status, stored.payload, "", 1});
+      r.items.push_back({it->first, stored.attempt, stored.status, stored.payload, 0, 1});
       w.held.erase(it);
     }
     if (!w.connected) return;  // delivered after it reconnects
     std::string bytes;
-    protocol::encode(r, MsgType::kWorkerResults, bytes);
+    protocol::encode(r, bytes);
     w.last_results = bytes;
     w.outbox.push_back(std::move(bytes));
   }
@@ -459,14 +463,14 @@ class Simulation {
     app_.outbox.push_back(std::move(bytes));
   }
 
-  void say_app_hello() { send_app(protocol::AppHello{app_.app_id, app_.session, 0}); }
+  void say_app_hello() { send_app(protocol::AppHello{app_.app_id, app_.session, 0, 0}); }
 
   void send_submits(const std::vector<TaskKey>& keys) {
     if (keys.empty()) return;
     protocol::Submit s;
     s.session = app_.session;
     s.names = {"svc"};
-    for (const auto& k : keys) s.tasks.push_back({k.seq, 0, "", app_.max_retries[k], 0});
+    for (const auto& k : keys) s.tasks.push_back({k.seq, 0, "", 0, app_.max_retries[k], 0});
     send_app(s);
   }
 
@@ -488,13 +492,13 @@ class Simulation {
     auto it = app_.pending.begin();
     std::advance(it, static_cast<long>(rng_() % app_.pending.size()));
     app_.cancelled.insert(*it);
-    send_app(protocol::KeyList{MsgType::kCancel, {*it}});
+    send_app(protocol::Cancel{{*it}});
   }
 
   void app_receive(const std::string& bytes) {
-    auto msg = protocol::decode_to_app(bytes);
+    auto msg = protocol::decode<protocol::ToApp>(bytes);
     if (!msg) {
-      failure_ = "the scheduler sent the application an undecodable message: " + msg.error();
+      failure_ = "the scheduler sent the application an undecodable message: " + msg.error().text;
       return;
     }
     if (auto* wel = std::get_if<protocol::AppWelcome>(&*msg)) {
@@ -512,8 +516,8 @@ class Simulation {
         const TaskKey k{ack->session, seq};
         if (app_.unacked_submits.erase(k)) app_.acked.insert(k);
       }
-    } else if (auto* res = std::get_if<protocol::Results>(&*msg)) {
-      protocol::KeyList ack{MsgType::kAckResults, {}};
+    } else if (auto* res = std::get_if<protocol::AppResults>(&*msg)) {
+      protocol::Received ack;
       for (const auto& item : res->items) {
         ack.keys.push_back(item.key);
         if (!app_.pending.erase(item.key)) continue;  // a duplicate: dropped, as the client does
@@ -527,7 +531,7 @@ class Simulation {
     }
   }
 
-  void check_result(const protocol::ResultItem& item) {
+  void check_result(const protocol::AppResult& item) {
     const uint32_t limit = app_.max_retries[item.key] + 1;
     const std::string seq = std::to_string(item.key.seq);
     if (item.attempt > limit) {
