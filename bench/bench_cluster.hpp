@@ -1,6 +1,7 @@
 // Starts a local lrts cluster (scheduler + workers as real processes) for benchmarks.
 #pragma once
 
+#include <algorithm>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -51,6 +52,8 @@ struct LocalCluster {
     std::vector<std::string> s = {LRTS_BIN, "scheduler", "--port", std::to_string(port),
                                   "--log-level", "warn"};
     s.insert(s.end(), scheduler_extra.begin(), scheduler_extra.end());
+    // Benchmarks say which journal they measure: --state-dir DIR, or none.
+    if (std::find(s.begin(), s.end(), "--state-dir") == s.end()) s.push_back("--no-journal");
     scheduler = start(s, "/tmp/lrts-bench-scheduler.log");
     if (with_progress_server) {
       progress_server = start({LRTS_BIN, "progress-server", "--port", std::to_string(progress_port),

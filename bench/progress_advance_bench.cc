@@ -3,13 +3,13 @@
 
 #include <thread>
 
-#include "progress/region.hpp"
+#include "shm/region.hpp"
 
 namespace {
 
 using lrts::ProgressBar;
-using lrts::progress::BarAllocator;
-using lrts::progress::ProgressRegion;
+using lrts::shm::BarAllocator;
+using lrts::shm::ProgressRegion;
 
 struct Fixture {
   ProgressRegion region = std::move(*ProgressRegion::create(4));
@@ -55,10 +55,10 @@ void BM_AdvanceWhileSampled(benchmark::State& state) {
   Fixture f;
   std::atomic<bool> stop{false};
   std::thread sampler([&] {
-    lrts::progress::Sampler s(&f.region);
+    lrts::shm::Sampler s(&f.region);
     std::vector<lrts::protocol::BarState> out;
     while (!stop.load()) {
-      s.scan(lrts::progress::monotonic_ns(), out);
+      s.scan(lrts::shm::monotonic_ns(), out);
       out.clear();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }

@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   const int port = lrts::bench::free_port();
   lrts::ChildProcess sched = lrts::bench::start(
       {LRTS_BIN, "scheduler", "--port", std::to_string(port), "--log-level", "warn",
-       "--worker-timeout", "30"},
+       "--worker-timeout", "30", "--no-journal"},
       "/tmp/lrts-bench-scale-scheduler.log");
   // Generators of at most 15,000 workers each (a process's descriptors are limited too).
   constexpr int kPerGenerator = 15000;

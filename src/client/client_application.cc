@@ -31,11 +31,11 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "common/net.hpp"
+#include "net/endpoint.hpp"
 #include "common/unique_fd.hpp"
-#include "common/zmq_socket.hpp"
+#include "net/zmq_socket.hpp"
 #include "lrts/client.hpp"
-#include "progress/view.hpp"
+#include "tui/view.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/progress_messages.hpp"
 
@@ -116,7 +116,7 @@ struct ClientApplication::Impl {
   std::unordered_map<TaskKey, TaskBars, TaskKeyHash> bars;
   std::deque<TaskKey> bars_order;  // first seen first
   std::vector<ProgressCallback> progress_callbacks;
-  std::unique_ptr<progress::TerminalView> view;
+  std::unique_ptr<tui::TerminalView> view;
   uint64_t scheduled = 0;
   uint64_t completed = 0;
   size_t unacked = 0;  // submissions sent but not yet acknowledged (mirrors the I/O thread)
@@ -168,7 +168,7 @@ class IoLoop {
   explicit IoLoop(ClientApplication::Impl& impl) : impl_(impl) {}
 
   void run() {
-    auto ep = connect_endpoint(impl_.info.scheduler_address, impl_.info.scheduler_port);
+    auto ep = net::connect_endpoint(impl_.info.scheduler_address, impl_.info.scheduler_port);
     if (!ep) return fail(ep.error());
     dealer_.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
     dealer_.set_int(ZMQ_SNDHWM, 0);
@@ -180,7 +180,7 @@ class IoLoop {
     sessions_.insert(impl_.session);
     if (impl_.info.track_progress || impl_.info.show_progress) connect_progress();
 
-    ZmqFrame frame;
+    net::ZmqFrame frame;
     for (;;) {
       TimePoint now = Clock::now();
       zmq_pollitem_t items[3] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
@@ -189,7 +189,7 @@ class IoLoop {
       const TimePoint deadline = std::min(next_heartbeat_, next_subscribe_);
       const long timeout = std::max<long>(0, to_ms(deadline - now) + 1);
       if (zmq_poll(items, progress_.get() ? 3 : 2, timeout) < 0 && zmq_errno() != EINTR) {
-        return fail("poll failed: " + zmq_error_text());
+        return fail("poll failed: " + net::zmq_error_text());
       }
       now = Clock::now();
       if (items[1].revents & ZMQ_POLLIN) {
@@ -221,12 +221,12 @@ class IoLoop {
   }
 
   void connect_progress() {
-    auto ep = connect_endpoint(impl_.info.progress_server_address, impl_.info.progress_server_port);
+    auto ep = net::connect_endpoint(impl_.info.progress_server_address, impl_.info.progress_server_port);
     if (!ep) {
       LRTS_WARN("progress: {}; progress is not followed", ep.error());
       return;
     }
-    progress_ = ZmqSocket(ctx_, ZMQ_DEALER);
+    progress_ = net::ZmqSocket(ctx_, ZMQ_DEALER);
     progress_.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
     progress_.set_int(ZMQ_SNDHWM, 2);  // subscriptions wait for the server; at most two queue
     progress_.set_int(ZMQ_RECONNECT_IVL, 200);
@@ -260,7 +260,7 @@ class IoLoop {
     std::vector<ProgressSnapshot> changed;
     changed.reserve(update->bars.size());
     for (const auto& b : update->bars) {
-      changed.push_back(progress::to_snapshot(b));
+      changed.push_back(tui::to_snapshot(b));
     }
     std::vector<ClientApplication::ProgressCallback> callbacks;
     {
@@ -529,9 +529,9 @@ class IoLoop {
   }
 
   ClientApplication::Impl& impl_;
-  ZmqContext ctx_;
-  ZmqSocket dealer_{ctx_, ZMQ_DEALER};
-  ZmqSocket progress_;  // to the progress server, when progress is followed
+  net::ZmqContext ctx_;
+  net::ZmqSocket dealer_{ctx_, ZMQ_DEALER};
+  net::ZmqSocket progress_;  // to the progress server, when progress is followed
   std::unordered_set<uint64_t> sessions_;  // whose bars we follow
   TimePoint next_subscribe_ = TimePoint::max();
   std::string buf_;
@@ -582,7 +582,7 @@ void ClientApplication::start_application() {
   if (impl_->stopped) throw std::logic_error("lrts application: cannot start again after stop");
   impl_->started = true;
   if (impl_->info.show_progress) {
-    impl_->view = std::make_unique<progress::TerminalView>();
+    impl_->view = std::make_unique<tui::TerminalView>();
     impl_->view->set_stage("Running");
     impl_->view->start();
   }
@@ -612,7 +612,7 @@ void ClientApplication::stop_application() {
   }
   impl_->wake_io();
   if (impl_->io.joinable()) impl_->io.join();
-  std::unique_ptr<progress::TerminalView> view;
+  std::unique_ptr<tui::TerminalView> view;
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopped = true;

@@ -1,5 +1,6 @@
 #include "common/cpu.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,6 +47,19 @@ int resolve_max_jobs(int requested) {
     case -4: return std::max(1, logical_cores() - 1);
     default: return 0;
   }
+}
+
+int max_slots() {
+  long cap = std::max(256, 16 * logical_cores());
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    cap = std::min<long>(cap, static_cast<long>(rl.rlim_cur / 2));
+  }
+  // Each slot holds a socket and a memory file open in the worker.
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) {
+    cap = std::min<long>(cap, static_cast<long>(rl.rlim_max / 4));
+  }
+  return static_cast<int>(std::max<long>(1, cap));
 }
 
 }  // namespace lrts

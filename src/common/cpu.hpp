@@ -11,4 +11,8 @@ int physical_cores();
 // and return 0.
 int resolve_max_jobs(int requested);
 
+// The most slots one worker on this machine may run: 16 per logical core (at least 256),
+// bounded by the processes and descriptors this process may have.
+int max_slots();
+
 }  // namespace lrts

@@ -7,9 +7,9 @@
 #include <random>
 
 #include "common/log.hpp"
-#include "common/net.hpp"
+#include "net/endpoint.hpp"
 #include "common/signals.hpp"
-#include "common/zmq_socket.hpp"
+#include "net/zmq_socket.hpp"
 #include "scheduler/journal.hpp"
 
 namespace lrts::scheduler {
@@ -31,7 +31,7 @@ std::pair<size_t, size_t> descriptor_use() {
 
 class RouterTransport final : public Transport {
  public:
-  explicit RouterTransport(ZmqSocket& socket) : socket_(socket) {}
+  explicit RouterTransport(net::ZmqSocket& socket) : socket_(socket) {}
   void send_app(const PeerId& peer, const protocol::ToApp& message) override {
     buf_.clear();
     protocol::encode(message, buf_);
@@ -47,20 +47,20 @@ class RouterTransport final : public Transport {
  private:
   void send(std::string_view peer, std::string_view message) {
     switch (socket_.send_to(peer, message)) {
-      case SendResult::kSent: return;
-      case SendResult::kWouldBlock:
+      case net::SendResult::kSent: return;
+      case net::SendResult::kWouldBlock:
         // The peer does not read; what matters is re-sent later (results, acks on re-hello).
         // Counted here and logged with the stats: an overloaded loop should not log per message.
         ++dropped_full_;
         return;
-      case SendResult::kUnreachable: return;  // it went away
-      case SendResult::kError:
-        LRTS_WARN("send failed: {}", zmq_error_text());
+      case net::SendResult::kUnreachable: return;  // it went away
+      case net::SendResult::kError:
+        LRTS_WARN("send failed: {}", net::zmq_error_text());
         return;
     }
   }
 
-  ZmqSocket& socket_;
+  net::ZmqSocket& socket_;
   std::string buf_;
   uint64_t dropped_full_ = 0;  // messages dropped because the peer's queue was full
 };
@@ -69,8 +69,8 @@ class RouterTransport final : public Transport {
 
 struct SchedulerServer::Impl {
   ServerOptions options;
-  ZmqContext ctx;
-  ZmqSocket router{ctx, ZMQ_ROUTER};
+  net::ZmqContext ctx;
+  net::ZmqSocket router{ctx, ZMQ_ROUTER};
   RouterTransport transport{router};
   std::unique_ptr<Journal> journal;
   std::unique_ptr<SchedulerCore> core;
@@ -81,11 +81,11 @@ SchedulerServer::SchedulerServer(std::unique_ptr<Impl> impl) : impl_(std::move(i
 SchedulerServer::~SchedulerServer() = default;
 
 Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOptions& options) {
-  auto ep = bind_endpoint(options.address, options.port);
+  auto ep = net::bind_endpoint(options.address, options.port);
   if (!ep) return Error{ep.error()};
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  ZmqSocket& r = impl->router;
+  net::ZmqSocket& r = impl->router;
   r.set_int(ZMQ_ROUTER_MANDATORY, 1);
   r.set_int(ZMQ_BACKLOG, 4096);  // thousands of workers may connect at once
   r.set_int(ZMQ_SNDHWM, 100000);
@@ -130,7 +130,7 @@ int SchedulerServer::run() {
   SignalPipe signals{SIGINT, SIGTERM};
   LRTS_INFO("scheduler listening on {}", s.endpoint);
 
-  ZmqFrame identity, payload, extra;
+  net::ZmqFrame identity, payload, extra;
   TimePoint next_stats = Clock::now() + s.options.stats_interval;
   CoreStats last_logged{};
   uint64_t logged_full = 0;
@@ -145,7 +145,7 @@ int SchedulerServer::run() {
                                {nullptr, signals.fd(), ZMQ_POLLIN, 0},
                                {nullptr, s.journal ? s.journal->notify_fd() : -1, ZMQ_POLLIN, 0}};
     if (zmq_poll(items, s.journal ? 3 : 2, timeout_ms) < 0 && zmq_errno() != EINTR) {
-      LRTS_ERROR("poll failed: {}", zmq_error_text());
+      LRTS_ERROR("poll failed: {}", net::zmq_error_text());
       return 1;
     }
     if (items[1].revents & ZMQ_POLLIN) {

@@ -5,7 +5,7 @@
 
 namespace lrts::worker {
 
-ProgressLink::ProgressLink(ZmqContext& ctx, ProgressLinkOptions options)
+ProgressLink::ProgressLink(net::ZmqContext& ctx, ProgressLinkOptions options)
     : options_(std::move(options)), dealer_(ctx, ZMQ_DEALER) {
   dealer_.set_int(ZMQ_IPV6, options_.ipv6 ? 1 : 0);
   // Batches wait for the connection, but only two: the ceiling sends the newest state again.
@@ -57,7 +57,7 @@ void ProgressLink::pump(TimePoint now) {
 }
 
 void ProgressLink::on_readable(TimePoint now) {
-  ZmqFrame frame;
+  net::ZmqFrame frame;
   while (dealer_.recv(frame)) {
     auto decoded = protocol::decode<protocol::ToProgressWorker>(frame.view(), 4096);
     if (!decoded) {

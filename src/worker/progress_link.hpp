@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
-#include "common/zmq_socket.hpp"
+#include "net/zmq_socket.hpp"
 #include "protocol/progress_messages.hpp"
 
 namespace lrts::worker {
@@ -44,7 +44,7 @@ struct ProgressLinkStats {
 
 class ProgressLink {
  public:
-  ProgressLink(ZmqContext& ctx, ProgressLinkOptions options);
+  ProgressLink(net::ZmqContext& ctx, ProgressLinkOptions options);
 
   void* socket() const { return dealer_.get(); }
   // Newest state per bar wins.
@@ -80,7 +80,7 @@ class ProgressLink {
   static Key key_of(const protocol::BarState& b) { return {b.key, b.attempt, b.bar_no}; }
 
   ProgressLinkOptions options_;
-  ZmqSocket dealer_;
+  net::ZmqSocket dealer_;
   BarMap dirty_;      // changed since the last batch
   BarMap in_flight_bars_;
   BarMap live_;       // every open bar, for a restarted server

@@ -55,8 +55,8 @@ struct SlotPool::Slot {
   int failures = 0;                // consecutive deaths without finishing a task
   TimePoint restart_at = TimePoint::max();
   std::string hello_error;
-  progress::ProgressRegion region;
-  std::unique_ptr<progress::Sampler> sampler;
+  shm::ProgressRegion region;
+  std::unique_ptr<shm::Sampler> sampler;
   uint64_t killed_at_rss = 0;  // set when the memory limit stopped it
   // Set when we killed it to stop one task (cancel, timeout, memory): that is not the slot's
   // failure, and if the task had just finished, the next one was only a bystander.
@@ -108,10 +108,10 @@ Status SlotPool::spawn(Slot& slot) {
 
 Result<std::vector<std::string>> SlotPool::start(Duration timeout) {
   for (Slot& s : slots_) {
-    auto region = progress::ProgressRegion::create(std::max(1u, options_.bars_per_slot));
+    auto region = shm::ProgressRegion::create(std::max(1u, options_.bars_per_slot));
     if (!region) return Error{region.error()};
     s.region = std::move(*region);
-    s.sampler = std::make_unique<progress::Sampler>(&s.region);
+    s.sampler = std::make_unique<shm::Sampler>(&s.region);
     if (auto st = spawn(s); !st) return Error{st.error()};
   }
   const TimePoint deadline = Clock::now() + timeout;
@@ -374,7 +374,7 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
   // Its bars stay where the dead attempt left them; closed, so the view shows them ended.
   if (s.region.valid()) {
     std::vector<protocol::BarState> last;
-    s.sampler->scan(progress::monotonic_ns(), last);
+    s.sampler->scan(shm::monotonic_ns(), last);
     dead_bars_.insert(dead_bars_.end(), last.begin(), last.end());
     for (uint32_t i = 0; i < s.region.capacity(); ++i) {
       const auto& c = s.region.cells()[i];
@@ -390,7 +390,7 @@ void SlotPool::on_slot_dead(Slot& s, int wait_status, std::vector<Outcome>& out)
       b.total = c.total.load(std::memory_order_relaxed);
       b.phase = protocol::BarPhase::kLost;
       b.elapsed_ms = static_cast<uint64_t>(
-          std::max<int64_t>(0, progress::monotonic_ns() - c.created_ns) / 1'000'000);
+          std::max<int64_t>(0, shm::monotonic_ns() - c.created_ns) / 1'000'000);
       dead_bars_.push_back(std::move(b));
     }
     s.region.reset();
@@ -559,7 +559,7 @@ void SlotPool::sample_progress(std::vector<protocol::BarState>& out) {
   out.insert(out.end(), std::make_move_iterator(dead_bars_.begin()),
              std::make_move_iterator(dead_bars_.end()));
   dead_bars_.clear();
-  const int64_t now = progress::monotonic_ns();
+  const int64_t now = shm::monotonic_ns();
   for (Slot& s : slots_) {
     if (s.sampler && !s.in_flight.empty()) s.sampler->scan(now, out);
   }

@@ -30,7 +30,7 @@
 #include "common/process.hpp"
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
-#include "progress/region.hpp"
+#include "shm/region.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/framing.hpp"
 #include "protocol/slot_messages.hpp"

@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "common/clock.hpp"
-#include "progress/region.hpp"
+#include "shm/region.hpp"
 #include "protocol/framing.hpp"
 #include "protocol/slot_messages.hpp"
 #include "services/registry.hpp"
@@ -30,7 +30,7 @@ constexpr Duration kMaxResultDelay = milliseconds(1);
 
 class SlotContext final : public TaskContext {
  public:
-  explicit SlotContext(progress::ProgressRegion* region) : bars_(region) {}
+  explicit SlotContext(shm::ProgressRegion* region) : bars_(region) {}
 
   const std::string& service_id() const override { return service_id_; }
   uint32_t attempt() const override { return attempt_; }
@@ -58,7 +58,7 @@ class SlotContext final : public TaskContext {
   std::string service_id_;
   std::string service_name_;
   uint32_t attempt_ = 0;
-  progress::BarAllocator bars_;
+  shm::BarAllocator bars_;
   std::optional<ProgressBar> default_bar_;
 };
 
@@ -69,7 +69,7 @@ bool readable_now(int fd) {
 
 class Slot {
  public:
-  Slot(int fd, progress::ProgressRegion* region) : fd_(fd), frames_(kMaxFrame), ctx_(region) {}
+  Slot(int fd, shm::ProgressRegion* region) : fd_(fd), frames_(kMaxFrame), ctx_(region) {}
 
   int run() {
     for (;;) {
@@ -188,14 +188,14 @@ int slot_main(int argc, char** argv) {
 
   const int fd = std::atoi(argv[2]);
   std::string error;
-  progress::ProgressRegion region;
+  shm::ProgressRegion region;
   for (int i = 3; i < argc; ++i) {
     if (std::strcmp(argv[i], "--service-lib") == 0 && i + 1 < argc) {
       if (auto s = services::load_service_library(argv[++i]); !s && error.empty()) {
         error = s.error();
       }
     } else if (std::strcmp(argv[i], kProgressFdFlag) == 0 && i + 1 < argc) {
-      auto r = progress::ProgressRegion::attach(std::atoi(argv[++i]));
+      auto r = shm::ProgressRegion::attach(std::atoi(argv[++i]));
       if (r) {
         region = std::move(*r);
       } else if (error.empty()) {

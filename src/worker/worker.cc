@@ -8,10 +8,10 @@
 
 #include "common/cpu.hpp"
 #include "common/log.hpp"
-#include "common/net.hpp"
+#include "net/endpoint.hpp"
 #include "common/process.hpp"
 #include "common/signals.hpp"
-#include "common/zmq_socket.hpp"
+#include "net/zmq_socket.hpp"
 #include "worker/progress_link.hpp"
 #include "worker/slot_pool.hpp"
 #include "protocol/codec.hpp"
@@ -31,7 +31,7 @@ std::string default_name() {
 
 class Worker {
  public:
-  Worker(const WorkerOptions& options, int slots, const Endpoint& progress_endpoint)
+  Worker(const WorkerOptions& options, int slots, const net::Endpoint& progress_endpoint)
       : options_(options),
         pool_(SlotPoolOptions{slots, options.executable, options.service_libs,
                               options.max_message_bytes, options.bars_per_slot,
@@ -51,7 +51,7 @@ class Worker {
       return 1;
     }
     services_ = std::move(*services);
-    auto ep = connect_endpoint(options_.scheduler_address, options_.scheduler_port);
+    auto ep = net::connect_endpoint(options_.scheduler_address, options_.scheduler_port);
     if (!ep) {
       LRTS_ERROR("{}", ep.error());
       return 1;
@@ -70,7 +70,7 @@ class Worker {
     send_hello(Clock::now());
 
     std::vector<zmq_pollitem_t> items;
-    ZmqFrame frame;
+    net::ZmqFrame frame;
     TimePoint next_stats = Clock::now() + kStatsInterval;
     for (;;) {
       TimePoint now = Clock::now();
@@ -90,7 +90,7 @@ class Worker {
                                : std::max<long>(0, to_ms(deadline - now) + 1);
       if (zmq_poll(items.data(), static_cast<int>(items.size()), timeout) < 0 &&
           zmq_errno() != EINTR) {
-        LRTS_ERROR("poll failed: {}", zmq_error_text());
+        LRTS_ERROR("poll failed: {}", net::zmq_error_text());
         return 1;
       }
       now = Clock::now();
@@ -137,7 +137,7 @@ class Worker {
 
  private:
   void send(const std::string& msg) {
-    if (dealer_.send(msg) != SendResult::kSent) {
+    if (dealer_.send(msg) != net::SendResult::kSent) {
       LRTS_WARN("could not queue a message for the scheduler");
     }
   }
@@ -369,8 +369,8 @@ class Worker {
 
   WorkerOptions options_;
   SlotPool pool_;
-  ZmqContext ctx_;
-  ZmqSocket dealer_{ctx_, ZMQ_DEALER};
+  net::ZmqContext ctx_;
+  net::ZmqSocket dealer_{ctx_, ZMQ_DEALER};
   std::string name_;
   ProgressLink progress_;
   std::vector<protocol::BarState> bar_updates_;
@@ -410,7 +410,7 @@ int run_worker(const WorkerOptions& in) {
       return 2;
     }
   }
-  auto progress = connect_endpoint(options.progress_address, options.progress_port);
+  auto progress = net::connect_endpoint(options.progress_address, options.progress_port);
   if (!progress) {
     LRTS_ERROR("{}", progress.error());
     return 2;

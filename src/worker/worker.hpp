@@ -22,6 +22,8 @@ struct WorkerOptions {
   // Program that runs slots (it must handle --lrts-slot); default: this executable.
   std::string executable;
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
+  // A result larger than this fails its task (once, not retried) with its size and the limit.
+  uint64_t max_result_bytes = uint64_t{1024} << 20;
   Duration slot_start_timeout = seconds(30);
   uint32_t bars_per_slot = 256;
   uint64_t max_job_memory = 0;  // bytes of resident memory per slot; 0: no limit

@@ -13,8 +13,11 @@ done
 work="$(mktemp -d /tmp/lrts-install-XXXXXX)"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Workers first (they deliver what they hold), then the scheduler.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -28,7 +31,8 @@ cmake -S "$src/tests/install/consumer" -B "$work/consumer" "${generator[@]}" \
   -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/consumer" >/dev/null
 
-"$work/prefix/bin/lrts" scheduler -port "$port" >"$work/scheduler.log" 2>&1 &
+"$work/prefix/bin/lrts" scheduler -port "$port" --state-dir "$work/state" \
+  >"$work/scheduler.log" 2>&1 &
 pids+=($!)
 "$work/consumer/my_worker" -scheduler-port "$port" -max-jobs 2 >"$work/worker.log" 2>&1 &
 pids+=($!)

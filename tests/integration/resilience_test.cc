@@ -14,7 +14,7 @@
 #include <sstream>
 #include <algorithm>
 
-#include "common/zmq_socket.hpp"
+#include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/msgpack_io.hpp"
@@ -333,9 +333,9 @@ void send_raw_tcp(int port, const std::string& bytes) {
 }
 
 // Receives one message on a DEALER within the deadline.
-std::string receive(ZmqSocket& s, std::chrono::milliseconds timeout = 5s) {
+std::string receive(net::ZmqSocket& s, std::chrono::milliseconds timeout = 5s) {
   std::string out;
-  ZmqFrame f;
+  net::ZmqFrame f;
   wait_until([&] {
     if (!s.recv(f)) return false;
     out.assign(f.view());
@@ -360,10 +360,10 @@ TEST_F(ResilienceTest, BadInputOnEveryPortNeverBringsADaemonDown) {
     for (int i = 0; i < 20; ++i) send_raw_tcp(port, junk(1 + rng() % 2000));
   }
 
-  ZmqContext ctx;
-  ZmqSocket peer(ctx, ZMQ_DEALER);
+  net::ZmqContext ctx;
+  net::ZmqSocket peer(ctx, ZMQ_DEALER);
   ASSERT_TRUE(peer.connect("tcp://127.0.0.1:" + std::to_string(cluster_.port())).ok());
-  ZmqSocket progress_peer(ctx, ZMQ_DEALER);
+  net::ZmqSocket progress_peer(ctx, ZMQ_DEALER);
   ASSERT_TRUE(
       progress_peer.connect("tcp://127.0.0.1:" + std::to_string(cluster_.progress_port())).ok());
   // Well-framed garbage, multi-frame messages, an oversized message.
@@ -374,7 +374,7 @@ TEST_F(ResilienceTest, BadInputOnEveryPortNeverBringsADaemonDown) {
   peer.send("a", true);
   peer.send("b");
   peer.send(std::string(2u << 20, 'x'));  // over --max-message-mb 1: the connection is dropped
-  ZmqSocket peer2(ctx, ZMQ_DEALER);
+  net::ZmqSocket peer2(ctx, ZMQ_DEALER);
   ASSERT_TRUE(peer2.connect("tcp://127.0.0.1:" + std::to_string(cluster_.port())).ok());
 
   // Another protocol version: answered with an error saying so.

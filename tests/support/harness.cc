@@ -1,5 +1,6 @@
 #include "support/harness.hpp"
 
+#include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -216,6 +217,15 @@ std::string Cluster::scheduler_logs() const {
 Daemon& Cluster::start_scheduler(std::vector<std::string> extra) {
   std::vector<std::string> argv = {lrts_bin(), "scheduler", "-address", "127.0.0.1", "-port",
                                    std::to_string(port_), "--log-level", "debug"};
+  // The journal lives in the test's directory (not the user's default state directory), unless
+  // the test chose its own or none.
+  const bool chose = std::find_if(extra.begin(), extra.end(), [](const std::string& a) {
+                       return a == "--state-dir" || a == "--no-journal";
+                     }) != extra.end();
+  if (!chose) {
+    argv.push_back("--state-dir");
+    argv.push_back(dir_.file("state"));
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   scheduler_ = Daemon(argv, dir_.file("scheduler." + std::to_string(scheduler_starts_++) + ".log"));
   return scheduler_;

@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "cli/cli.hpp"
+#include "flags/flags.hpp"
 #include "common/cpu.hpp"
-#include "common/net.hpp"
+#include "net/endpoint.hpp"
 
 namespace lrts {
 namespace {
@@ -10,7 +10,7 @@ namespace {
 std::vector<std::string> normalize(std::vector<std::string> args) {
   std::vector<char*> argv = {const_cast<char*>("lrts")};
   for (auto& a : args) argv.push_back(a.data());
-  return cli::normalize_flags(static_cast<int>(argv.size()), argv.data());
+  return flags::normalize(static_cast<int>(argv.size()), argv.data());
 }
 
 TEST(CliTest, SeedSingleDashFlagsBecomeGnuFlags) {
@@ -36,18 +36,18 @@ TEST(CliTest, MaxJobsFollowsTheOriginalRules) {
 }
 
 TEST(NetTest, EndpointsAreCheckedAndFormatted) {
-  auto ok = connect_endpoint("127.0.0.1", 5555);
+  auto ok = net::connect_endpoint("127.0.0.1", 5555);
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->zmq, "tcp://127.0.0.1:5555");
-  auto v6 = connect_endpoint("::1", 5555);
+  auto v6 = net::connect_endpoint("::1", 5555);
   ASSERT_TRUE(v6.ok());
   EXPECT_EQ(v6->zmq, "tcp://[::1]:5555");
   EXPECT_TRUE(v6->ipv6);
-  EXPECT_FALSE(connect_endpoint("127.0.0.1", 70000).ok());
-  auto bad = connect_endpoint("no-such-host.invalid", 5555);
+  EXPECT_FALSE(net::connect_endpoint("127.0.0.1", 70000).ok());
+  auto bad = net::connect_endpoint("no-such-host.invalid", 5555);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().find("cannot resolve"), std::string::npos);
-  auto any = bind_endpoint("*", 1234);
+  auto any = net::bind_endpoint("*", 1234);
   ASSERT_TRUE(any.ok());
   EXPECT_EQ(any->zmq, "tcp://*:1234");
 }

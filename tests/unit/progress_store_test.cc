@@ -1,8 +1,8 @@
-#include "progress/store.hpp"
+#include "progress_server/store.hpp"
 
 #include <gtest/gtest.h>
 
-namespace lrts::progress {
+namespace lrts::progress_server {
 namespace {
 
 using namespace std::chrono_literals;
@@ -99,4 +99,4 @@ TEST(ProgressStoreTest, SnapshotFiltersBySession) {
 }
 
 }  // namespace
-}  // namespace lrts::progress
+}  // namespace lrts::progress_server

@@ -1,11 +1,11 @@
 // The slot's bar allocator and the worker's sampler on one shared-memory region.
-#include "progress/region.hpp"
+#include "shm/region.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-namespace lrts::progress {
+namespace lrts::shm {
 namespace {
 
 TEST(ProgressRegionTest, SamplerSeesBarsAdvanceAndClose) {
@@ -75,4 +75,4 @@ TEST(ProgressRegionTest, AttachRejectsForeignMemory) {
 }
 
 }  // namespace
-}  // namespace lrts::progress
+}  // namespace lrts::shm

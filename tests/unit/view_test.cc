@@ -1,8 +1,8 @@
-#include "progress/view.hpp"
+#include "tui/view.hpp"
 
 #include <gtest/gtest.h>
 
-namespace lrts::progress {
+namespace lrts::tui {
 namespace {
 
 using namespace std::chrono_literals;
@@ -117,4 +117,4 @@ TEST(ViewModelTest, ClosedBarsLeaveAfterTheirLingerButStayInTotals) {
 }
 
 }  // namespace
-}  // namespace lrts::progress
+}  // namespace lrts::tui

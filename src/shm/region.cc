@@ -1,4 +1,4 @@
-#include "progress/region.hpp"
+#include "shm/region.hpp"
 
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -20,7 +20,7 @@ BarCell* detached_cell() {
 
 }  // namespace detail
 
-namespace progress {
+namespace shm {
 
 using detail::BarCell;
 
@@ -240,5 +240,5 @@ void Sampler::scan(int64_t now_ns, std::vector<protocol::BarState>& out) {
   }
 }
 
-}  // namespace progress
+}  // namespace shm
 }  // namespace lrts

@@ -10,7 +10,7 @@
 
 #include "common/result.hpp"
 
-namespace lrts {
+namespace lrts::net {
 
 class ZmqContext {
  public:
@@ -75,4 +75,4 @@ class ZmqSocket {
 
 std::string zmq_error_text();
 
-}  // namespace lrts
+}  // namespace lrts::net

@@ -1,4 +1,4 @@
-#include "common/net.hpp"
+#include "net/endpoint.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-namespace lrts {
+namespace lrts::net {
 namespace {
 
 Result<std::string> resolve(const std::string& host, bool* ipv6) {
@@ -74,4 +74,4 @@ Result<Endpoint> bind_endpoint(const std::string& host, int port) {
   return Endpoint{format(*ip, ipv6, port), ipv6};
 }
 
-}  // namespace lrts
+}  // namespace lrts::net

@@ -8,9 +8,9 @@
 #include <string>
 
 #include "common/result.hpp"
-#include "progress/store.hpp"
+#include "progress_server/store.hpp"
 
-namespace lrts::progress {
+namespace lrts::progress_server {
 
 struct ProgressServerOptions {
   std::string address = "127.0.0.1";
@@ -34,4 +34,4 @@ class ProgressServer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace lrts::progress
+}  // namespace lrts::progress_server

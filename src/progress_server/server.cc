@@ -1,4 +1,4 @@
-#include "progress/server.hpp"
+#include "progress_server/server.hpp"
 
 #include <signal.h>
 
@@ -7,13 +7,13 @@
 #include <unordered_set>
 
 #include "common/log.hpp"
-#include "common/net.hpp"
+#include "net/endpoint.hpp"
 #include "common/signals.hpp"
-#include "common/zmq_socket.hpp"
+#include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/progress_messages.hpp"
 
-namespace lrts::progress {
+namespace lrts::progress_server {
 
 namespace {
 
@@ -30,8 +30,8 @@ struct Subscriber {
 
 struct ProgressServer::Impl {
   ProgressServerOptions options;
-  ZmqContext ctx;
-  ZmqSocket router{ctx, ZMQ_ROUTER};
+  net::ZmqContext ctx;
+  net::ZmqSocket router{ctx, ZMQ_ROUTER};
   std::string endpoint;
   uint64_t epoch = 0;
   ProgressStore store;
@@ -156,7 +156,7 @@ ProgressServer::~ProgressServer() = default;
 
 Result<std::unique_ptr<ProgressServer>> ProgressServer::create(
     const ProgressServerOptions& options) {
-  auto ep = bind_endpoint(options.address, options.port);
+  auto ep = net::bind_endpoint(options.address, options.port);
   if (!ep) return Error{ep.error()};
   auto impl = std::make_unique<Impl>(options);
   impl->router.set_int(ZMQ_ROUTER_MANDATORY, 1);
@@ -175,7 +175,7 @@ int ProgressServer::run() {
   Impl& s = *impl_;
   SignalPipe signals{SIGINT, SIGTERM};
   LRTS_INFO("progress server listening on {}", s.endpoint);
-  ZmqFrame identity, payload, extra;
+  net::ZmqFrame identity, payload, extra;
   for (;;) {
     TimePoint now = Clock::now();
     const TimePoint deadline =
@@ -186,7 +186,7 @@ int ProgressServer::run() {
     zmq_pollitem_t items[2] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
     if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) {
-      LRTS_ERROR("poll failed: {}", zmq_error_text());
+      LRTS_ERROR("poll failed: {}", net::zmq_error_text());
       return 1;
     }
     if (items[1].revents & ZMQ_POLLIN) {
@@ -216,4 +216,4 @@ int ProgressServer::run() {
   }
 }
 
-}  // namespace lrts::progress
+}  // namespace lrts::progress_server

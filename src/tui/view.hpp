@@ -23,7 +23,7 @@
 #include "lrts/progress.hpp"
 #include "protocol/progress_messages.hpp"
 
-namespace lrts::progress {
+namespace lrts::tui {
 
 // A bar as the progress server reports it, as applications see it.
 ProgressSnapshot to_snapshot(const protocol::BarState& b);
@@ -127,4 +127,4 @@ class TerminalView {
   std::thread renderer_;
 };
 
-}  // namespace lrts::progress
+}  // namespace lrts::tui

@@ -6,7 +6,7 @@
 
 #include "common/clock.hpp"
 
-namespace lrts::progress {
+namespace lrts::tui {
 
 struct ViewerOptions {
   std::string address = "127.0.0.1";
@@ -17,4 +17,4 @@ struct ViewerOptions {
 
 int run_viewer(const ViewerOptions& options);
 
-}  // namespace lrts::progress
+}  // namespace lrts::tui

@@ -1,9 +1,9 @@
-#include "progress/store.hpp"
+#include "progress_server/store.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-namespace lrts::progress {
+namespace lrts::progress_server {
 
 void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
   auto at = attempt_of_.find(u.key);
@@ -147,4 +147,4 @@ TimePoint ProgressStore::next_expiry() const {
   return closed_.empty() ? TimePoint::max() : closed_.front().first + options_.keep_closed;
 }
 
-}  // namespace lrts::progress
+}  // namespace lrts::progress_server

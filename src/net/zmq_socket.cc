@@ -1,9 +1,9 @@
-#include "common/zmq_socket.hpp"
+#include "net/zmq_socket.hpp"
 
 #include <cerrno>
 #include <cstdlib>
 
-namespace lrts {
+namespace lrts::net {
 
 std::string zmq_error_text() { return zmq_strerror(zmq_errno()); }
 
@@ -91,4 +91,4 @@ bool ZmqSocket::recv(ZmqFrame& frame) {
   }
 }
 
-}  // namespace lrts
+}  // namespace lrts::net

@@ -21,7 +21,7 @@
 #include "lrts/progress.hpp"
 #include "protocol/progress_messages.hpp"
 
-namespace lrts::progress {
+namespace lrts::shm {
 
 struct RegionHeader {
   uint64_t magic;  // kMagic
@@ -102,4 +102,4 @@ class Sampler {
   std::vector<Seen> seen_;
 };
 
-}  // namespace lrts::progress
+}  // namespace lrts::shm

@@ -16,7 +16,7 @@
 #include "common/clock.hpp"
 #include "protocol/progress_messages.hpp"
 
-namespace lrts::progress {
+namespace lrts::progress_server {
 
 struct StoreOptions {
   Duration keep_closed = seconds(300);
@@ -77,4 +77,4 @@ class ProgressStore {
   uint64_t dropped_ = 0;
 };
 
-}  // namespace lrts::progress
+}  // namespace lrts::progress_server

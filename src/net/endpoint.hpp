@@ -6,7 +6,7 @@
 
 #include "common/result.hpp"
 
-namespace lrts {
+namespace lrts::net {
 
 struct Endpoint {
   std::string zmq;    // "tcp://127.0.0.1:5555" or "tcp://[::1]:5555"
@@ -21,4 +21,4 @@ Result<Endpoint> bind_endpoint(const std::string& host, int port);
 
 Status check_port(int port, const char* what);
 
-}  // namespace lrts
+}  // namespace lrts::net

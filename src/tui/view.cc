@@ -1,4 +1,4 @@
-#include "progress/view.hpp"
+#include "tui/view.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -11,7 +11,7 @@
 #include <cmath>
 #include <cstdio>
 
-namespace lrts::progress {
+namespace lrts::tui {
 
 namespace {
 
@@ -467,4 +467,4 @@ void TerminalView::write_out(const std::string& s) const {
   }
 }
 
-}  // namespace lrts::progress
+}  // namespace lrts::tui

@@ -1,26 +1,26 @@
-#include "progress/viewer.hpp"
+#include "tui/viewer.hpp"
 
 #include <signal.h>
 
 #include "common/log.hpp"
-#include "common/net.hpp"
+#include "net/endpoint.hpp"
 #include "common/signals.hpp"
-#include "common/zmq_socket.hpp"
-#include "progress/view.hpp"
+#include "net/zmq_socket.hpp"
+#include "tui/view.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/progress_messages.hpp"
 
-namespace lrts::progress {
+namespace lrts::tui {
 
 int run_viewer(const ViewerOptions& options) {
-  auto ep = connect_endpoint(options.address, options.port);
+  auto ep = net::connect_endpoint(options.address, options.port);
   if (!ep) {
     std::fprintf(stderr, "lrts progress: %s\n", ep.error().c_str());
     return 2;
   }
   SignalPipe signals{SIGINT, SIGTERM};
-  ZmqContext ctx;
-  ZmqSocket sock(ctx, ZMQ_DEALER);
+  net::ZmqContext ctx;
+  net::ZmqSocket sock(ctx, ZMQ_DEALER);
   sock.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
   sock.set_int(ZMQ_SNDHWM, 2);  // subscriptions wait for the server; at most two queue
   sock.set_int(ZMQ_RECONNECT_IVL, 200);
@@ -44,7 +44,7 @@ int run_viewer(const ViewerOptions& options) {
   const TimePoint end = options.run_for.count() > 0 ? Clock::now() + options.run_for
                                                     : TimePoint::max();
   TimePoint next_subscribe = Clock::now();
-  ZmqFrame frame;
+  net::ZmqFrame frame;
   size_t bars_seen = 0;
   for (;;) {
     TimePoint now = Clock::now();
@@ -83,4 +83,4 @@ int run_viewer(const ViewerOptions& options) {
   return 0;
 }
 
-}  // namespace lrts::progress
+}  // namespace lrts::tui

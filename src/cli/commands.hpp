@@ -1,0 +1,26 @@
+// The subcommands of `lrts`. Each one adds its flags to the `lrts` app and runs when it was the
+// one parsed; cli.cc only wires them together.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+
+namespace lrts::cli {
+
+class Command {
+ public:
+  virtual ~Command() = default;
+  // The subcommand, to know whether it was parsed.
+  virtual CLI::App* app() const = 0;
+  // Runs it after parsing; returns the process exit code.
+  virtual int run() = 0;
+};
+
+std::unique_ptr<Command> scheduler_command(CLI::App& lrts);
+std::unique_ptr<Command> worker_command(CLI::App& lrts);
+std::unique_ptr<Command> progress_server_command(CLI::App& lrts);
+std::unique_ptr<Command> progress_command(CLI::App& lrts);
+std::unique_ptr<Command> submit_command(CLI::App& lrts);
+
+}  // namespace lrts::cli

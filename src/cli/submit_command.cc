@@ -1,0 +1,170 @@
+// `lrts submit`: schedule N instances of a service from the command line.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "flags/flags.hpp"
+#include "lrts/client.hpp"
+#include "net/endpoint.hpp"
+#include "protocol/messages.hpp"
+
+namespace lrts::cli {
+
+namespace {
+
+struct SubmitOptions {
+  std::string scheduler_address = "127.0.0.1";
+  int scheduler_port = 5555;
+  std::string service_name;
+  std::string fields_json = "{}";
+  int count = 1;
+  bool wait = false;
+  unsigned max_retries = 3;
+  double task_timeout_s = 0;
+  double wait_timeout_s = 0;
+  std::string application_id;
+};
+
+int submit(const SubmitOptions& o) {
+  nlohmann::json fields;
+  try {
+    fields = nlohmann::json::parse(o.fields_json);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lrts submit: --fields is not valid JSON: %s\n", e.what());
+    return 2;
+  }
+  if (!fields.is_object()) {
+    std::fprintf(stderr, "lrts submit: --fields must be a JSON object of field name to value\n");
+    return 2;
+  }
+  if (auto ep = net::connect_endpoint(o.scheduler_address, o.scheduler_port); !ep) {
+    std::fprintf(stderr, "lrts submit: --scheduler-address: %s\n", ep.error().c_str());
+    return 2;
+  }
+  const std::vector<uint8_t> packed = nlohmann::json::to_msgpack(fields);
+  const std::string payload(packed.begin(), packed.end());
+
+  ApplicationInformation info;
+  info.scheduler_address = o.scheduler_address;
+  info.scheduler_port = o.scheduler_port;
+  info.application_id = o.application_id;
+  ClientApplication app(info);
+  app.start_application();
+
+  TaskOptions task;
+  task.max_retries = o.max_retries;
+  task.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.task_timeout_s * 1000));
+  std::vector<std::string> ids;
+  ids.reserve(static_cast<size_t>(o.count));
+  for (int i = 0; i < o.count; ++i) {
+    ids.push_back(app.schedule_service(o.service_name, payload, task));
+  }
+  for (const auto& id : ids) std::printf("%s\n", id.c_str());
+  std::fflush(stdout);
+
+  if (!o.wait) {
+    // Leave the tasks running: make sure they reached the scheduler, then go without cancelling.
+    if (!app.flush(std::chrono::seconds(30))) {
+      std::fprintf(stderr,
+                   "lrts submit: the scheduler at %s:%d did not acknowledge the tasks within "
+                   "30 s\n",
+                   o.scheduler_address.c_str(), o.scheduler_port);
+      return 1;
+    }
+    std::fprintf(stderr, "lrts submit: %zu task(s) queued under application id %s\n", ids.size(),
+                 app.application_id().c_str());
+    app.detach_application();
+    return 0;
+  }
+
+  int failed = 0;
+  auto range = o.wait_timeout_s > 0
+                   ? app.as_completed(ids, std::chrono::milliseconds(
+                                               static_cast<int64_t>(o.wait_timeout_s * 1000)))
+                   : app.as_completed(ids);
+  try {
+    for (const ServiceResult& r : range) {
+      if (!r.ok()) ++failed;
+      std::printf("%s\n", r.to_json().c_str());
+      std::fflush(stdout);
+    }
+  } catch (const TimeoutError&) {
+    std::fprintf(stderr, "lrts submit: gave up waiting after %g s\n", o.wait_timeout_s);
+    return 1;
+  }
+  app.stop_application();
+  if (failed) {
+    std::fprintf(stderr, "lrts submit: %d of %zu task(s) did not finish\n", failed, ids.size());
+  }
+  return failed ? 1 : 0;
+}
+
+class SubmitCommand final : public Command {
+ public:
+  explicit SubmitCommand(CLI::App& lrts)
+      : app_(lrts.add_subcommand("submit", "Submit tasks of a registered service; print their ids "
+                                           "(and results with --wait)")) {
+    CLI::App& a = *app_;
+    a.add_option("service", o_.service_name, "Registered name of the service")
+        ->required()
+        ->check(flags::non_empty());
+    a.add_option("--fields", o_.fields_json,
+                 "The service's fields as a JSON object, e.g. '{\"a\":6,\"b\":9}'")
+        ->capture_default_str();
+    a.add_option("--count", o_.count, "How many instances to submit")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 100'000'000));
+    a.add_flag("--wait", o_.wait,
+               "Wait and print one JSON line per result as each completes; exit status 1 if any "
+               "task did not finish");
+    a.add_option("--scheduler-address", o_.scheduler_address, "Address of the scheduler")
+        ->capture_default_str()
+        ->check(flags::non_empty());
+    a.add_option("--scheduler-port", o_.scheduler_port, "TCP port of the scheduler")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65535));
+    a.add_option("--max-retries", o_.max_retries,
+                 "Further attempts when an attempt is lost (worker or slot died)")
+        ->capture_default_str()
+        ->check(CLI::Range(0u, protocol::kMaxRetries));
+    a.add_option("--task-timeout", o_.task_timeout_s,
+                 "Seconds a task may run before it ends as timed_out (0: no limit)")
+        ->capture_default_str()
+        ->check(flags::number(0, 49.0 * 86400));
+    a.add_option("--wait-timeout", o_.wait_timeout_s,
+                 "With --wait: give up after this many seconds (0: wait forever)")
+        ->capture_default_str()
+        ->check(flags::number(0, 365.0 * 86400));
+    a.add_option("--application-id", o_.application_id,
+                 "Application id to submit under (default: a fresh one); at most 256 bytes")
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+              if (v.empty()) return "must not be empty";
+              if (v.size() > protocol::kMaxAppIdBytes) return "an application id has at most 256 bytes";
+              return "";
+            },
+            "TEXT"));
+  }
+  CLI::App* app() const override { return app_; }
+  int run() override {
+    try {
+      return submit(o_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "lrts submit: %s\n", e.what());
+      return 1;
+    }
+  }
+
+ private:
+  CLI::App* app_;
+  SubmitOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> submit_command(CLI::App& lrts) {
+  return std::make_unique<SubmitCommand>(lrts);
+}
+
+}  // namespace lrts::cli

@@ -1,0 +1,35 @@
+// Command-line helpers shared by every lrts command (and by lrts::worker_main): the original
+// lrts's single-dash flags, one-line parse errors, and validators that refuse what cannot
+// work — non-finite or out-of-range numbers, empty paths — with the flag's name and the reason.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "common/clock.hpp"
+
+namespace lrts::flags {
+
+extern const char* const kTimeoutHelp;
+
+// The original lrts used single-dash long flags (-scheduler-port 5555). Rewrites them to the GNU
+// form (--scheduler-port 5555) so both spellings work; negative numbers and short flags are left
+// alone.
+std::vector<std::string> normalize(int argc, char** argv);
+
+// Parses; on error prints one line ("<prog> <command>: <reason> (see --help)") and sets *code.
+bool parse(CLI::App& app, std::vector<std::string> args, const std::string& prog, int* code);
+
+void add_log_level(CLI::App& app, std::string& level);
+
+// A finite number within [min, max] ("nan", "inf" and 1e300 are refused with the range).
+CLI::Validator number(double min, double max);
+// A non-empty text (paths, addresses).
+CLI::Validator non_empty();
+
+// Seconds given on the command line, as a Duration.
+Duration seconds(double s);
+
+}  // namespace lrts::flags
