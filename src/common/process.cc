@@ -6,8 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <sys/prctl.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <fstream>
 
 extern char** environ;
 
@@ -68,13 +73,13 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
   if (this != &o) {
-    this->~ChildProcess();
+    reset();
     pid_ = std::exchange(o.pid_, -1);
   }
   return *this;
 }
 
-ChildProcess::~ChildProcess() {
+void ChildProcess::reset() {
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
     wait();
@@ -83,6 +88,13 @@ ChildProcess::~ChildProcess() {
 
 void ChildProcess::signal(int sig) const {
   if (pid_ > 0) ::kill(pid_, sig);
+}
+
+void ChildProcess::signal_group(int sig) const {
+  if (pid_ > 0) {
+    ::kill(-pid_, sig);
+    ::kill(pid_, sig);  // in case it is not a group leader
+  }
 }
 
 bool ChildProcess::try_wait(int* status) {
@@ -111,6 +123,37 @@ std::string self_executable() {
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return {};
   return std::string(buf, static_cast<size_t>(n));
+}
+
+std::vector<pid_t> child_pids() {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc/self/task");
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/children");
+    pid_t p;
+    while (in >> p) out.push_back(p);
+  }
+  ::closedir(d);
+  return out;
+}
+
+void become_subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+void kill_descendants(const std::vector<pid_t>& keep) {
+  for (int round = 0; round < 16; ++round) {
+    bool any = false;
+    for (pid_t p : child_pids()) {
+      if (std::find(keep.begin(), keep.end(), p) != keep.end()) continue;
+      any = true;
+      ::kill(-p, SIGKILL);  // its group, if it leads one
+      ::kill(p, SIGKILL);
+      int st;
+      ::waitpid(p, &st, 0);  // its children are reparented here and found next round
+    }
+    if (!any) return;
+  }
 }
 
 }  // namespace lrts

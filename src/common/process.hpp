@@ -34,11 +34,17 @@ class ChildProcess {
   ChildProcess& operator=(ChildProcess&& o) noexcept;
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
-  ~ChildProcess();
+  ~ChildProcess() { reset(); }
 
   pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0; }
+  // True while the child has not been reaped: it runs, or has ended and waits to be reaped.
+  bool unreaped() const { return pid_ > 0; }
   void signal(int sig) const;
+  // Signals the child's whole process group (a child started with new_process_group leads one):
+  // whatever it started dies with it.
+  void signal_group(int sig) const;
+  // Kills (SIGKILL) and reaps the child, if it has not been reaped.
+  void reset();
   // Non-blocking reap. Returns true and the wait status once the child has ended.
   bool try_wait(int* status);
   // Blocking reap.
@@ -53,5 +59,14 @@ class ChildProcess {
 
 // Path of the running executable (/proc/self/exe resolved), used to re-exec in slot mode.
 std::string self_executable();
+
+// This process's children, from /proc.
+std::vector<pid_t> child_pids();
+// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that
+// processes a task started cannot escape by outliving their parent.
+void become_subreaper();
+// Kills (SIGKILL) every descendant of this process and reaps them, except `keep`. Orphans are
+// reparented here (subreaper) and killed in turn; gives up after a few rounds.
+void kill_descendants(const std::vector<pid_t>& keep = {});
 
 }  // namespace lrts

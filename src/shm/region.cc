@@ -97,7 +97,7 @@ Result<ProgressRegion> ProgressRegion::attach(int fd) {
 
 ProgressRegion& ProgressRegion::operator=(ProgressRegion&& o) noexcept {
   if (this != &o) {
-    this->~ProgressRegion();
+    release();
     base_ = std::exchange(o.base_, nullptr);
     size_ = std::exchange(o.size_, 0);
     fd_ = std::exchange(o.fd_, -1);
@@ -105,10 +105,11 @@ ProgressRegion& ProgressRegion::operator=(ProgressRegion&& o) noexcept {
   return *this;
 }
 
-ProgressRegion::~ProgressRegion() {
+void ProgressRegion::release() {
   if (base_) ::munmap(base_, size_);
   if (fd_ >= 0) ::close(fd_);
   base_ = nullptr;
+  size_ = 0;
   fd_ = -1;
 }
 
@@ -175,17 +176,7 @@ std::vector<protocol::BarState> BarAllocator::end_task() {
   finals.reserve(cells_.size());
   for (uint32_t i : cells_) {
     BarCell& c = region_->cells()[i];
-    protocol::BarState b;
-    b.key = key_;
-    b.attempt = attempt_;
-    b.bar_no = c.bar_no;
-    b.description.assign(text(c.description, sizeof c.description));
-    b.unit.assign(text(c.unit, sizeof c.unit));
-    b.count = c.count.load(std::memory_order_relaxed);
-    b.total = c.total.load(std::memory_order_relaxed);
-    b.phase = protocol::BarPhase::kDone;
-    b.elapsed_ms = static_cast<uint64_t>(std::max<int64_t>(0, now - c.created_ns) / 1'000'000);
-    finals.push_back(std::move(b));
+    finals.push_back(to_bar(copy_cell(c), now));  // still open: it ends as the task does
     c.state.store(BarCell::kFree, std::memory_order_release);
   }
   region_->header().open_bars.store(0, std::memory_order_relaxed);
@@ -194,6 +185,35 @@ std::vector<protocol::BarState> BarAllocator::end_task() {
 }
 
 // ---- worker side ---------------------------------------------------------------------------
+
+CellCopy copy_cell(const BarCell& c) {
+  CellCopy k;
+  k.count = c.count.load(std::memory_order_relaxed);
+  k.total = c.total.load(std::memory_order_relaxed);
+  k.state = c.state.load(std::memory_order_relaxed);
+  k.bar_no = c.bar_no;
+  k.attempt = c.attempt;
+  k.session = c.task_session;
+  k.seq = c.task_seq;
+  k.created_ns = c.created_ns;
+  std::memcpy(k.description, c.description, sizeof k.description);
+  std::memcpy(k.unit, c.unit, sizeof k.unit);
+  return k;
+}
+
+protocol::BarState to_bar(const CellCopy& k, int64_t now_ns) {
+  protocol::BarState b;
+  b.key = {k.session, k.seq};
+  b.attempt = k.attempt;
+  b.bar_no = k.bar_no;
+  b.description.assign(text(k.description, sizeof k.description));
+  b.unit.assign(text(k.unit, sizeof k.unit));
+  b.count = k.count;
+  b.total = k.total;
+  b.phase = k.state == BarCell::kClosed ? protocol::BarPhase::kDone : protocol::BarPhase::kOpen;
+  b.elapsed_ms = static_cast<uint64_t>(std::max<int64_t>(0, now_ns - k.created_ns) / 1'000'000);
+  return b;
+}
 
 Sampler::Sampler(const ProgressRegion* region) : region_(region) {
   seen_.resize(region_->capacity());
@@ -212,29 +232,16 @@ void Sampler::scan(int64_t now_ns, std::vector<protocol::BarState>& out) {
     }
     const uint32_t g1 = c.generation.load(std::memory_order_acquire);
     if (g1 & 1u) continue;  // being rewritten; next scan
-    if (c.bar_no >= protocol::kMaxBarsPerTask) continue;  // not written by a slot of ours
-    protocol::BarState b;
-    b.key = {c.task_session, c.task_seq};
-    b.attempt = c.attempt;
-    b.bar_no = c.bar_no;
-    const int64_t created = c.created_ns;
-    char desc[sizeof c.description], unit[sizeof c.unit];
-    std::memcpy(desc, c.description, sizeof desc);
-    std::memcpy(unit, c.unit, sizeof unit);
-    b.count = c.count.load(std::memory_order_relaxed);
-    b.total = c.total.load(std::memory_order_relaxed);
-    const uint32_t state = c.state.load(std::memory_order_relaxed);
+    const CellCopy k = copy_cell(c);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (c.generation.load(std::memory_order_relaxed) != g1 || state == BarCell::kFree) continue;
-    if (g1 == last.generation && state == last.state && b.count == last.count &&
-        b.total == last.total) {
+    if (c.generation.load(std::memory_order_relaxed) != g1 || k.state == BarCell::kFree) continue;
+    if (k.bar_no >= protocol::kMaxBarsPerTask) continue;  // not written by a slot of ours
+    if (g1 == last.generation && k.state == last.state && k.count == last.count &&
+        k.total == last.total) {
       continue;  // unchanged
     }
-    last = Seen{g1, state, b.count, b.total};
-    b.description.assign(text(desc, sizeof desc));
-    b.unit.assign(text(unit, sizeof unit));
-    b.phase = state == BarCell::kClosed ? protocol::BarPhase::kDone : protocol::BarPhase::kOpen;
-    b.elapsed_ms = static_cast<uint64_t>(std::max<int64_t>(0, now_ns - created) / 1'000'000);
+    last = Seen{g1, k.state, k.count, k.total};
+    protocol::BarState b = to_bar(k, now_ns);
     if (b.closed()) c.seen.store(g1, std::memory_order_relaxed);
     out.push_back(std::move(b));
   }

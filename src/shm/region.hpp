@@ -43,7 +43,7 @@ class ProgressRegion {
   ProgressRegion& operator=(ProgressRegion&& o) noexcept;
   ProgressRegion(const ProgressRegion&) = delete;
   ProgressRegion& operator=(const ProgressRegion&) = delete;
-  ~ProgressRegion();
+  ~ProgressRegion() { release(); }
 
   bool valid() const { return base_ != nullptr; }
   int fd() const { return fd_; }
@@ -56,6 +56,7 @@ class ProgressRegion {
   void reset();
 
  private:
+  void release();
   void* base_ = nullptr;
   size_t size_ = 0;
   int fd_ = -1;
@@ -63,13 +64,32 @@ class ProgressRegion {
 
 int64_t monotonic_ns();
 
+// A plain copy of a cell's fields (read while no one rewrites them, or under the sequence
+// counter), and the bar it describes: the one conversion from cells to bars.
+struct CellCopy {
+  uint64_t count = 0;
+  uint64_t total = 0;
+  uint32_t state = detail::BarCell::kFree;
+  uint32_t bar_no = 0;
+  uint32_t attempt = 0;
+  uint64_t session = 0;
+  uint64_t seq = 0;
+  int64_t created_ns = 0;
+  char description[sizeof(detail::BarCell::description)];
+  char unit[sizeof(detail::BarCell::unit)];
+};
+CellCopy copy_cell(const detail::BarCell& cell);
+// kDone if the cell is closed, kOpen otherwise (the owner decides how open bars end).
+protocol::BarState to_bar(const CellCopy& cell, int64_t now_ns);
+
 // Slot side: hands out cells to the running task. Used by the slot's task thread.
 class BarAllocator {
  public:
   explicit BarAllocator(ProgressRegion* region) : region_(region) {}
   void begin_task(protocol::TaskKey key, uint32_t attempt);
   ProgressBar create(std::string_view description, uint64_t total, std::string_view unit);
-  // Closes the task's bars, frees their cells, and returns their final state.
+  // Frees the task's cells and returns the final state of its bars (those it left open have
+  // phase kOpen: they end as the task does).
   std::vector<protocol::BarState> end_task();
 
  private:

@@ -28,6 +28,17 @@ void ProgressLink::add(std::vector<protocol::BarState>& updates) {
   updates.clear();
 }
 
+void ProgressLink::owner(uint64_t session, std::string_view application_id) {
+  if (owners_.count(session)) return;
+  if (owners_.size() >= kMaxOwners) {  // forget the oldest; the server keeps what it learned
+    owners_.erase(owner_order_.front());
+    owner_order_.pop_front();
+  }
+  owners_.emplace(session, std::string(application_id));
+  owner_order_.push_back(session);
+  unsent_owners_.push_back(session);
+}
+
 void ProgressLink::pump(TimePoint now) {
   if (in_flight_ && now >= sent_at_ + options_.ceiling) {
     // No answer: the batch (or its acknowledgement) is lost. The open bars go out again (unless
@@ -39,17 +50,24 @@ void ProgressLink::pump(TimePoint now) {
     in_flight_bars_.clear();
     in_flight_ = false;
   }
-  if (!can_send(now) || dirty_.empty()) return;
+  if (!can_send(now) || (dirty_.empty() && unsent_owners_.empty())) return;
   protocol::ProgressBatch batch;
   batch.batch_seq = ++batch_seq_;
   batch.worker = options_.worker_name;
-  batch.bars.reserve(dirty_.size());
-  for (const auto& [k, b] : dirty_) batch.bars.push_back(b);
+  for (uint64_t session : unsent_owners_) {
+    auto it = owners_.find(session);
+    if (it != owners_.end()) batch.owners.push_back({session, it->second});
+  }
+  unsent_owners_.clear();
+  // At most kMaxBarsPerBatch bars (about 1 MB): the rest goes with the next batch.
+  batch.bars.reserve(std::min(dirty_.size(), kMaxBarsPerBatch));
+  for (auto it = dirty_.begin(); it != dirty_.end() && batch.bars.size() < kMaxBarsPerBatch;) {
+    batch.bars.push_back(it->second);
+    in_flight_bars_.insert(dirty_.extract(it++));
+  }
   buf_.clear();
   protocol::encode(batch, buf_);
   dealer_.send(buf_);  // if it cannot leave (no server), the ceiling brings it back
-  in_flight_bars_.swap(dirty_);
-  dirty_.clear();
   in_flight_ = true;
   sent_at_ = last_send_ = now;
   ++stats_.batches;
@@ -79,13 +97,14 @@ void ProgressLink::on_readable(TimePoint now) {
       }
       server_epoch_ = ack->server_epoch;
       for (const auto& [k, b] : live_) dirty_.try_emplace(k, b);
+      unsent_owners_.assign(owner_order_.begin(), owner_order_.end());
     }
   }
 }
 
 TimePoint ProgressLink::next_deadline() const {
   if (in_flight_) return sent_at_ + options_.ceiling;
-  if (!dirty_.empty()) return last_send_ + options_.floor;
+  if (!dirty_.empty() || !unsent_owners_.empty()) return last_send_ + options_.floor;
   return TimePoint::max();
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -47,8 +48,13 @@ class ProgressLink {
   ProgressLink(net::ZmqContext& ctx, ProgressLinkOptions options);
 
   void* socket() const { return dealer_.get(); }
+  static constexpr size_t kMaxBarsPerBatch = 8192;
+  static constexpr size_t kMaxOwners = 4096;
+
   // Newest state per bar wins.
   void add(std::vector<protocol::BarState>& updates);
+  // Which application a session belongs to; the server learns it with the next batch.
+  void owner(uint64_t session, std::string_view application_id);
   // True when a batch could leave now (nothing in flight, floor passed).
   bool can_send(TimePoint now) const { return now >= send_allowed_at(); }
   // When the next batch may leave at the earliest (an acknowledgement can make it sooner).
@@ -61,7 +67,7 @@ class ProgressLink {
   void on_readable(TimePoint now);
   // When pump next has something to do; TimePoint::max() if nothing is pending.
   TimePoint next_deadline() const;
-  bool idle() const { return dirty_.empty() && !in_flight_; }
+  bool idle() const { return dirty_.empty() && unsent_owners_.empty() && !in_flight_; }
   const ProgressLinkStats& stats() const { return stats_; }
 
  private:
@@ -84,6 +90,9 @@ class ProgressLink {
   BarMap dirty_;      // changed since the last batch
   BarMap in_flight_bars_;
   BarMap live_;       // every open bar, for a restarted server
+  std::unordered_map<uint64_t, std::string> owners_;  // session -> application id
+  std::deque<uint64_t> owner_order_;                   // oldest first
+  std::vector<uint64_t> unsent_owners_;
   bool in_flight_ = false;
   uint64_t batch_seq_ = 0;
   uint64_t server_epoch_ = 0;

@@ -2,29 +2,35 @@
 
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <csignal>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <string_view>
+#include <thread>
 
+#include "common/bytes.hpp"
 #include "common/clock.hpp"
-#include "shm/region.hpp"
+#include "common/process.hpp"
 #include "protocol/framing.hpp"
 #include "protocol/slot_messages.hpp"
 #include "services/registry.hpp"
+#include "shm/region.hpp"
 
 namespace lrts::worker {
 
-using protocol::SlotResult;
 using protocol::TaskStatus;
 
 namespace {
 
-constexpr size_t kMaxFrame = 1u << 30;
+constexpr size_t kMaxFrame = protocol::kMaxPayloadBytes + (16u << 20);
 constexpr size_t kMaxBufferedResults = 1024;
 constexpr Duration kMaxResultDelay = milliseconds(1);
 
@@ -62,115 +68,243 @@ class SlotContext final : public TaskContext {
   std::optional<ProgressBar> default_bar_;
 };
 
-bool readable_now(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) > 0;
-}
+// A task as the slot holds it until it runs (its frame's buffer is gone by then).
+struct Task {
+  uint32_t ref = 0;
+  std::string name;
+  Bytes fields;
+  std::string service_id;
+  uint32_t attempt = 0;
+};
 
+struct Done {
+  uint32_t ref = 0;
+  TaskStatus status = TaskStatus::kFinished;
+  std::string payload;
+  uint64_t run_ns = 0;
+  std::vector<protocol::BarState> bars;
+};
+
+// DESIGN
+// Two threads. The task thread (main) takes tasks from the queue and runs them one after
+// another. The reader thread reads frames: RUN appends to the queue; RECALL takes back the
+// tasks that have not started and answers RECALLED with them; and it sends results the task
+// thread buffered once they are kMaxResultDelay old, so a result never waits behind a long task
+// that runs next. The task thread sends its buffer at once when the queue is empty (no one to
+// batch with) or when it is full. Writes to the socket are serialised by out_mu_.
 class Slot {
  public:
-  Slot(int fd, shm::ProgressRegion* region) : fd_(fd), frames_(kMaxFrame), ctx_(region) {}
+  Slot(int fd, shm::ProgressRegion* region, uint64_t max_result_bytes)
+      : fd_(fd), frames_(kMaxFrame), ctx_(region), max_result_bytes_(max_result_bytes) {}
 
   int run() {
+    std::thread reader([this] { read_loop(); });
     for (;;) {
-      std::string_view body;
-      auto got = frames_.next(&body);
-      if (!got) {
-        std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), got.error().c_str());
-        return 3;
+      Task task;
+      {
+        std::unique_lock lock(queue_mu_);
+        queue_cv_.wait(lock, [&] { return !queue_.empty() || closed_; });
+        if (queue_.empty()) break;  // the worker closed our socket: time to go
+        task = std::move(queue_.front());
+        queue_.pop_front();
       }
-      if (*got) {
-        auto msg = protocol::decode<protocol::ToSlot>(body, kMaxFrame);
-        if (!msg) {
-          std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), msg.error().text.c_str());
-          return 3;
-        }
-        if (auto* recall = std::get_if<protocol::SlotRecall>(&*msg)) {
-          (void)recall;  // tasks are run as they arrive: nothing waits to be recalled
-          out_.push(protocol::SlotRecalled{});
-          if (!out_.write_all(fd_)) return 0;
-          continue;
-        }
-        for (const auto& task : std::get<protocol::SlotRun>(*msg).tasks) {
-          run_task(task);
-          if (results_.items.size() >= kMaxBufferedResults ||
-              Clock::now() - first_buffered_ >= kMaxResultDelay) {
-            if (!flush()) return 0;
-          }
-        }
-        continue;  // maybe another complete frame is already buffered
+      Done done = run_task(task);
+      clean_up_children();
+      bool queue_empty;
+      {
+        std::lock_guard lock(queue_mu_);
+        queue_empty = queue_.empty();
       }
-      // Nothing buffered: send what we hold before waiting, unless more work is right there.
-      if (!results_.items.empty() && !readable_now(fd_)) {
-        if (!flush()) return 0;
-      }
-      const long n = frames_.read_from(fd_);
-      if (n == 0) {
-        flush();
-        return 0;  // the worker closed our socket: time to go
-      }
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return 0;
-      }
+      std::lock_guard lock(out_mu_);
+      if (results_.empty()) first_buffered_ = Clock::now();
+      results_.push_back(std::move(done));
+      if (queue_empty || results_.size() >= kMaxBufferedResults) flush_locked();
+      out_cv_.notify_all();  // the reader's flush timer
     }
+    {
+      std::lock_guard lock(out_mu_);
+      flush_locked();
+      stopping_ = true;
+      out_cv_.notify_all();
+    }
+    ::shutdown(fd_, SHUT_RD);  // wakes the reader if it still waits
+    reader.join();
+    return 0;
   }
 
  private:
-  void run_task(const protocol::SlotTask& task) {
-    if (results_.items.empty()) first_buffered_ = Clock::now();
-    SlotResult r;
-    r.ref = task.ref;
+  void read_loop() {
+    for (;;) {
+      // Wait for input, or until the oldest buffered result is due.
+      int timeout_ms = -1;
+      {
+        std::lock_guard lock(out_mu_);
+        if (stopping_) return;
+        if (!results_.empty()) {
+          const auto due = first_buffered_ + kMaxResultDelay - Clock::now();
+          timeout_ms = static_cast<int>(std::max<int64_t>(0, (to_ns(due) + 999'999) / 1'000'000));
+        }
+      }
+      pollfd p{fd_, POLLIN, 0};
+      const int r = ::poll(&p, 1, timeout_ms);
+      if (r < 0 && errno != EINTR) return close();
+      if (r == 0) {
+        std::lock_guard lock(out_mu_);
+        if (!results_.empty() && Clock::now() - first_buffered_ >= kMaxResultDelay) flush_locked();
+        continue;
+      }
+      if (r < 0) continue;
+      const long n = frames_.read_from(fd_);
+      if (n == 0) return close();
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return close();
+      }
+      if (!take_frames()) return close();
+    }
+  }
+
+  // Handles every complete frame read so far; false on a protocol error.
+  bool take_frames() {
+    std::string_view body;
+    for (;;) {
+      auto got = frames_.next(&body);
+      if (!got) {
+        std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), got.error().c_str());
+        return false;
+      }
+      if (!*got) return true;
+      auto msg = protocol::decode<protocol::ToSlot>(body, kMaxFrame);
+      if (!msg) {
+        std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), msg.error().text.c_str());
+        return false;
+      }
+      if (auto* recall = std::get_if<protocol::SlotRecall>(&*msg)) {
+        protocol::SlotRecalled back;
+        {
+          std::lock_guard lock(queue_mu_);
+          for (uint32_t ref : recall->refs) {
+            for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+              if (it->ref == ref) {
+                back.refs.push_back(ref);
+                queue_.erase(it);
+                break;
+              }
+            }
+          }
+        }
+        std::lock_guard lock(out_mu_);
+        out_.push(back);
+        if (!out_.write_all(fd_)) return false;
+        continue;
+      }
+      // A large frame's buffer is kept by the tasks that point into it: nothing is copied.
+      std::shared_ptr<const std::string> owner;
+      if (body.size() >= protocol::kLargeFrameBytes) owner = frames_.take_large();
+      std::lock_guard lock(queue_mu_);
+      for (const auto& t : std::get<protocol::SlotRun>(*msg).tasks) {
+        Task task;
+        task.ref = t.ref;
+        task.name.assign(t.name);
+        task.fields = owner ? Bytes(owner, t.fields) : Bytes(std::string(t.fields));
+        task.service_id.assign(t.service_id);
+        task.attempt = t.attempt;
+        queue_.push_back(std::move(task));
+      }
+      queue_cv_.notify_one();
+    }
+  }
+
+  void close() {
+    std::lock_guard lock(queue_mu_);
+    closed_ = true;
+    queue_cv_.notify_one();
+  }
+
+  Done run_task(const Task& task) {
+    Done d;
+    d.ref = task.ref;
     const auto* type = services::find_service(task.name);
     const TimePoint start = Clock::now();
-    payloads_.emplace_back();
-    std::string& payload = payloads_.back();
     if (!type) {
-      r.status = TaskStatus::kFailed;
-      payload = "unknown service '" + std::string(task.name) + "' (this worker has: ";
+      d.status = TaskStatus::kFailed;
+      d.payload = "unknown service '" + task.name + "' (this worker has: ";
       const auto names = registered_services();
-      for (size_t i = 0; i < names.size(); ++i) payload += (i ? ", '" : "'") + names[i] + "'";
-      payload += names.empty() ? "none)" : ")";
+      for (size_t i = 0; i < names.size(); ++i) d.payload += (i ? ", '" : "'") + names[i] + "'";
+      d.payload += names.empty() ? "none)" : ")";
     } else {
       ctx_.begin(task.service_id, task.name, task.attempt);
       try {
-        payload = type->invoke(ctx_, task.fields);
-        r.status = TaskStatus::kFinished;
+        d.payload = type->invoke(ctx_, task.fields.view());
+        d.status = TaskStatus::kFinished;
       } catch (const FieldsError& e) {
-        r.status = TaskStatus::kFailed;
-        payload = "service '" + type->name + "': " + e.what();
+        d.status = TaskStatus::kFailed;
+        d.payload = "service '" + type->name + "': " + e.what();
+      } catch (const std::bad_alloc&) {
+        d.status = TaskStatus::kFailed;
+        d.payload = "run ran out of memory (std::bad_alloc)";
       } catch (const std::exception& e) {
-        r.status = TaskStatus::kFailed;
-        payload = e.what();
-        if (payload.empty()) payload = "exception with an empty message";
+        d.status = TaskStatus::kFailed;
+        d.payload = e.what();
+        if (d.payload.empty()) d.payload = "exception with an empty message";
       } catch (...) {
-        r.status = TaskStatus::kFailed;
-        payload = "run threw something that is not a std::exception";
+        d.status = TaskStatus::kFailed;
+        d.payload = "run threw something that is not a std::exception";
       }
     }
-    r.run_ns = static_cast<uint64_t>(to_ns(Clock::now() - start));
-    if (type) r.bars = ctx_.end();
-    results_.items.push_back(std::move(r));
+    d.run_ns = static_cast<uint64_t>(to_ns(Clock::now() - start));
+    if (type) d.bars = ctx_.end();
+    if (max_result_bytes_ && d.status == TaskStatus::kFinished &&
+        d.payload.size() > max_result_bytes_) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf,
+                    "the result of %.1f MB is larger than the worker's --max-result-mb limit of "
+                    "%.1f MB",
+                    static_cast<double>(d.payload.size()) / (1024.0 * 1024.0),
+                    static_cast<double>(max_result_bytes_) / (1024.0 * 1024.0));
+      d.status = TaskStatus::kFailed;
+      d.payload = buf;
+    }
+    return d;
   }
 
-  bool flush() {
-    if (results_.items.empty()) return true;
-    // Payload views are bound now: payloads_ no longer grows until cleared.
-    for (size_t i = 0; i < results_.items.size(); ++i) results_.items[i].payload = payloads_[i];
-    out_.push(results_);
-    results_.items.clear();
-    const bool ok = out_.write_all(fd_);
-    payloads_.clear();
-    return ok;
+  // A task's processes end with it: whatever it started and left running is killed (the slot
+  // is their subreaper, so even orphans are found). A waitpid is enough to know there are none.
+  static void clean_up_children() {
+    int status;
+    if (::waitpid(-1, &status, WNOHANG) < 0 && errno == ECHILD) return;
+    kill_descendants();
+  }
+
+  void flush_locked() {
+    if (results_.empty()) return;
+    protocol::SlotResults msg;
+    msg.items.reserve(results_.size());
+    for (Done& d : results_) {
+      msg.items.push_back({d.ref, d.status, d.payload, d.run_ns, std::move(d.bars)});
+    }
+    out_.push(msg);  // large payloads are written from results_, which lives until then
+    write_ok_ = out_.write_all(fd_) && write_ok_;
+    results_.clear();
   }
 
   int fd_;
-  protocol::FrameBuffer frames_;
-  SlotContext ctx_;
-  protocol::SlotResults results_;
-  std::vector<std::string> payloads_;
-  protocol::FrameWriter out_;
-  TimePoint first_buffered_{};
+  protocol::FrameBuffer frames_;  // reader thread only
+  SlotContext ctx_;               // task thread only
+  uint64_t max_result_bytes_;
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Task> queue_;  // guarded by queue_mu_
+  bool closed_ = false;     // guarded by queue_mu_
+
+  std::mutex out_mu_;
+  std::condition_variable out_cv_;
+  protocol::FrameWriter out_;    // guarded by out_mu_
+  std::vector<Done> results_;    // guarded by out_mu_
+  TimePoint first_buffered_{};   // guarded by out_mu_
+  bool stopping_ = false;        // guarded by out_mu_
+  bool write_ok_ = true;         // guarded by out_mu_
 };
 
 }  // namespace
@@ -185,10 +319,12 @@ int slot_main(int argc, char** argv) {
   if (::getppid() != parent) return 1;  // the worker died before we armed the signal
   ::signal(SIGPIPE, SIG_IGN);
   ::signal(SIGINT, SIG_IGN);  // the worker decides when slots stop
+  become_subreaper();
 
   const int fd = std::atoi(argv[2]);
   std::string error;
   shm::ProgressRegion region;
+  uint64_t max_result_bytes = 0;
   for (int i = 3; i < argc; ++i) {
     if (std::strcmp(argv[i], "--service-lib") == 0 && i + 1 < argc) {
       if (auto s = services::load_service_library(argv[++i]); !s && error.empty()) {
@@ -201,6 +337,8 @@ int slot_main(int argc, char** argv) {
       } else if (error.empty()) {
         error = r.error();
       }
+    } else if (std::strcmp(argv[i], kMaxResultFlag) == 0 && i + 1 < argc) {
+      max_result_bytes = std::strtoull(argv[++i], nullptr, 10);
     }
   }
   const auto names = registered_services();
@@ -211,7 +349,7 @@ int slot_main(int argc, char** argv) {
   protocol::FrameWriter out;
   out.push(hello);
   if (!out.write_all(fd) || !error.empty()) return error.empty() ? 0 : 2;
-  return Slot(fd, &region).run();
+  return Slot(fd, &region, max_result_bytes).run();
 }
 
 }  // namespace lrts::worker

@@ -1,11 +1,12 @@
 // The slot process: runs tasks that its worker sends over a socketpair, one after another.
 //
 // A slot is the worker's own executable started again with
-// `--lrts-slot FD [--progress-fd FD] [--service-lib P]...`.
-// It loads the service libraries, says hello with the services it knows, then loops: read a
-// batch of tasks, run each, send results back in batches (a result leaves at once when the slot
-// would otherwise wait, or when it has held results for a millisecond). It exits when the worker
-// closes the socket, and dies with the worker (PR_SET_PDEATHSIG).
+// `--lrts-slot FD [--progress-fd FD] [--max-result-bytes N] [--service-lib P]...`.
+// It loads the service libraries, says hello with the services it knows, then runs the tasks it
+// receives one after another, sending results back in batches (at once when it has nothing else
+// to do, and never later than a millisecond after a result is ready). Tasks it has not started
+// can be recalled. Whatever a task starts is killed when the task ends. It exits when the
+// worker closes the socket, and dies with the worker (PR_SET_PDEATHSIG).
 #pragma once
 
 #include <string>
@@ -15,6 +16,7 @@ namespace lrts::worker {
 
 inline constexpr const char* kSlotFlag = "--lrts-slot";
 inline constexpr const char* kProgressFdFlag = "--progress-fd";
+inline constexpr const char* kMaxResultFlag = "--max-result-bytes";
 
 // True if argv asks for slot mode.
 bool is_slot_invocation(int argc, char** argv);

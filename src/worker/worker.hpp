@@ -16,6 +16,7 @@ struct WorkerOptions {
   std::string progress_address = "127.0.0.1";
   int progress_port = 5454;
   int max_jobs = -1;  // resolved with resolve_max_jobs
+  int max_jobs_resolved = 0;  // set by run_worker
   int timeout = 1;    // accepted for compatibility with the original lrts
   std::vector<std::string> service_libs;
   std::string name;  // default: host:pid

@@ -102,7 +102,7 @@ Daemon::Daemon(std::vector<std::string> argv, std::string log_path)
   proc_ = std::move(*child);
 }
 
-bool Daemon::running() const { return proc_.running() && process_alive(proc_.pid()); }
+bool Daemon::running() const { return proc_.unreaped() && process_alive(proc_.pid()); }
 
 int Daemon::wait_exit(std::chrono::milliseconds timeout) {
   int status = -1;
