@@ -10,7 +10,9 @@
 // A ClientApplication is safe to use from several threads at once. A background thread owns the
 // connection; schedule_service only queues (it never waits for the network), and everything
 // queued is sent, in batches, as soon as the scheduler is reachable. Each result is handed out
-// once: wait_for, wait_for_multi and as_completed return it and forget it.
+// once: wait_for, wait_for_multi and as_completed return it and forget it, and only then may
+// the scheduler forget it (until then it keeps it, so a crashed application restarted with the
+// same application_id gets it again).
 #pragma once
 
 #include <chrono>
@@ -122,13 +124,15 @@ class ClientApplication {
 
   // Starts the background connection. Returns at once, whether or not the scheduler is up.
   void start_application();
-  // Cancels what this application still has on the cluster, drops undelivered results and
-  // disconnects. Waiting calls in other threads throw std::runtime_error.
+  // Cancels what this application still has on the cluster, drops uncollected results and
+  // disconnects. Waiting calls in other threads throw std::runtime_error. May be called from a
+  // progress callback.
   void stop_application();
 
-  // Disconnects without cancelling: the tasks keep running and their results wait, for the
-  // scheduler's grace period, for an application started with the same application_id. Call
-  // flush() first so that every submission has reached the scheduler.
+  // Disconnects without cancelling: the tasks keep running to the end and their results wait
+  // (for the scheduler's --keep-results) for an application started with the same
+  // application_id, or for `lrts results --application-id ID`. Call flush() first so that every
+  // submission has reached the scheduler.
   void detach_application();
   // Waits until the scheduler has acknowledged every task scheduled so far. False on timeout.
   bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
@@ -169,16 +173,22 @@ class ClientApplication {
   const std::string& application_id() const;
   // True once the scheduler has answered.
   bool connected() const;
-  // Waits until the scheduler has welcomed this application. False on timeout.
+  // Waits until the scheduler has welcomed this application and told it of its earlier runs'
+  // tasks and the results waiting for it. False on timeout.
   bool wait_connected(std::chrono::milliseconds timeout);
   // Ids whose results have not been collected yet: those scheduled here, and — once the
   // scheduler has welcomed an application restarted with the same application_id — those its
   // previous run scheduled (wait_connected first).
   std::vector<std::string> pending_service_ids() const;
+  // The results that have arrived and were not collected yet, without waiting (after
+  // wait_connected, every result that was waiting at the scheduler has arrived).
+  std::vector<ServiceResult> collect_ready();
 
   struct Impl;  // opaque
 
  private:
+  void stop(bool detach);
+  void check_started() const;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -131,11 +131,17 @@ const std::vector<std::string>& declared_fields() {
   return names;
 }
 
+// A msgpack-c output buffer that is the result string itself (no copy at the end).
+struct StringBuffer {
+  std::string s;
+  void write(const char* data, size_t size) { s.append(data, size); }
+};
+
 template <class T>
 std::string invoke_service(TaskContext& ctx, std::string_view fields) {
   T service;
   unpack_fields(service, fields, declared_fields<T>(), &probe_fields<T>);
-  msgpack::sbuffer out;
+  StringBuffer out;
   if constexpr (std::is_invocable_v<decltype(&T::run), T&, TaskContext&>) {
     if constexpr (std::is_void_v<std::invoke_result_t<decltype(&T::run), T&, TaskContext&>>) {
       service.run(ctx);
@@ -153,7 +159,7 @@ std::string invoke_service(TaskContext& ctx, std::string_view fields) {
       msgpack::pack(out, service.run());
     }
   }
-  return std::string(out.data(), out.size());
+  return std::move(out.s);
 }
 
 template <class T>

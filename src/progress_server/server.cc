@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "common/log.hpp"
+#include "common/log_limit.hpp"
 #include "net/endpoint.hpp"
 #include "common/signals.hpp"
 #include "net/zmq_socket.hpp"
@@ -44,6 +45,7 @@ struct ProgressServer::Impl {
   TimePoint next_subscriber_check = TimePoint::max();
   uint64_t batches = 0;
   uint64_t bad = 0;
+  LogLimiter log_limiter;
 
   explicit Impl(const ProgressServerOptions& o) : options(o), store(o.store) {}
 
@@ -79,7 +81,11 @@ struct ProgressServer::Impl {
     auto msg = protocol::decode<protocol::ToProgressServer>(bytes, options.max_message_bytes);
     if (!msg) {
       ++bad;
-      LRTS_WARN("dropped a bad message: {}", msg.error().text);
+      uint64_t suppressed = 0;
+      if (log_limiter.allow(std::to_string(static_cast<int>(msg.error().code)), now, &suppressed)) {
+        LRTS_WARN("dropped a bad message: {}{}", msg.error().text,
+                  suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "");
+      }
       return;
     }
     if (auto* batch = std::get_if<protocol::ProgressBatch>(&*msg)) {

@@ -53,6 +53,8 @@ enum class MsgType : uint8_t {
   kAppWelcome = 16,
   kSubmitAck = 17,
   kAppResults = 18,
+  kAppOutstanding = 21,  // after a welcome: the tasks of earlier sessions, in batches
+  kCollectedAck = 22,    // the journal holds that these results were collected
   // scheduler -> any peer
   kHeartbeatAck = 19,
   kError = 20,
@@ -228,13 +230,32 @@ struct AppWelcome {
   bool known = false;
   uint32_t heartbeat_ms = 0;  // how often the application should say it is alive
   uint64_t max_message = 0;   // largest message the scheduler accepts
-  // Tasks of this application id that the scheduler still holds from earlier sessions.
-  std::vector<TaskKey> outstanding;
+  // Tasks of this application id the scheduler holds from earlier sessions (their keys follow
+  // in AppOutstanding messages), and how many of all its tasks have results waiting now (they
+  // follow as results).
+  uint64_t outstanding = 0;
+  uint64_t ready = 0;
   static constexpr auto describe() {
     return std::tuple{wire::u(&AppWelcome::scheduler_epoch), wire::flag(&AppWelcome::known),
                       wire::u(&AppWelcome::heartbeat_ms), wire::u(&AppWelcome::max_message),
-                      wire::keys(&AppWelcome::outstanding)};
+                      wire::u(&AppWelcome::outstanding), wire::u(&AppWelcome::ready)};
   }
+};
+
+struct AppOutstanding {
+  static constexpr MsgType kType = MsgType::kAppOutstanding;
+  static constexpr const char* kName = "outstanding tasks";
+  std::vector<TaskKey> keys;
+  static constexpr auto describe() { return std::tuple{wire::keys(&AppOutstanding::keys)}; }
+};
+
+// The scheduler has durably forgotten these collected results: the application may forget
+// that it collected them (until then it says COLLECTED again after each welcome).
+struct CollectedAck {
+  static constexpr MsgType kType = MsgType::kCollectedAck;
+  static constexpr const char* kName = "collected ack";
+  std::vector<TaskKey> keys;
+  static constexpr auto describe() { return std::tuple{wire::keys(&CollectedAck::keys)}; }
 };
 
 struct SubmitAck {
@@ -430,8 +451,8 @@ using ToScheduler =
     std::variant<AppHello, Submit, Received, Cancel, AppHeartbeat, AppBye, Collected, Detach,
                  WorkerHello, WorkerHeartbeat, WorkerResults, WorkerBye, WorkerReturn, Chunk,
                  ChunkAck>;
-using ToApp = std::variant<AppWelcome, SubmitAck, AppResults, HeartbeatAck, ErrorMsg, Chunk,
-                           ChunkAck>;
+using ToApp = std::variant<AppWelcome, AppOutstanding, SubmitAck, CollectedAck, AppResults,
+                           HeartbeatAck, ErrorMsg, Chunk, ChunkAck>;
 using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, CancelTasks, HeartbeatAck,
                               ErrorMsg, Chunk, ChunkAck>;
 

@@ -32,10 +32,21 @@ uint64_t StreamSender::unacked_bytes() const {
   return n;
 }
 
-void StreamSender::pump(const std::function<void(const Chunk&)>& send) {
+void StreamSender::pump(TimePoint now, const std::function<void(const Chunk&)>& send) {
+  for (Stream& s : streams_) {
+    if (s.progressed) {
+      s.last_ack = now;
+      s.progressed = false;
+    }
+    if (s.sent > s.acked && now - s.last_ack >= kStallTimeout) {
+      s.sent = s.acked;  // what was out is lost: send it again
+      s.rewound_to = UINT64_MAX;
+    }
+  }
   uint64_t unacked = unacked_bytes();
   for (Stream& s : streams_) {
     const uint64_t size = s.source->size();
+    if (s.sent == s.acked && s.sent < size) s.last_ack = now;  // the clock starts as bytes leave
     while (s.sent < size && unacked < options_.window_bytes) {
       const size_t len = static_cast<size_t>(std::min<uint64_t>(options_.chunk_bytes, size - s.sent));
       Chunk c;
@@ -66,6 +77,7 @@ std::optional<uint64_t> StreamSender::on_ack(const ChunkAck& ack) {
   if (got > s->acked) {
     const bool was_complete = s->acked == size;
     s->acked = got;
+    s->progressed = true;
     if (s->sent < s->acked) s->sent = s->acked;
     if (s->rewound_to != UINT64_MAX && s->acked > s->rewound_to) s->rewound_to = UINT64_MAX;
     if (s->acked == size && !was_complete) return s->id;
@@ -78,6 +90,14 @@ std::optional<uint64_t> StreamSender::on_ack(const ChunkAck& ack) {
     s->rewound_to = got;
   }
   return std::nullopt;
+}
+
+TimePoint StreamSender::next_deadline() const {
+  TimePoint next = TimePoint::max();
+  for (const Stream& s : streams_) {
+    if (s.sent > s.acked) next = std::min(next, s.last_ack + kStallTimeout);
+  }
+  return next;
 }
 
 bool StreamSender::complete(uint64_t id) const {
@@ -196,7 +216,7 @@ bool MemoryStreamStorage::write(uint64_t id, std::string_view data) {
 void MemoryStreamStorage::end(uint64_t id) {
   auto it = partial_.find(id);
   if (it == partial_.end()) return;
-  finished_.insert_or_assign(id, Bytes(std::move(it->second)));
+  finished_.insert_or_assign(id, std::move(it->second));
   partial_.erase(it);
 }
 
@@ -205,12 +225,18 @@ void MemoryStreamStorage::discard(uint64_t id) {
   finished_.erase(id);
 }
 
-std::optional<Bytes> MemoryStreamStorage::take(uint64_t id) {
+std::optional<std::string> MemoryStreamStorage::take_string(uint64_t id) {
   auto it = finished_.find(id);
   if (it == finished_.end()) return std::nullopt;
-  Bytes b = std::move(it->second);
+  std::string s = std::move(it->second);
   finished_.erase(it);
-  return b;
+  return s;
+}
+
+std::optional<Bytes> MemoryStreamStorage::take(uint64_t id) {
+  auto s = take_string(id);
+  if (!s) return std::nullopt;
+  return Bytes(std::move(*s));
 }
 
 }  // namespace lrts::protocol

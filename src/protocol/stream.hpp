@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/bytes.hpp"
+#include "common/clock.hpp"
 #include "protocol/messages.hpp"
 
 namespace lrts::protocol {
@@ -73,12 +74,18 @@ class StreamSender {
   // Starts a stream; returns its id (never 0). Streams are served in the order started.
   uint64_t start(std::unique_ptr<PayloadSource> source);
   uint64_t start(Bytes payload) { return start(std::make_unique<BytesSource>(std::move(payload))); }
-  // Calls `send` for each chunk that may leave now (its data is valid during the call).
-  void pump(const std::function<void(const Chunk&)>& send);
+  static constexpr Duration kStallTimeout = seconds(5);
+
+  // Calls `send` for each chunk that may leave now (its data is valid during the call). A
+  // stream whose receiver acknowledged nothing for kStallTimeout while bytes were out (they
+  // were dropped on the way) goes back to what was acknowledged.
+  void pump(TimePoint now, const std::function<void(const Chunk&)>& send);
   // An acknowledgement. Returns the stream's id when that stream is now wholly acknowledged:
   // the caller sends the item that names it (and calls finish() once that item is settled).
   std::optional<uint64_t> on_ack(const ChunkAck& ack);
   bool complete(uint64_t id) const;
+  // When a stalled stream is due to be sent again (for the owner's timer).
+  TimePoint next_deadline() const;
   // Forgets a stream (its item was acknowledged, or the payload is no longer wanted).
   void finish(uint64_t id);
   // A new connection: unfinished streams start over under new ids. Returns (old id, new id).
@@ -93,6 +100,8 @@ class StreamSender {
     uint64_t sent = 0;    // bytes sent
     uint64_t acked = 0;   // bytes the receiver holds
     uint64_t rewound_to = UINT64_MAX;  // went back here after a refusal
+    TimePoint last_ack{};  // or when the unacknowledged bytes went out
+    bool progressed = false;  // acknowledged more since the last pump
   };
   Stream* find(uint64_t id);
   StreamOptions options_;
@@ -157,10 +166,12 @@ class MemoryStreamStorage final : public StreamStorage {
   void end(uint64_t id) override;
   void discard(uint64_t id) override;
   std::optional<Bytes> take(uint64_t id);
+  // The same, as the string itself (for an owner that keeps a std::string).
+  std::optional<std::string> take_string(uint64_t id);
 
  private:
   std::unordered_map<uint64_t, std::string> partial_;
-  std::unordered_map<uint64_t, Bytes> finished_;
+  std::unordered_map<uint64_t, std::string> finished_;
 };
 
 }  // namespace lrts::protocol

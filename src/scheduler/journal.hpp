@@ -1,18 +1,16 @@
-// Journal: the scheduler's durable state in SQLite (WAL), written by a thread of its own.
+// Journal: the scheduler's JournalSink on a writer thread of its own.
 //
 // DESIGN
-// The event loop appends records (as a JournalSink) to an in-memory batch encoded with
-// MessagePack, and hands the batch to the writer thread after each burst (hand_off). The writer
-// waits up to 2 ms for more, applies every batch waiting in one transaction (group commit), then
-// publishes how
-// many records are durable and wakes the loop through an eventfd; the loop passes that number to
-// the core, which only then releases the acknowledgements that depended on those records.
+// The event loop appends records (journal_records.hpp) to an in-memory batch and hands the
+// batch to the writer thread after each burst (hand_off). The writer waits up to 2 ms for more,
+// applies every batch waiting in one transaction (JournalStore, group commit), then publishes how
+// many records are durable and wakes the loop through an eventfd; the loop passes that number
+// to the core, which only then releases the acknowledgements that depended on those records.
 // While one transaction commits, the next batches accumulate, so the commit rate adapts to the
-// load by itself. A task that is submitted, finished and acknowledged within the batches of one
-// transaction never touches the database: its records cancel out.
+// load by itself.
 //
-// The JournalSink methods and hand_off are for the loop thread only; committed() and
-// notify_fd() may be used from it too; load() must be called before start().
+// Ownership: the JournalSink methods, hand_off, committed() and notify_fd() belong to the loop
+// thread; the store belongs to the writer thread once start() was called (load() before).
 #pragma once
 
 #include <atomic>
@@ -26,20 +24,14 @@
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
 #include "scheduler/core.hpp"
-
-struct sqlite3;
+#include "scheduler/journal_records.hpp"
+#include "scheduler/journal_store.hpp"
 
 namespace lrts::scheduler {
 
 struct JournalOptions {
-  std::string dir;           // holds lrts-state.db (created if missing)
-  bool sync_full = false;    // fsync every commit (survives power loss), not just process death
-};
-
-struct JournalStats {
-  uint64_t transactions = 0;
-  uint64_t records = 0;
-  uint64_t coalesced = 0;  // records that cancelled out and were never written
+  std::string dir;         // holds lrts-state.db (created if missing)
+  bool sync_full = false;  // fsync every commit (survives power loss), not just process death
 };
 
 class Journal final : public JournalSink {
@@ -47,21 +39,30 @@ class Journal final : public JournalSink {
   static Result<std::unique_ptr<Journal>> open(const JournalOptions& options);
   ~Journal() override;
 
-  Result<RecoveredState> load();
+  Result<RecoveredState> load() { return store_->load(); }
   void start();
   // Waits until everything handed off is committed, then stops the writer.
   void stop();
 
-  // JournalSink
+  // JournalSink (the loop thread)
   void task_submitted(const TaskKey& key, std::string_view app_id, std::string_view name,
-                      std::string_view fields, uint32_t max_retries,
-                      uint32_t timeout_ms) override;
-  void task_attempts(const TaskKey& key, uint32_t attempts) override;
+                      std::string_view fields, uint64_t fields_blob, uint32_t max_retries,
+                      uint32_t timeout_ms) override {
+    records_.task_submitted(key, app_id, name, fields, fields_blob, max_retries, timeout_ms);
+  }
+  void task_assigned(const TaskKey& key, uint32_t attempt) override {
+    records_.task_assigned(key, attempt);
+  }
   void task_finished(const TaskKey& key, protocol::TaskStatus status, std::string_view payload,
-                     uint32_t attempt, std::string_view worker, uint64_t run_ns) override;
-  void task_removed(const TaskKey& key) override;
-  void app_registered(std::string_view app_id, uint64_t grace_ms) override;
-  void app_removed(std::string_view app_id) override;
+                     uint64_t payload_blob, uint32_t attempt, std::string_view worker,
+                     uint64_t run_ns) override {
+    records_.task_finished(key, status, payload, payload_blob, attempt, worker, run_ns);
+  }
+  void task_removed(const TaskKey& key) override { records_.task_removed(key); }
+  void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached) override {
+    records_.app_registered(app_id, grace_ms, detached);
+  }
+  void app_removed(std::string_view app_id) override { records_.app_removed(app_id); }
 
   // Gives the records appended since the last call to the writer.
   void hand_off();
@@ -71,23 +72,14 @@ class Journal final : public JournalSink {
   int notify_fd() const { return notify_.get(); }
   void drain_notify();
   JournalStats stats() const;
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return store_->path(); }
 
  private:
-  Journal(std::string path, bool sync_full);
-  Status init_schema();
-  Status apply(const std::vector<std::string>& batches, JournalStats* stats);
+  explicit Journal(std::unique_ptr<JournalStore> store) : store_(std::move(store)) {}
   void writer_loop();
 
-  struct Statements;
-  std::string path_;
-  bool sync_full_;
-  sqlite3* db_ = nullptr;
-  std::unique_ptr<Statements> stmts_;  // prepared once, used by the writer
-
-  // Loop thread.
-  std::string current_;
-  uint64_t appended_ = 0;
+  std::unique_ptr<JournalStore> store_;
+  records::RecordWriter records_;  // loop thread
 
   // Shared with the writer.
   mutable std::mutex mu_;

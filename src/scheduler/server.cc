@@ -73,6 +73,7 @@ struct SchedulerServer::Impl {
   net::ZmqSocket router{ctx, ZMQ_ROUTER};
   RouterTransport transport{router};
   std::unique_ptr<Journal> journal;
+  std::unique_ptr<BlobStore> blobs;
   std::unique_ptr<SchedulerCore> core;
   std::string endpoint;
 };
@@ -102,16 +103,22 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
   if (!options.state_dir.empty()) {
     auto journal = Journal::open({options.state_dir, options.journal_sync_full});
     if (!journal) return Error{journal.error()};
+    auto blobs = FileBlobStore::open_dir(options.state_dir + "/payloads", options.journal_sync_full);
+    if (!blobs) return Error{blobs.error()};
+    impl->blobs = std::move(*blobs);
     const TimePoint t0 = Clock::now();
     auto state = (*journal)->load();
     if (!state) return Error{state.error()};
-    LRTS_INFO("journal {}: loaded {} task(s) and {} application(s) in {} ms",
+    LRTS_INFO("journal {} (--no-journal keeps state in memory only): loaded {} task(s) and {} "
+              "application(s) in {} ms",
               (*journal)->path(), state->tasks.size(), state->apps.size(),
               to_ms(Clock::now() - t0));
     recovered = std::move(*state);
     impl->journal = std::move(*journal);
   }
-  impl->core = std::make_unique<SchedulerCore>(core, impl->transport, impl->journal.get());
+  if (!impl->blobs) impl->blobs = std::make_unique<MemoryBlobStore>();
+  impl->core = std::make_unique<SchedulerCore>(core, impl->transport, *impl->blobs,
+                                               impl->journal.get());
   if (impl->journal) {
     impl->core->restore(std::move(recovered), Clock::now());
     impl->journal->start();

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "protocol/messages.hpp"
+#include "protocol/ids.hpp"
 
 namespace lrts::scheduler {
 

@@ -36,7 +36,10 @@ void unpack_fields(Service& service, std::string_view fields,
   }
   msgpack::object_handle oh;
   try {
-    oh = msgpack::unpack(fields.data(), fields.size());
+    // Strings and binaries stay where they are (the fields outlive `oh`): a large field is
+    // copied once, into the service, not twice.
+    oh = msgpack::unpack(fields.data(), fields.size(),
+                         [](msgpack::type::object_type, std::size_t, void*) { return true; });
   } catch (const std::exception& e) {
     throw FieldsError(std::string("fields are not valid MessagePack: ") + e.what());
   }

@@ -361,6 +361,14 @@ void TerminalView::set_extra(std::string extra) {
   cv_.notify_all();
 }
 
+void TerminalView::set_connection(std::string text) {
+  std::lock_guard lock(mu_);
+  if (connection_ == text) return;
+  connection_ = std::move(text);
+  dirty_ = true;
+  cv_.notify_all();
+}
+
 void TerminalView::render_loop() {
   std::unique_lock lock(mu_);
   TimePoint last_draw{};
@@ -401,7 +409,10 @@ std::string TerminalView::draw_locked(TimePoint now, bool final) {
   const double elapsed = std::chrono::duration<double>(now - started_).count();
   if (!final) model_.prune(now, options_.closed_linger);
   // One column short of the edge: a full-width line would wrap on some terminals.
-  auto lines = model_.frame(stage_, elapsed, extra_, tty_ ? width - 1 : 100, height,
+  const std::string extra = connection_.empty() ? extra_
+                                                : extra_.empty() ? connection_
+                                                                 : connection_ + " | " + extra_;
+  auto lines = model_.frame(stage_, elapsed, extra, tty_ ? width - 1 : 100, height,
                             options_.max_bar_lines, final ? seconds(3600) : options_.closed_linger,
                             now);
   dirty_ = false;

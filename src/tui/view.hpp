@@ -91,6 +91,8 @@ class TerminalView {
   void set_stage(std::string stage);
   // Extra text for the status line (e.g. "12/100 done").
   void set_extra(std::string extra);
+  // What the connection is doing ("connecting to ..."); empty once connected.
+  void set_connection(std::string text);
   bool is_terminal() const { return tty_; }
 
  private:
@@ -109,6 +111,7 @@ class TerminalView {
   ViewModel model_;
   std::string stage_ = "Starting";
   std::string extra_;
+  std::string connection_;
   std::vector<std::string> pending_logs_;
   size_t lines_on_screen_ = 0;
   bool dirty_ = true;

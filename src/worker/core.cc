@@ -19,8 +19,12 @@ void WorkerCore::on_message(const protocol::ToWorker& message, TimePoint now) {
   std::visit([&](const auto& m) { handle(m, now); }, message);
 }
 
-void WorkerCore::on_bad_message(const protocol::DecodeError& error, TimePoint) {
-  LRTS_WARN("dropped a bad message from the scheduler: {}", error.text);
+void WorkerCore::on_bad_message(const protocol::DecodeError& error, TimePoint now) {
+  uint64_t suppressed = 0;
+  if (log_limiter_.allow(std::to_string(static_cast<int>(error.code)), now, &suppressed)) {
+    LRTS_WARN("dropped a bad message from the scheduler: {}{}", error.text,
+              suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "");
+  }
 }
 
 void WorkerCore::handle(const protocol::WorkerWelcome& m, TimePoint now) {
@@ -203,7 +207,7 @@ void WorkerCore::send_results(TimePoint now) {
     to_return_.clear();
     send_heartbeat(now);  // the smaller capacity, at once
   }
-  results_tx_.pump([&](const protocol::Chunk& c) { link_.send(c); });
+  results_tx_.pump(now, [&](const protocol::Chunk& c) { link_.send(c); });
   if (unsent_.empty()) return;
   protocol::WorkerResults msg;
   msg.capacity = capacity(now);
@@ -310,7 +314,8 @@ void WorkerCore::flush(TimePoint now) {
 
 TimePoint WorkerCore::next_deadline() const {
   if (done_) return TimePoint::max();
-  TimePoint next = std::min({session_.next_deadline(), executor_.next_deadline(), drain_deadline_});
+  TimePoint next = std::min({session_.next_deadline(), executor_.next_deadline(), drain_deadline_,
+                             results_tx_.next_deadline()});
   if (!draining_ && executor_.size() > 0) next = std::min(next, next_surplus_check_);
   return next;
 }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/log_limit.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/peer_session.hpp"
@@ -105,6 +106,11 @@ class WorkerCore {
   const protocol::PeerSession& session() const { return session_; }
   const WorkerStats& stats() const { return stats_; }
   size_t unacknowledged_results() const { return pending_.size(); }
+  // The attempt of an unacknowledged result for `key`, or 0.
+  uint32_t held_result(const protocol::TaskKey& key) const {
+    auto it = pending_.find(key);
+    return it == pending_.end() ? 0 : it->second.outcome.attempt;
+  }
 
  private:
   struct Pending {
@@ -150,6 +156,7 @@ class WorkerCore {
   TimePoint drain_deadline_ = TimePoint::max();
   TimePoint next_surplus_check_{};
   WorkerStats stats_;
+  LogLimiter log_limiter_;
 };
 
 }  // namespace lrts::worker

@@ -63,7 +63,13 @@ const LocalTask* Executor::task(uint32_t ref) const {
 }
 
 bool Executor::add(LocalTask task) {
-  if (by_key_.count(task.key)) return false;
+  if (auto it = by_key_.find(task.key); it != by_key_.end()) {
+    // Held already under an older attempt (the scheduler gave up on it while the assignment
+    // was on its way, and gave it to us again): the same work, under the newer attempt.
+    Entry& e = entries_[it->second];
+    if (e.task.attempt < task.attempt) e.task.attempt = task.attempt;
+    return false;
+  }
   const TaskKey key = task.key;
   const uint32_t ref = alloc(std::move(task));
   by_key_.emplace(key, ref);

@@ -86,7 +86,8 @@ class Executor {
   Executor(ExecutorOptions options, SlotControl& control);
 
   // ---- tasks ----
-  // Takes a task from the scheduler. False if it already holds that key.
+  // Takes a task from the scheduler. False if it already holds that key (under an older
+  // attempt, it now runs under the newer one).
   bool add(LocalTask task);
   // Drops a task: a waiting one at once, one in a slot by recall or by killing its slot. Each
   // dropped task still gets an outcome (lost, "cancelled by the scheduler") unless its result

@@ -110,3 +110,56 @@ int64_t AllocService::run() {
 }  // namespace test_services
 
 LRTS_REGISTER_SERVICE(test_services::AllocService);
+
+#include <sys/wait.h>
+
+namespace test_services {
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::string pattern(uint64_t bytes, int seed) {
+  std::string out(bytes, '\0');
+  uint64_t x = 0x9E3779B97F4A7C15ULL ^ static_cast<uint64_t>(seed);
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (i % 8 == 0) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    out[i] = static_cast<char>(x >> (8 * (i % 8)));
+  }
+  return out;
+}
+
+BlobResult BlobService::run() {
+  BlobResult r;
+  r.fields_size = data.size();
+  r.fields_hash = fnv1a(data);
+  std::string().swap(data);  // what the task no longer needs
+  r.data = pattern(result_bytes, seed);
+  return r;
+}
+
+int64_t ForkService::run() {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (escape) ::setsid();
+    ::sleep(3600);
+    std::_Exit(0);
+  }
+  std::ofstream(pid_file) << child << "\n";
+  if (mode == "sleep") std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  if (mode == "segv") {
+    volatile int* null = nullptr;
+    *null = 1;
+  }
+  return child;
+}
+
+}  // namespace test_services
+
+LRTS_REGISTER_SERVICE(test_services::BlobService);
+LRTS_REGISTER_SERVICE(test_services::ForkService);

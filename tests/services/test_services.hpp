@@ -131,3 +131,43 @@ class AllocService : public lrts::Service {
 };
 
 }  // namespace test_services
+
+namespace test_services {
+
+// What BlobService saw and made.
+struct BlobResult {
+  uint64_t fields_size = 0;
+  uint64_t fields_hash = 0;  // FNV-1a of the data field
+  std::string data;          // result_bytes bytes of pattern(seed)
+  MSGPACK_DEFINE_MAP(fields_size, fields_hash, data);
+};
+
+// Takes `data` (of any size) and returns a result of `result_bytes` bytes: large payloads in
+// both directions, checkable at the far end.
+class BlobService : public lrts::Service {
+ public:
+  std::string data;
+  uint64_t result_bytes = 0;
+  int seed = 0;
+  std::string service_name() const override { return "test.blob"; }
+  BlobResult run();
+  LRTS_FIELDS(data, result_bytes, seed);
+};
+uint64_t fnv1a(std::string_view s);
+std::string pattern(uint64_t bytes, int seed);
+
+// Starts a child process (in the slot's process group, or in a session of its own with
+// `escape`) that sleeps for an hour, writes its pid to `pid_file`, then `mode`: "return" at
+// once, "sleep" for `ms`, or "segv".
+class ForkService : public lrts::Service {
+ public:
+  std::string pid_file;
+  std::string mode = "return";
+  int ms = 0;
+  bool escape = false;
+  std::string service_name() const override { return "test.fork"; }
+  int64_t run();
+  LRTS_FIELDS(pid_file, mode, ms, escape);
+};
+
+}  // namespace test_services

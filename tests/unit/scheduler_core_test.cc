@@ -41,7 +41,7 @@ class FakeTransport final : public Transport {
 
 class SchedulerCoreTest : public ::testing::Test {
  protected:
-  SchedulerCoreTest() : core_(options(), transport_) {}
+  SchedulerCoreTest() : core_(options(), transport_, blobs_) {}
 
   static CoreOptions options() {
     CoreOptions o;
@@ -123,6 +123,7 @@ class SchedulerCoreTest : public ::testing::Test {
   }
 
   FakeTransport transport_;
+  MemoryBlobStore blobs_;
   SchedulerCore core_;
   TimePoint now_ = TimePoint{} + 1000s;
   std::deque<protocol::Submit> fields_;
@@ -187,7 +188,10 @@ TEST_F(SchedulerCoreTest, DeliversResultOnceAndForgetsTaskAfterAck) {
   result("W", {100, 1}, 1, TaskStatus::kFinished, "value");
   EXPECT_TRUE(results("A").empty());
   EXPECT_EQ(core_.stats().duplicates, 1u);
+  // Received: no longer sent again, but kept until the application has handed it out.
   deliver("A", protocol::Received{{{100, 1}}});
+  EXPECT_EQ(core_.stats().done, 1u);
+  deliver("A", protocol::Collected{{{100, 1}}});
   EXPECT_EQ(core_.stats().done, 0u);
   EXPECT_EQ(core_.stats().delivered, 1u);
 }
@@ -332,11 +336,14 @@ TEST_F(SchedulerCoreTest, SilentApplicationKeepsItsTasksForTheGracePeriod) {
   // The application comes back (new connection, new session) and gets the result.
   app_hello("A2", "app-x", 200);
   auto msgs = to_app("A2");
-  ASSERT_FALSE(msgs.empty());
+  ASSERT_EQ(msgs.size(), 3u);
   const auto& welcome = std::get<protocol::AppWelcome>(msgs[0]);
-  EXPECT_EQ(welcome.outstanding, (std::vector<protocol::TaskKey>{{100, 1}}));
-  ASSERT_EQ(msgs.size(), 2u);
-  EXPECT_EQ(std::get<protocol::AppResults>(msgs[1]).items.at(0).payload, "kept");
+  EXPECT_EQ(welcome.outstanding, 1u);
+  EXPECT_EQ(welcome.ready, 1u);
+  // Its earlier tasks first (so it knows the result is its own), then the result.
+  EXPECT_EQ(std::get<protocol::AppOutstanding>(msgs[1]).keys,
+            (std::vector<protocol::TaskKey>{{100, 1}}));
+  EXPECT_EQ(std::get<protocol::AppResults>(msgs[2]).items.at(0).payload, "kept");
 }
 
 TEST_F(SchedulerCoreTest, ApplicationGoneLongerThanGraceLosesItsWork) {
@@ -378,7 +385,7 @@ TEST_F(SchedulerCoreTest, IdleCoreHasNoTimers) {
 TEST_F(SchedulerCoreTest, ReclaimAfterRestartIsDueBeforeLaterTimers) {
   CoreOptions o = options();
   o.reclaim_grace = 2s;  // shorter than the application timer restore() starts (10 s)
-  SchedulerCore core(o, transport_);
+  SchedulerCore core(o, transport_, blobs_);
   RecoveredState state;
   state.apps.push_back({"app", 60000});
   RecoveredTask task;

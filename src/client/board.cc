@@ -1,0 +1,260 @@
+#include "client/board.hpp"
+
+#include <algorithm>
+
+namespace lrts::client {
+
+namespace {
+
+std::string unknown_id(const std::string& id) {
+  return "unknown service id " + id + " (not scheduled by this application, or already collected)";
+}
+
+}  // namespace
+
+void ResultBoard::add_pending(const TaskKey& key) {
+  std::lock_guard lock(mu_);
+  pending_.insert(key);
+}
+
+void ResultBoard::drop_pending(const TaskKey& key) {
+  std::lock_guard lock(mu_);
+  pending_.erase(key);
+}
+
+bool ResultBoard::is_pending(const TaskKey& key) const {
+  std::lock_guard lock(mu_);
+  return pending_.count(key) != 0;
+}
+
+void ResultBoard::deliver(const TaskKey& key, ServiceResult result) {
+  std::lock_guard lock(mu_);
+  pending_.erase(key);
+  for (auto* sub : subscriptions_) {
+    if (sub->wanted.erase(key)) {
+      sub->arrived.push_back(std::move(result));
+      cv_.notify_all();
+      return;
+    }
+  }
+  ready_.insert_or_assign(key, std::move(result));
+  cv_.notify_all();
+}
+
+void ResultBoard::adopt(const std::vector<TaskKey>& keys) {
+  std::lock_guard lock(mu_);
+  for (const TaskKey& k : keys) {
+    if (!ready_.count(k)) pending_.insert(k);
+  }
+  cv_.notify_all();
+}
+
+std::vector<TaskKey> ResultBoard::take_collected() {
+  std::lock_guard lock(mu_);
+  std::vector<TaskKey> out;
+  out.swap(collected_);
+  return out;
+}
+
+void ResultBoard::collect_locked(const TaskKey& key) {
+  const bool first = collected_.empty();
+  collected_.push_back(key);
+  if (first && wake_io_) wake_io_();
+}
+
+void ResultBoard::set_connected(bool connected) {
+  std::lock_guard lock(mu_);
+  connected_ = connected;
+  cv_.notify_all();
+}
+
+void ResultBoard::set_unacknowledged(size_t n) {
+  std::lock_guard lock(mu_);
+  unacked_ = n;
+  cv_.notify_all();
+}
+
+void ResultBoard::fail(const std::string& why) {
+  std::lock_guard lock(mu_);
+  fatal_ = why;
+  cv_.notify_all();
+}
+
+void ResultBoard::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  cv_.notify_all();
+}
+
+void ResultBoard::notify() {
+  std::lock_guard lock(mu_);
+  cv_.notify_all();
+}
+
+void ResultBoard::check_usable() const {
+  if (!fatal_.empty()) throw std::runtime_error("lrts application: " + fatal_);
+  if (closed_) throw std::runtime_error("lrts application is stopped");
+}
+
+template <class Pred>
+void ResultBoard::wait_until(std::unique_lock<std::mutex>& lock, TimePoint deadline, Pred pred,
+                             const std::string& what) {
+  while (!pred()) {
+    check_usable();
+    if (deadline == TimePoint::max()) {
+      cv_.wait(lock);
+    } else if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && !pred()) {
+      throw TimeoutError("timed out waiting for " + what);
+    }
+  }
+}
+
+ServiceResult ResultBoard::wait_for(const TaskKey& key, const std::string& id,
+                                    TimePoint deadline) {
+  std::unique_lock lock(mu_);
+  if (!ready_.count(key) && !pending_.count(key)) throw std::invalid_argument(unknown_id(id));
+  wait_until(lock, deadline, [&] { return ready_.count(key) != 0 || !pending_.count(key); }, id);
+  auto it = ready_.find(key);
+  if (it == ready_.end()) {
+    throw std::invalid_argument("result of " + id + " was collected by another caller");
+  }
+  ServiceResult r = std::move(it->second);
+  ready_.erase(it);
+  collect_locked(key);
+  return r;
+}
+
+std::vector<ServiceResult> ResultBoard::wait_for_multi(const std::vector<TaskKey>& keys,
+                                                       const std::vector<std::string>& ids,
+                                                       TimePoint deadline) {
+  std::unique_lock lock(mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!ready_.count(keys[i]) && !pending_.count(keys[i])) {
+      throw std::invalid_argument(unknown_id(ids[i]));
+    }
+  }
+  size_t have = 0;
+  wait_until(
+      lock, deadline,
+      [&] {
+        for (; have < keys.size(); ++have) {
+          if (!ready_.count(keys[have])) {
+            if (!pending_.count(keys[have])) {
+              throw std::invalid_argument("result of " + ids[have] +
+                                          " was collected by another caller");
+            }
+            return false;
+          }
+        }
+        return true;
+      },
+      "results");
+  std::vector<ServiceResult> out;
+  out.reserve(keys.size());
+  for (const auto& key : keys) {
+    auto it = ready_.find(key);
+    out.push_back(std::move(it->second));
+    ready_.erase(it);
+    collect_locked(key);
+  }
+  return out;
+}
+
+std::unique_ptr<CompletionRange::State> ResultBoard::subscribe(
+    const std::vector<TaskKey>& keys, const std::vector<std::string>& ids, TimePoint deadline,
+    std::shared_ptr<ResultBoard> self) {
+  auto state = std::make_unique<CompletionRange::State>();
+  state->board = std::move(self);
+  state->deadline = deadline;
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!ready_.count(keys[i]) && !pending_.count(keys[i])) {
+      throw std::invalid_argument(unknown_id(ids[i]));
+    }
+  }
+  for (const auto& key : keys) {
+    auto it = ready_.find(key);
+    if (it != ready_.end()) {
+      state->arrived.push_back(std::move(it->second));
+      ready_.erase(it);
+    } else {
+      state->wanted.insert(key);
+    }
+    ++state->remaining;
+  }
+  subscriptions_.push_back(state.get());
+  return state;
+}
+
+void ResultBoard::unsubscribe(CompletionRange::State* state) {
+  std::lock_guard lock(mu_);
+  std::erase(subscriptions_, state);
+  // Results that arrived for this range but were not taken stay collectable.
+  for (auto& r : state->arrived) {
+    TaskKey key;
+    if (protocol::parse_service_id(r.service_id(), &key)) ready_.emplace(key, std::move(r));
+  }
+  state->arrived.clear();
+}
+
+std::optional<ServiceResult> ResultBoard::next(CompletionRange::State& s) {
+  std::unique_lock lock(mu_);
+  if (s.remaining == 0) return std::nullopt;
+  wait_until(lock, s.deadline, [&] { return !s.arrived.empty(); }, "completed results");
+  ServiceResult r = std::move(s.arrived.front());
+  s.arrived.pop_front();
+  --s.remaining;
+  TaskKey key;
+  if (protocol::parse_service_id(r.service_id(), &key)) collect_locked(key);
+  return r;
+}
+
+size_t ResultBoard::remaining(const CompletionRange::State& s) const {
+  std::lock_guard lock(mu_);
+  return s.remaining;
+}
+
+bool ResultBoard::connected() const {
+  std::lock_guard lock(mu_);
+  return connected_;
+}
+
+bool ResultBoard::wait_connected(TimePoint deadline) {
+  std::unique_lock lock(mu_);
+  cv_.wait_until(lock, deadline, [&] { return connected_ || !fatal_.empty() || closed_; });
+  return connected_;
+}
+
+bool ResultBoard::wait_acknowledged(TimePoint deadline, const std::function<bool()>& sent) {
+  std::unique_lock lock(mu_);
+  try {
+    wait_until(lock, deadline, [&] { return unacked_ == 0 && sent(); }, "acknowledgements");
+  } catch (const TimeoutError&) {
+    return false;
+  }
+  return true;
+}
+
+std::vector<TaskKey> ResultBoard::outstanding() const {
+  std::lock_guard lock(mu_);
+  std::vector<TaskKey> keys(pending_.begin(), pending_.end());
+  for (const auto& [key, r] : ready_) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+std::vector<ServiceResult> ResultBoard::take_ready() {
+  std::lock_guard lock(mu_);
+  std::vector<TaskKey> keys;
+  for (const auto& [key, r] : ready_) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  std::vector<ServiceResult> out;
+  for (const auto& key : keys) {
+    out.push_back(std::move(ready_[key]));
+    ready_.erase(key);
+    collect_locked(key);
+  }
+  return out;
+}
+
+}  // namespace lrts::client
