@@ -183,6 +183,8 @@ class ClientApplication {
   // The results that have arrived and were not collected yet, without waiting (after
   // wait_connected, every result that was waiting at the scheduler has arrived).
   std::vector<ServiceResult> collect_ready();
+  // How many results have arrived and wait to be collected.
+  size_t results_waiting() const;
 
   struct Impl;  // opaque
 

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   commands.push_back(progress_server_command(app));
   commands.push_back(progress_command(app));
   commands.push_back(submit_command(app));
+  commands.push_back(results_command(app));
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

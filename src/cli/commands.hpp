@@ -22,5 +22,6 @@ std::unique_ptr<Command> worker_command(CLI::App& lrts);
 std::unique_ptr<Command> progress_server_command(CLI::App& lrts);
 std::unique_ptr<Command> progress_command(CLI::App& lrts);
 std::unique_ptr<Command> submit_command(CLI::App& lrts);
+std::unique_ptr<Command> results_command(CLI::App& lrts);
 
 }  // namespace lrts::cli

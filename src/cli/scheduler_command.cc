@@ -63,6 +63,11 @@ class SchedulerCommand final : public Command {
                  "most an application may ask for")
         ->capture_default_str()
         ->check(flags::number(0, 30.0 * 86400));
+    a.add_option("--keep-results", keep_results_,
+                 "How long the results of a detached application (lrts submit without --wait, "
+                 "detach_application) wait to be collected: seconds, or 90m, 12h, 7d")
+        ->capture_default_str()
+        ->check(flags::duration(1, 10.0 * 365 * 86400));
     a.add_option("--state-dir", so_.state_dir,
                  "Directory for the journal (SQLite): a scheduler restarted with the same "
                  "directory loses no task or result (default: $XDG_STATE_HOME/lrts/scheduler-PORT "
@@ -117,6 +122,9 @@ class SchedulerCommand final : public Command {
     so_.core.worker_timeout = flags::seconds(worker_timeout_s_);
     so_.core.app_timeout = flags::seconds(app_timeout_s_);
     so_.core.app_grace = flags::seconds(app_grace_s_);
+    double keep_s = 0;
+    flags::parse_duration(keep_results_, &keep_s);
+    so_.core.keep_results = flags::seconds(keep_s);
     so_.core.unoffered_service_wait = flags::seconds(unoffered_wait_s_);
     so_.core.reclaim_grace = flags::seconds(reclaim_s_ >= 0 ? reclaim_s_ : worker_timeout_s_);
     so_.max_message_bytes = static_cast<size_t>(max_mb_ * 1024 * 1024);
@@ -134,6 +142,7 @@ class SchedulerCommand final : public Command {
   scheduler::ServerOptions so_;
   std::string log_level_ = "info";
   std::string journal_sync_ = "normal";
+  std::string keep_results_ = "7d";
   bool no_journal_ = false;
   double timeout_s_ = 1, heartbeat_s_ = 1, worker_timeout_s_ = 10, app_timeout_s_ = 10,
          app_grace_s_ = 600, max_mb_ = 64, unoffered_wait_s_ = 5, reclaim_s_ = -1;

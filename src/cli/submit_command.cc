@@ -72,8 +72,17 @@ int submit(const SubmitOptions& o) {
                    o.scheduler_address.c_str(), o.scheduler_port);
       return 1;
     }
-    std::fprintf(stderr, "lrts submit: %zu task(s) queued under application id %s\n", ids.size(),
-                 app.application_id().c_str());
+    const std::string where =
+        o.scheduler_port == 5555 && o.scheduler_address == "127.0.0.1"
+            ? ""
+            : " --scheduler-address " + o.scheduler_address + " --scheduler-port " +
+                  std::to_string(o.scheduler_port);
+    std::fprintf(stderr,
+                 "lrts submit: %zu task(s) queued under application id %s; they run to the end "
+                 "whether or not anyone waits. Collect the results with:\n  lrts results "
+                 "--application-id %s%s --wait\n",
+                 ids.size(), app.application_id().c_str(), app.application_id().c_str(),
+                 where.c_str());
     app.detach_application();
     return 0;
   }

@@ -15,6 +15,7 @@ std::string unknown_id(const std::string& id) {
 void ResultBoard::add_pending(const TaskKey& key) {
   std::lock_guard lock(mu_);
   pending_.insert(key);
+  ++scheduled_;
 }
 
 void ResultBoard::drop_pending(const TaskKey& key) {
@@ -68,9 +69,9 @@ void ResultBoard::set_connected(bool connected) {
   cv_.notify_all();
 }
 
-void ResultBoard::set_unacknowledged(size_t n) {
+void ResultBoard::set_acknowledged(uint64_t total) {
   std::lock_guard lock(mu_);
-  unacked_ = n;
+  acked_ = total;
   cv_.notify_all();
 }
 
@@ -225,10 +226,11 @@ bool ResultBoard::wait_connected(TimePoint deadline) {
   return connected_;
 }
 
-bool ResultBoard::wait_acknowledged(TimePoint deadline, const std::function<bool()>& sent) {
+bool ResultBoard::wait_acknowledged(TimePoint deadline) {
   std::unique_lock lock(mu_);
+  const uint64_t target = scheduled_;
   try {
-    wait_until(lock, deadline, [&] { return unacked_ == 0 && sent(); }, "acknowledgements");
+    wait_until(lock, deadline, [&] { return acked_ >= target; }, "acknowledgements");
   } catch (const TimeoutError&) {
     return false;
   }
@@ -241,6 +243,11 @@ std::vector<TaskKey> ResultBoard::outstanding() const {
   for (const auto& [key, r] : ready_) keys.push_back(key);
   std::sort(keys.begin(), keys.end());
   return keys;
+}
+
+size_t ResultBoard::ready_count() const {
+  std::lock_guard lock(mu_);
+  return ready_.size();
 }
 
 std::vector<ServiceResult> ResultBoard::take_ready() {

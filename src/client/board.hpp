@@ -61,7 +61,8 @@ class ResultBoard {
   void adopt(const std::vector<TaskKey>& keys);
   std::vector<TaskKey> take_collected();
   void set_connected(bool connected);
-  void set_unacknowledged(size_t n);
+  // How many submissions the scheduler has acknowledged so far, in all.
+  void set_acknowledged(uint64_t total);
   // The session cannot work: every wait throws with this reason.
   void fail(const std::string& why);
   // Stopped: every wait throws.
@@ -83,11 +84,12 @@ class ResultBoard {
 
   bool connected() const;
   bool wait_connected(TimePoint deadline);
-  // Waits until nothing is left unacknowledged (and `sent()` holds), or the deadline.
-  bool wait_acknowledged(TimePoint deadline, const std::function<bool()>& sent);
+  // Waits until every task scheduled before the call is acknowledged, or the deadline.
+  bool wait_acknowledged(TimePoint deadline);
   std::vector<TaskKey> outstanding() const;
   // Results that arrived and were not collected yet, taken without waiting.
   std::vector<ServiceResult> take_ready();
+  size_t ready_count() const;
   // Wakes waiters (the outbox emptied, say).
   void notify();
 
@@ -106,7 +108,8 @@ class ResultBoard {
   std::unordered_map<TaskKey, ServiceResult, TaskKeyHash> ready_;
   std::vector<CompletionRange::State*> subscriptions_;
   std::vector<TaskKey> collected_;
-  size_t unacked_ = 0;
+  uint64_t scheduled_ = 0;  // add_pending calls of this run
+  uint64_t acked_ = 0;
   bool connected_ = false;
   bool closed_ = false;
   std::string fatal_;

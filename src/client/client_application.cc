@@ -138,8 +138,7 @@ void ClientApplication::stop(bool detach) {
 }
 
 bool ClientApplication::flush(std::chrono::milliseconds timeout) {
-  return impl_->board->wait_acknowledged(deadline_after(timeout),
-                                         [&] { return impl_->outbox.empty(); });
+  return impl_->board->wait_acknowledged(deadline_after(timeout));
 }
 
 std::string ClientApplication::schedule_service(const Service& service,
@@ -266,6 +265,8 @@ std::vector<std::string> ClientApplication::pending_service_ids() const {
   for (const auto& k : impl_->board->outstanding()) out.push_back(protocol::format_service_id(k));
   return out;
 }
+
+size_t ClientApplication::results_waiting() const { return impl_->board->ready_count(); }
 
 std::vector<ServiceResult> ClientApplication::collect_ready() {
   check_started();

@@ -178,7 +178,7 @@ class IoLoop final : public SessionLink {
     }
     c_.board->set_connected(ready);
   }
-  void unacknowledged(size_t n) override { c_.board->set_unacknowledged(n); }
+  void acknowledged(uint64_t total) override { c_.board->set_acknowledged(total); }
   void fatal(const std::string& why) override {
     LRTS_ERROR("{}", why);
     c_.board->fail(why);

@@ -57,7 +57,7 @@ void SessionCore::collected(const std::vector<TaskKey>& keys) {
     // welcome (say, after the scheduler restarts): it must not be adopted (and handed out) twice.
     if (k.session != options_.session) collected_earlier_.insert(k);
   }
-  if (!keys.empty()) link_.unacknowledged(unacked_count_);
+  if (!keys.empty()) link_.acknowledged(acked_total_);
 }
 
 void SessionCore::bye() {
@@ -137,7 +137,7 @@ void SessionCore::check_ready() {
 void SessionCore::handle(const protocol::SubmitAck& m, TimePoint) {
   if (m.session != options_.session) return;  // an earlier session's acknowledgement
   for (uint64_t seq : m.seqs) mark_acked(seq);
-  link_.unacknowledged(unacked_count_);
+  link_.acknowledged(acked_total_);
 }
 
 void SessionCore::mark_acked(uint64_t seq) {
@@ -148,6 +148,7 @@ void SessionCore::mark_acked(uint64_t seq) {
   e.s.fields = Bytes();
   if (e.stream) fields_tx_.finish(e.stream);
   --unacked_count_;
+  ++acked_total_;
   while (!unacked_.empty() && unacked_.front().acked) {
     unacked_.pop_front();
     ++base_seq_;

@@ -61,8 +61,8 @@ class SessionLink {
   // Welcomed, with the earlier runs' tasks and the results waiting at that moment all known
   // and delivered; false when the scheduler stops answering.
   virtual void connected(bool ready) = 0;
-  // Submissions not yet acknowledged by the scheduler.
-  virtual void unacknowledged(size_t n) = 0;
+  // How many submissions the scheduler has acknowledged (or that ended) so far, in all.
+  virtual void acknowledged(uint64_t total) = 0;
   // The session cannot work (the scheduler refused this protocol version).
   virtual void fatal(const std::string& why) = 0;
 };
@@ -142,6 +142,7 @@ class SessionCore {
   std::deque<Entry> unacked_;  // contiguous seqs from base_seq_
   uint64_t base_seq_ = 1;
   size_t unacked_count_ = 0;
+  uint64_t acked_total_ = 0;
   uint64_t next_unsent_ = 1;   // seq of the first submission never sent
   std::vector<uint64_t> ready_to_send_;  // seqs whose fields stream just completed
 

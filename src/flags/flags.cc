@@ -81,6 +81,44 @@ CLI::Validator non_empty() {
       "TEXT");
 }
 
+bool parse_duration(const std::string& text, double* seconds_out) {
+  if (text.empty()) return false;
+  double unit = 1;
+  std::string number = text;
+  switch (text.back()) {
+    case 's': unit = 1; number.pop_back(); break;
+    case 'm': unit = 60; number.pop_back(); break;
+    case 'h': unit = 3600; number.pop_back(); break;
+    case 'd': unit = 86400; number.pop_back(); break;
+    default: break;
+  }
+  char* end = nullptr;
+  const double v = std::strtod(number.c_str(), &end);
+  if (number.empty() || end != number.c_str() + number.size() || !std::isfinite(v) || v < 0) {
+    return false;
+  }
+  *seconds_out = v * unit;
+  return true;
+}
+
+CLI::Validator duration(double min_s, double max_s) {
+  return CLI::Validator(
+      [min_s, max_s](std::string& v) -> std::string {
+        double s = 0;
+        if (!parse_duration(v, &s)) {
+          return "'" + v + "' is not a length of time (seconds, or a number with s, m, h or d)";
+        }
+        if (s < min_s || s > max_s) {
+          char buf[128];
+          std::snprintf(buf, sizeof buf, "%s is outside the allowed range %g s to %g s", v.c_str(),
+                        min_s, max_s);
+          return buf;
+        }
+        return {};
+      },
+      "DURATION");
+}
+
 Duration seconds(double s) {
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
 }

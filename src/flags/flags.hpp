@@ -32,4 +32,9 @@ CLI::Validator non_empty();
 // Seconds given on the command line, as a Duration.
 Duration seconds(double s);
 
+// A length of time: a number of seconds, or a number with a unit (90s, 30m, 12h, 7d), within
+// [min_s, max_s] seconds. parse_duration gives the seconds; false if it is not one.
+bool parse_duration(const std::string& text, double* seconds_out);
+CLI::Validator duration(double min_s, double max_s);
+
 }  // namespace lrts::flags

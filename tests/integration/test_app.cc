@@ -1,6 +1,7 @@
 // An application the tests can kill: schedules N test.sleep tasks, prints their ids, waits until
-// the scheduler has acknowledged them all, prints READY, then waits forever.
-//   lrts_test_app PORT APPLICATION_ID COUNT SLEEP_MS [GRACE_MS]
+// the scheduler has acknowledged them all, prints READY, then (with "hold") waits until every
+// result has arrived, uncollected, and prints RECEIVED; then waits forever.
+//   lrts_test_app PORT APPLICATION_ID COUNT SLEEP_MS [GRACE_MS [hold]]
 #include <unistd.h>
 
 #include <cstdio>
@@ -29,5 +30,10 @@ int main(int argc, char** argv) {
   if (!app.flush(std::chrono::seconds(30))) return 1;
   std::printf("READY\n");
   std::fflush(stdout);
+  if (argc > 6 && std::string(argv[6]) == "hold") {
+    while (app.results_waiting() < static_cast<size_t>(std::stoi(argv[3]))) ::usleep(10'000);
+    std::printf("RECEIVED\n");
+    std::fflush(stdout);
+  }
   for (;;) ::pause();  // until killed
 }

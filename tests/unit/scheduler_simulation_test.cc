@@ -301,7 +301,7 @@ struct SimApp final : client::SessionLink {
     for (const auto& k : keys) adopted.insert(k);
   }
   void connected(bool ready) override { welcomed = ready; }
-  void unacknowledged(size_t) override {}
+  void acknowledged(uint64_t) override {}
   void fatal(const std::string& why) override { failure = "fatal: " + why; }
 
   std::string peer;
