@@ -10,6 +10,7 @@
 #include "common/log_limit.hpp"
 #include "net/endpoint.hpp"
 #include "common/signals.hpp"
+#include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/progress_messages.hpp"
@@ -179,19 +180,23 @@ Result<std::unique_ptr<ProgressServer>> ProgressServer::create(
 
 int ProgressServer::run() {
   Impl& s = *impl_;
+  net::raise_descriptor_limit();
+  net::ListenerGuard listener(s.ctx, s.router, s.endpoint);
   SignalPipe signals{SIGINT, SIGTERM};
   LRTS_INFO("progress server listening on {}", s.endpoint);
   net::ZmqFrame identity, payload, extra;
   for (;;) {
     TimePoint now = Clock::now();
-    const TimePoint deadline =
-        std::min({s.next_push, s.store.next_expiry(), s.next_subscriber_check});
+    const TimePoint deadline = std::min({s.next_push, s.store.next_expiry(),
+                                         s.next_subscriber_check, listener.next_deadline()});
     const long timeout = deadline == TimePoint::max()
                              ? -1
                              : std::max<long>(0, to_ms(deadline - now) + 1);
-    zmq_pollitem_t items[2] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) {
+    void* mon = listener.monitor_socket();
+    zmq_pollitem_t items[3] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signals.fd(), ZMQ_POLLIN, 0},
+                               {mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0}};
+    if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR) {
       LRTS_ERROR("poll failed: {}", net::zmq_error_text());
       return 1;
     }
@@ -205,6 +210,8 @@ int ProgressServer::run() {
       }
     }
     now = Clock::now();
+    if (items[2].revents & ZMQ_POLLIN) listener.on_readable(now);
+    listener.on_tick(now);
     for (int n = 0; n < 4096; ++n) {
       if (!s.router.recv(identity)) break;
       if (!identity.more() || !s.router.recv(payload)) continue;

@@ -9,25 +9,13 @@
 #include "common/log.hpp"
 #include "net/endpoint.hpp"
 #include "common/signals.hpp"
+#include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
 #include "scheduler/journal.hpp"
 
 namespace lrts::scheduler {
 
 namespace {
-
-// Open descriptors and the limit. Each worker and application connection holds one; past the
-// limit new connections are refused (and libzmq keeps retrying to accept them, costing CPU).
-std::pair<size_t, size_t> descriptor_use() {
-  size_t open = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d)) ++open;
-    ::closedir(d);
-  }
-  rlimit rl{};
-  ::getrlimit(RLIMIT_NOFILE, &rl);
-  return {open, static_cast<size_t>(rl.rlim_cur)};
-}
 
 class RouterTransport final : public Transport {
  public:
@@ -128,12 +116,10 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
 
 int SchedulerServer::run() {
   Impl& s = *impl_;
-  // One descriptor per connected worker and application: allow as many as the system lets us.
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  // One descriptor per connected worker and application: allow as many as the system lets us,
+  // and turn new connections away rather than spin when they run out.
+  net::raise_descriptor_limit();
+  net::ListenerGuard listener(s.ctx, s.router, s.endpoint);
   SignalPipe signals{SIGINT, SIGTERM};
   LRTS_INFO("scheduler listening on {}", s.endpoint);
 
@@ -143,15 +129,19 @@ int SchedulerServer::run() {
   uint64_t logged_full = 0;
   for (;;) {
     TimePoint now = Clock::now();
-    const TimePoint deadline = std::min(s.core->next_deadline(), next_stats);
+    const TimePoint deadline =
+        std::min({s.core->next_deadline(), next_stats, listener.next_deadline()});
     long timeout_ms = -1;
     if (deadline != TimePoint::max()) {
       timeout_ms = std::max<long>(0, to_ms(deadline - now) + 1);
     }
-    zmq_pollitem_t items[3] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[4] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signals.fd(), ZMQ_POLLIN, 0},
+                               {listener.monitor_socket(), listener.monitor_socket() ? 0 : -1,
+                                listener.monitor_socket() ? short{ZMQ_POLLIN} : short{0}, 0},
                                {nullptr, s.journal ? s.journal->notify_fd() : -1, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, s.journal ? 3 : 2, timeout_ms) < 0 && zmq_errno() != EINTR) {
+    const int n_items = s.journal ? 4 : 3;
+    if (zmq_poll(items, n_items, timeout_ms) < 0 && zmq_errno() != EINTR) {
       LRTS_ERROR("poll failed: {}", net::zmq_error_text());
       return 1;
     }
@@ -170,7 +160,9 @@ int SchedulerServer::run() {
       }
     }
     now = Clock::now();
-    if (s.journal && (items[2].revents & ZMQ_POLLIN)) {
+    if (items[2].revents & ZMQ_POLLIN) listener.on_readable(now);
+    listener.on_tick(now);
+    if (s.journal && (items[3].revents & ZMQ_POLLIN)) {
       s.journal->drain_notify();
       s.core->on_journal_committed(s.journal->committed());
     }
@@ -201,7 +193,7 @@ int SchedulerServer::run() {
 
     if (now >= next_stats) {
       next_stats = now + s.options.stats_interval;
-      if (const auto [open, limit] = descriptor_use(); open * 100 > limit * 95) {
+      if (const auto [open, limit] = net::descriptor_use(); open * 10 > limit * 9) {
         LRTS_WARN("{} of {} file descriptors in use: new workers and applications will be refused "
                   "past the limit (raise it with ulimit -n)",
                   open, limit);
