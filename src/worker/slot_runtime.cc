@@ -1,6 +1,7 @@
 #include "worker/slot_runtime.hpp"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "common/bytes.hpp"
 #include "common/clock.hpp"
 #include "common/process.hpp"
+#include "common/unique_fd.hpp"
 #include "protocol/framing.hpp"
 #include "protocol/slot_messages.hpp"
 #include "services/registry.hpp"
@@ -90,8 +92,11 @@ struct Done {
 // another. The reader thread reads frames: RUN appends to the queue; RECALL takes back the
 // tasks that have not started and answers RECALLED with them; and it sends results the task
 // thread buffered once they are kMaxResultDelay old, so a result never waits behind a long task
-// that runs next. The task thread sends its buffer at once when the queue is empty (no one to
-// batch with) or when it is full. Writes to the socket are serialised by out_mu_.
+// that runs next (the task thread wakes it through an eventfd when it buffers a first result: a
+// reader asleep in poll() would not see a condition variable). The task thread sends its buffer
+// itself before it waits for work (no one to batch with — checked under the queue's lock, so a
+// RECALL that empties the queue cannot strand a result) or when the buffer is full. Writes to
+// the socket are serialised by out_mu_.
 class Slot {
  public:
   Slot(int fd, shm::ProgressRegion* region, uint64_t max_result_bytes)
@@ -103,6 +108,16 @@ class Slot {
       Task task;
       {
         std::unique_lock lock(queue_mu_);
+        if (queue_.empty()) {
+          // Nothing to batch the buffered results with: they go now. Only this thread adds
+          // results, so none is left behind while it waits.
+          lock.unlock();
+          {
+            std::lock_guard out(out_mu_);
+            flush_locked();
+          }
+          lock.lock();
+        }
         queue_cv_.wait(lock, [&] { return !queue_.empty() || closed_; });
         if (queue_.empty()) break;  // the worker closed our socket: time to go
         task = std::move(queue_.front());
@@ -110,23 +125,22 @@ class Slot {
       }
       Done done = run_task(task);
       clean_up_children();
-      bool queue_empty;
-      {
-        std::lock_guard lock(queue_mu_);
-        queue_empty = queue_.empty();
-      }
       std::lock_guard lock(out_mu_);
-      if (results_.empty()) first_buffered_ = Clock::now();
+      const bool first = results_.empty();
+      if (first) first_buffered_ = Clock::now();
       results_.push_back(std::move(done));
-      if (queue_empty || results_.size() >= kMaxBufferedResults) flush_locked();
-      out_cv_.notify_all();  // the reader's flush timer
+      if (results_.size() >= kMaxBufferedResults) {
+        flush_locked();
+      } else if (first) {
+        wake_reader();  // its flush timer starts now (it may be waiting for input alone)
+      }
     }
     {
       std::lock_guard lock(out_mu_);
       flush_locked();
       stopping_ = true;
-      out_cv_.notify_all();
     }
+    wake_reader();
     ::shutdown(fd_, SHUT_RD);  // wakes the reader if it still waits
     reader.join();
     return 0;
@@ -145,9 +159,14 @@ class Slot {
           timeout_ms = static_cast<int>(std::max<int64_t>(0, (to_ns(due) + 999'999) / 1'000'000));
         }
       }
-      pollfd p{fd_, POLLIN, 0};
-      const int r = ::poll(&p, 1, timeout_ms);
+      pollfd p[2] = {{fd_, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      const int r = ::poll(p, 2, timeout_ms);
       if (r < 0 && errno != EINTR) return close();
+      if (r > 0 && (p[1].revents & POLLIN)) {
+        uint64_t n;
+        [[maybe_unused]] const auto got = ::read(wake_.get(), &n, sizeof n);
+        if (!(p[0].revents & POLLIN)) continue;  // a result was buffered: time it
+      }
       if (r == 0) {
         std::lock_guard lock(out_mu_);
         if (!results_.empty() && Clock::now() - first_buffered_ >= kMaxResultDelay) flush_locked();
@@ -213,6 +232,11 @@ class Slot {
       }
       queue_cv_.notify_one();
     }
+  }
+
+  void wake_reader() {
+    const uint64_t one = 1;
+    [[maybe_unused]] const auto put = ::write(wake_.get(), &one, sizeof one);
   }
 
   void close() {
@@ -298,8 +322,8 @@ class Slot {
   std::deque<Task> queue_;  // guarded by queue_mu_
   bool closed_ = false;     // guarded by queue_mu_
 
+  UniqueFd wake_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};  // the task thread wakes the reader
   std::mutex out_mu_;
-  std::condition_variable out_cv_;
   protocol::FrameWriter out_;    // guarded by out_mu_
   std::vector<Done> results_;    // guarded by out_mu_
   TimePoint first_buffered_{};   // guarded by out_mu_

@@ -190,6 +190,15 @@ class Worker final : public WorkerLink {
                 ps.batches, ps.bars_sent, ps.rtt_ewma_ms, ps.unanswered);
       logged_batches_ = ps.batches;
     }
+    const WorkerStats& ws = core_->stats();
+    const size_t held = core_->executor().size(), unacked = core_->unacknowledged_results();
+    if (ws.assigned != logged_assigned_ || held || unacked) {
+      LRTS_INFO("tasks: {} assigned, {} result(s) sent, {} handed back; now {} held ({} slot(s) "
+                "busy), {} result(s) waiting for the scheduler's acknowledgement",
+                ws.assigned, ws.results, ws.handed_back, held, core_->executor().busy_slots().size(),
+                unacked);
+      logged_assigned_ = ws.assigned;
+    }
   }
 
   static constexpr Duration kStatsInterval = seconds(30);
@@ -204,6 +213,7 @@ class Worker final : public WorkerLink {
   std::vector<protocol::BarState> bar_updates_;
   TimePoint next_scan_ = TimePoint::max();
   uint64_t logged_batches_ = 0;
+  uint64_t logged_assigned_ = 0;
   std::string buf_;
 };
 
