@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <filesystem>
 #include <unordered_map>
@@ -183,6 +184,9 @@ Status JournalStore::init_schema() {
       verdict.assign(column_text(check.get(), 0));
     }
     if (verdict != "ok") {
+      // One line: SQLite lists each problem on its own.
+      std::replace(verdict.begin(), verdict.end(), '\n', ' ');
+      if (verdict.size() > 300) verdict = verdict.substr(0, 300) + "...";
       return make_error(path_ + " is damaged (" + verdict +
                         "): move the state directory aside to start with an empty queue, or "
                         "put back a copy of it");

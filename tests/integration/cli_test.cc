@@ -27,6 +27,28 @@ TEST(CliIntegrationTest, InvalidValuesExitNonZeroWithAOneLineReason) {
       {{"submit", "svc", "--fields", "{not json"}, "not valid JSON"},
       {{"submit", "svc", "--fields", "[1,2]"}, "JSON object"},
       {{"nonsense"}, "nonsense"},
+      // Numbers that are not numbers, or out of any sane range, for every kind of flag.
+      {{"scheduler", "--worker-timeout", "nan"}, "finite"},
+      {{"scheduler", "--app-timeout", "inf"}, "finite"},
+      {{"scheduler", "--heartbeat-interval", "1e300"}, "range"},
+      {{"scheduler", "--worker-timeout", "-1"}, "range"},
+      {{"scheduler", "--app-grace", "-5"}, "range"},
+      {{"scheduler", "--reclaim-grace", "nan"}, "finite"},
+      {{"scheduler", "--keep-results", "nan"}, "length of time"},
+      {{"scheduler", "--keep-results", "-3d"}, "length of time"},
+      {{"scheduler", "--max-message-mb", "inf"}, "finite"},
+      {{"worker", "--timeout", "nan"}, "finite"},
+      {{"worker", "--max-result-mb", "nan"}, "finite"},
+      {{"worker", "--max-result-mb", "-5"}, "range"},
+      {{"results", "--application-id", "x", "--timeout", "nan"}, "finite"},
+      // Sets that contradict each other, and more than the machine holds.
+      {{"scheduler", "--heartbeat-interval", "5", "--worker-timeout", "1"}, "twice"},
+      {{"worker", "-max-jobs", "100000"}, "more slots than this machine"},
+      {{"scheduler", "--state-dir", ""}, "empty"},
+      // Addresses that do not resolve, without --wait too.
+      {{"submit", "test.noop", "--scheduler-address", "nosuchhost.invalid"}, "cannot resolve"},
+      {{"submit", "test.noop", "--scheduler-address", ""}, "empty"},
+      {{"submit", "test.noop", "--application-id", std::string(300, 'a')}, "application id"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> argv = {lrts_bin()};

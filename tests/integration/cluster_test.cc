@@ -290,6 +290,19 @@ TEST_F(ClusterTest, SignalsStopDaemonsCleanlyAndTakeTheSlotsWithThem) {
   EXPECT_TRUE(cluster_.scheduler().log_contains("received SIGINT"));
 }
 
+TEST_F(ClusterTest, AnApplicationIdOverTheLimitIsRefusedAtOnce) {
+  ApplicationInformation i = info();
+  i.application_id = std::string(300, 'a');
+  try {
+    ClientApplication app(i);
+    FAIL() << "a 300-byte application id was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("300 bytes"), std::string::npos) << e.what();
+  }
+  i.application_id = std::string(256, 'a');  // the longest allowed
+  EXPECT_NO_THROW(ClientApplication{i});
+}
+
 TEST_F(ClusterTest, IdleDaemonsUseAlmostNoCpu) {
   Daemon& s = cluster_.start_scheduler();
   Daemon& w = cluster_.start_worker(2);
