@@ -77,7 +77,30 @@ class ProgressBar {
   detail::BarCell* cell_;
 };
 
-// One bar as the application sees it.
+// Where a bar stands. Anything but `running` is frozen: its count, rate and ETA no longer move.
+enum class BarStatus : uint8_t {
+  running,
+  done,       // closed by the task, or the task finished
+  failed,     // the task failed
+  lost,       // the attempt died with its slot or worker (the task may be retried)
+  cancelled,  // the task was cancelled
+  timed_out,  // the task ran past its time limit
+};
+
+inline const char* to_string(BarStatus s) {
+  switch (s) {
+    case BarStatus::running: return "running";
+    case BarStatus::done: return "done";
+    case BarStatus::failed: return "failed";
+    case BarStatus::lost: return "lost";
+    case BarStatus::cancelled: return "cancelled";
+    case BarStatus::timed_out: return "timed out";
+  }
+  return "?";
+}
+
+// One bar as the application sees it. Description and unit hold printable text only (control
+// characters are dropped on the way, so a bar cannot drive the terminal that shows it).
 struct ProgressSnapshot {
   std::string service_id;
   uint32_t attempt = 0;
@@ -86,7 +109,8 @@ struct ProgressSnapshot {
   std::string unit;
   uint64_t count = 0;
   uint64_t total = 0;  // 0: unknown
-  bool closed = false;
+  bool closed = false;  // status != running
+  BarStatus status = BarStatus::running;
   double rate = 0;                         // units per second, smoothed
   double eta_seconds = -1;                 // -1: unknown
   double elapsed_seconds = 0;

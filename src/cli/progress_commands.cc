@@ -31,6 +31,11 @@ class ProgressServerCommand final : public Command {
                  "Seconds a finished bar is kept for late viewers before it is forgotten")
         ->capture_default_str()
         ->check(flags::number(0, 7.0 * 86400));
+    a.add_option("--worker-silence", worker_silence_s_,
+                 "Seconds without word from a worker after which its open bars are shown as "
+                 "lost (workers with open bars report at least every 2 s)")
+        ->capture_default_str()
+        ->check(flags::number(3, 86400));
     a.add_option("--max-bars", pso_.store.max_bars,
                  "Bars held at most (oldest finished ones are forgotten first)")
         ->capture_default_str()
@@ -44,6 +49,7 @@ class ProgressServerCommand final : public Command {
       return 2;
     }
     pso_.store.keep_closed = flags::seconds(keep_closed_s_);
+    pso_.worker_silence = flags::seconds(worker_silence_s_);
     auto server = progress_server::ProgressServer::create(pso_);
     if (!server) {
       std::fprintf(stderr, "lrts progress-server: %s\n", server.error().c_str());
@@ -56,7 +62,7 @@ class ProgressServerCommand final : public Command {
   CLI::App* app_;
   progress_server::ProgressServerOptions pso_;
   std::string log_level_ = "info";
-  double timeout_s_ = 1, keep_closed_s_ = 300;
+  double timeout_s_ = 1, keep_closed_s_ = 300, worker_silence_s_ = 10;
 };
 
 class ProgressCommand final : public Command {

@@ -105,6 +105,7 @@ class IoLoop final : public SessionLink {
     for (;;) {
       TimePoint now = Clock::now();
       Outbox::Work work = c_.outbox->take();
+      if (!work.submissions.empty() && first_work_ == TimePoint{}) first_work_ = now;
       for (auto& s : work.submissions) {
         ++scheduled_;
         core_.submit(std::move(s));
@@ -124,12 +125,13 @@ class IoLoop final : public SessionLink {
       core_.on_tick(now);
       core_.flush(now);
       if (progress_.get() && now >= next_subscribe_) subscribe(now);
-      update_view();
+      update_view(now);
 
       zmq_pollitem_t items[3] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, c_.outbox->wake_fd(), ZMQ_POLLIN, 0},
                                  {progress_.get(), 0, ZMQ_POLLIN, 0}};
-      const TimePoint deadline = std::min(core_.next_deadline(), next_subscribe_);
+      TimePoint deadline = std::min(core_.next_deadline(), next_subscribe_);
+      if (c_.view && shown_outstanding_ > 0) deadline = std::min(deadline, next_view_);
       const long timeout = deadline == TimePoint::max()
                                ? -1
                                : std::max<long>(0, to_ms(deadline - now) + 1);
@@ -165,6 +167,8 @@ class IoLoop final : public SessionLink {
   }
   void adopt(const std::vector<TaskKey>& keys) override {
     c_.board->adopt(keys);
+    adopted_ += keys.size();
+    if (first_work_ == TimePoint{}) first_work_ = Clock::now();
     for (const TaskKey& k : keys) {
       if (sessions_.insert(k.session).second && progress_.get()) next_subscribe_ = Clock::now();
     }
@@ -230,14 +234,34 @@ class IoLoop final : public SessionLink {
     for (const auto& cb : c_.progress->callbacks()) cb(changed);
   }
 
-  void update_view() {
-    if (!c_.view || (completed_ == shown_completed_ && scheduled_ == shown_scheduled_)) return;
+  void counts(uint64_t running, uint64_t) override { running_ = running; }
+
+  // The status line: ok · failed · running · queued, the overall rate and ETA. Set when a count
+  // moves, and every second while tasks are outstanding (the ETA moves with the clock).
+  void update_view(TimePoint now) {
+    if (!c_.view) return;
+    const uint64_t outstanding = scheduled_ + adopted_ > completed_
+                                     ? scheduled_ + adopted_ - completed_
+                                     : 0;
+    const uint64_t running = std::min(running_, outstanding);
+    const bool moved = completed_ != shown_completed_ || outstanding != shown_outstanding_ ||
+                       running != shown_running_;
+    if (!moved && (outstanding == 0 || now < next_view_)) return;
     shown_completed_ = completed_;
-    shown_scheduled_ = scheduled_;
-    std::string extra = std::to_string(completed_) + "/" + std::to_string(scheduled_) +
-                        " tasks done";
-    if (failed_) extra += ", " + std::to_string(failed_) + " failed";
-    c_.view->set_extra(std::move(extra));
+    shown_outstanding_ = outstanding;
+    shown_running_ = running;
+    next_view_ = now + seconds(1);
+    tui::TaskCounts tc;
+    tc.ok = completed_ - failed_;
+    tc.failed = failed_;
+    tc.running = running;
+    tc.queued = outstanding - running;
+    if (completed_ > 0 && first_work_ != TimePoint{}) {
+      const double secs = std::chrono::duration<double>(now - first_work_).count();
+      if (secs > 0) tc.rate = static_cast<double>(completed_) / secs;
+      if (tc.rate > 0) tc.eta_seconds = static_cast<double>(outstanding) / tc.rate;
+    }
+    c_.view->set_fields(tui::task_fields(tc));
   }
 
   IoContext c_;
@@ -249,8 +273,10 @@ class IoLoop final : public SessionLink {
   TimePoint next_subscribe_ = TimePoint::max();
   std::string endpoint_;
   std::string buf_;
-  uint64_t scheduled_ = 0, completed_ = 0, failed_ = 0;
-  uint64_t shown_scheduled_ = 0, shown_completed_ = 0;
+  uint64_t scheduled_ = 0, adopted_ = 0, completed_ = 0, failed_ = 0, running_ = 0;
+  uint64_t shown_completed_ = UINT64_MAX, shown_outstanding_ = 0, shown_running_ = 0;
+  TimePoint first_work_{};  // the first submission or adopted task: the rate counts from it
+  TimePoint next_view_{};
 };
 
 }  // namespace

@@ -63,6 +63,8 @@ class SessionLink {
   virtual void connected(bool ready) = 0;
   // How many submissions the scheduler has acknowledged (or that ended) so far, in all.
   virtual void acknowledged(uint64_t total) = 0;
+  // Where the application's tasks stand at the scheduler.
+  virtual void counts(uint64_t running, uint64_t queued) { (void)running, (void)queued; }
   // The session cannot work (the scheduler refused this protocol version).
   virtual void fatal(const std::string& why) = 0;
 };
@@ -122,6 +124,7 @@ class SessionCore {
   void handle(const protocol::ErrorMsg& m, TimePoint now);
   void handle(const protocol::Chunk& m, TimePoint now);
   void handle(const protocol::ChunkAck& m, TimePoint now);
+  void handle(const protocol::AppCounts& m, TimePoint) { link_.counts(m.running, m.queued); }
 
   void send_hello(TimePoint now);
   void mark_acked(uint64_t seq);

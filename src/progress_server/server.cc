@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <list>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -20,6 +21,12 @@ namespace lrts::progress_server {
 namespace {
 
 constexpr size_t kMaxBarsPerUpdate = 4096;
+// Every table a peer can grow is bounded: subscribers (each with at most
+// kMaxSubscribedSessions sessions), the session -> application map (least recently heard of
+// forgotten first), and workers (silent ones forgotten).
+constexpr size_t kMaxSubscribers = 10'000;
+constexpr size_t kMaxOwners = 1u << 18;
+constexpr size_t kMaxWorkers = 100'000;
 
 struct Subscriber {
   std::string application_id;
@@ -38,9 +45,22 @@ struct ProgressServer::Impl {
   uint64_t epoch = 0;
   ProgressStore store;
   std::unordered_map<std::string, Subscriber> subscribers;
-  // Sessions of each application id, learned from applications' subscriptions (for viewers
-  // that ask for one application's tasks).
-  std::unordered_map<std::string, std::unordered_set<uint64_t>> app_sessions;
+  // The application of each session, from workers (who learn it with each task) and from
+  // applications' subscriptions: for viewers that ask for one application's tasks.
+  struct Owner {
+    std::string app;
+    std::list<uint64_t>::iterator order;
+  };
+  std::unordered_map<uint64_t, Owner> owners;
+  std::list<uint64_t> owner_order;  // least recently heard of first
+  // Workers by name: when one goes silent, its open bars end lost.
+  struct Source {
+    uint32_t id = 0;
+    TimePoint last_seen{};
+  };
+  std::unordered_map<std::string, Source> workers;
+  uint32_t next_source = 1;
+  TimePoint next_worker_check = TimePoint::max();
   std::string buf;
   TimePoint next_push = TimePoint::max();
   TimePoint next_subscriber_check = TimePoint::max();
@@ -53,11 +73,54 @@ struct ProgressServer::Impl {
   bool wants(const Subscriber& s, uint64_t session) const {
     if (s.all) return true;
     if (s.sessions.count(session)) return true;
-    if (s.sessions.empty() && !s.application_id.empty()) {
-      auto it = app_sessions.find(s.application_id);
-      return it != app_sessions.end() && it->second.count(session);
+    if (s.application_id.empty()) return false;
+    auto it = owners.find(session);
+    return it != owners.end() && it->second.app == s.application_id;
+  }
+
+  void learn_owner(uint64_t session, std::string_view app) {
+    auto it = owners.find(session);
+    if (it != owners.end()) {
+      owner_order.splice(owner_order.end(), owner_order, it->second.order);
+      if (it->second.app != app) it->second.app.assign(app);
+      return;
     }
-    return false;
+    if (owners.size() >= kMaxOwners) {
+      owners.erase(owner_order.front());
+      owner_order.pop_front();
+    }
+    owner_order.push_back(session);
+    owners.emplace(session, Owner{std::string(app), std::prev(owner_order.end())});
+  }
+
+  uint32_t source_of(std::string_view worker, TimePoint now) {
+    auto it = workers.find(std::string(worker));
+    if (it == workers.end()) {
+      if (workers.size() >= kMaxWorkers) return 0;  // unnamed: never marked lost
+      it = workers.emplace(std::string(worker), Source{next_source++, now}).first;
+    }
+    it->second.last_seen = now;
+    next_worker_check = std::min(next_worker_check, now + options.worker_silence);
+    return it->second.id;
+  }
+
+  // Workers not heard from within worker_silence: their open bars end lost.
+  void check_workers(TimePoint now) {
+    next_worker_check = TimePoint::max();
+    for (auto it = workers.begin(); it != workers.end();) {
+      if (it->second.last_seen + options.worker_silence <= now) {
+        if (const size_t n = store.mark_lost(it->second.id, now)) {
+          LRTS_INFO("worker '{}' silent for {} s: its {} open bar(s) end lost", it->first,
+                    to_ms(options.worker_silence) / 1000, n);
+          if (next_push == TimePoint::max()) next_push = now;
+        }
+        it = workers.erase(it);
+        continue;
+      }
+      next_worker_check =
+          std::min(next_worker_check, it->second.last_seen + options.worker_silence);
+      ++it;
+    }
   }
 
   void send_update(const std::string& peer, std::vector<protocol::BarState>& bars, bool snapshot) {
@@ -90,7 +153,9 @@ struct ProgressServer::Impl {
       return;
     }
     if (auto* batch = std::get_if<protocol::ProgressBatch>(&*msg)) {
-      for (const auto& b : batch->bars) store.apply(b, now);
+      for (const auto& o : batch->owners) learn_owner(o.session, o.application_id);
+      const uint32_t source = source_of(batch->worker, now);
+      for (const auto& b : batch->bars) store.apply(b, now, source);
       ++batches;
       buf.clear();
       protocol::encode(protocol::ProgressAck{batch->batch_seq, epoch}, buf);
@@ -99,6 +164,13 @@ struct ProgressServer::Impl {
         next_push = now + options.push_interval;
       }
     } else if (auto* sub = std::get_if<protocol::Subscribe>(&*msg)) {
+      if (subscribers.size() >= kMaxSubscribers && !subscribers.count(peer)) {
+        uint64_t suppressed = 0;
+        if (log_limiter.allow("subscribers", now, &suppressed)) {
+          LRTS_WARN("{} subscribers already: a new one is refused", kMaxSubscribers);
+        }
+        return;
+      }
       auto [it, fresh] = subscribers.try_emplace(peer);
       Subscriber& s = it->second;
       const bool changed = fresh || s.all != sub->all ||
@@ -109,9 +181,8 @@ struct ProgressServer::Impl {
       s.all = sub->all;
       s.last_seen = now;
       next_subscriber_check = std::min(next_subscriber_check, now + options.subscriber_timeout);
-      if (!sub->application_id.empty() && !sub->sessions.empty()) {
-        auto& known = app_sessions[std::string(sub->application_id)];
-        known.insert(sub->sessions.begin(), sub->sessions.end());
+      if (!sub->application_id.empty()) {
+        for (uint64_t session : sub->sessions) learn_owner(session, sub->application_id);
       }
       if (changed) {
         LRTS_INFO("subscriber {} ({})", fresh ? "joined" : "changed its filter",
@@ -130,11 +201,7 @@ struct ProgressServer::Impl {
     for (auto it = subscribers.begin(); it != subscribers.end();) {
       if (it->second.last_seen + options.subscriber_timeout <= now) {
         LRTS_INFO("subscriber gone silent; dropped");
-        const std::string app = it->second.application_id;
         it = subscribers.erase(it);
-        bool still = false;
-        for (const auto& [peer, sub] : subscribers) still |= sub.application_id == app;
-        if (!still) app_sessions.erase(app);
         continue;
       }
       next_subscriber_check =
@@ -187,8 +254,9 @@ int ProgressServer::run() {
   net::ZmqFrame identity, payload, extra;
   for (;;) {
     TimePoint now = Clock::now();
-    const TimePoint deadline = std::min({s.next_push, s.store.next_expiry(),
-                                         s.next_subscriber_check, listener.next_deadline()});
+    const TimePoint deadline =
+        std::min({s.next_push, s.store.next_expiry(), s.next_subscriber_check,
+                  s.next_worker_check, listener.next_deadline()});
     const long timeout = deadline == TimePoint::max()
                              ? -1
                              : std::max<long>(0, to_ms(deadline - now) + 1);
@@ -224,6 +292,7 @@ int ProgressServer::run() {
       s.on_message(std::string(identity.view()), payload.view(), now);
     }
     if (now >= s.next_subscriber_check) s.expire_subscribers(now);
+    if (now >= s.next_worker_check) s.check_workers(now);
     if (now >= s.next_push) s.push(now);
     s.store.expire(now);
   }

@@ -18,6 +18,9 @@ struct ProgressServerOptions {
   size_t max_message_bytes = 64u << 20;
   Duration push_interval = milliseconds(100);   // at most ~10 updates a second per subscriber
   Duration subscriber_timeout = seconds(10);    // a subscriber must renew within this
+  // A worker with open bars sends at least every few seconds; silent this long, its open bars
+  // end lost (it died with them, or cannot reach us).
+  Duration worker_silence = seconds(10);
   StoreOptions store;
 };
 

@@ -5,7 +5,7 @@
 
 namespace lrts::progress_server {
 
-void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
+void ProgressStore::apply(const protocol::BarState& u, TimePoint now, uint32_t source) {
   auto at = attempt_of_.find(u.key);
   if (at != attempt_of_.end()) {
     if (u.attempt < at->second) return;  // a late update of an attempt already replaced
@@ -44,13 +44,17 @@ void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
       const double inst = static_cast<double>(u.count - e.state.count) / dt;
       e.rate += (1.0 - std::exp(-dt / tau)) * (inst - e.rate);
     }
-    const bool was_closed = e.state.closed();
+    // A closed bar stays closed, except one marked lost whose worker is heard from again.
+    const bool reopened = e.state.phase == protocol::BarPhase::kLost && !u.closed();
+    const bool was_closed = e.state.closed() && !reopened;
     const protocol::BarPhase phase = was_closed ? e.state.phase : u.phase;
     e.state = u;
     e.state.phase = phase;
     e.last_update = now;
+    if (reopened) e.closed_at = TimePoint{};  // its entry in closed_ goes stale
   }
   Entry& e = it->second;
+  e.source = source;
   if (e.state.closed() && e.closed_at == TimePoint{}) {
     e.closed_at = now;
     closed_.emplace_back(now, key);
@@ -59,6 +63,22 @@ void ProgressStore::apply(const protocol::BarState& u, TimePoint now) {
     e.changed = true;
     changed_.push_back(key);
   }
+}
+
+size_t ProgressStore::mark_lost(uint32_t source, TimePoint now) {
+  size_t n = 0;
+  for (auto& [key, e] : bars_) {
+    if (e.source != source || e.state.closed()) continue;
+    e.state.phase = protocol::BarPhase::kLost;
+    e.closed_at = now;
+    closed_.emplace_back(now, key);
+    if (!e.changed) {
+      e.changed = true;
+      changed_.push_back(key);
+    }
+    ++n;
+  }
+  return n;
 }
 
 void ProgressStore::drop_task_bars(const protocol::TaskKey& task, uint32_t below_attempt) {

@@ -4,7 +4,8 @@
 // bars changed since subscribers were last told. A task's bars belong to one attempt: when a
 // newer attempt reports, the older attempt's bars are dropped (the view shows the retry starting
 // from zero). Closed bars are kept for `keep_closed`, then forgotten; past `max_bars` the oldest
-// closed bars go first, so memory stays bounded. Not thread-safe.
+// closed bars go first, so memory stays bounded. Bars whose worker went silent end lost
+// (mark_lost), frozen. Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +29,11 @@ class ProgressStore {
  public:
   explicit ProgressStore(StoreOptions options = {}) : options_(options) {}
 
-  // One bar update from a worker.
-  void apply(const protocol::BarState& update, TimePoint now);
+  // One bar update from a worker (`source` names it, for mark_lost).
+  void apply(const protocol::BarState& update, TimePoint now, uint32_t source = 0);
+  // The open bars from `source` end lost (their worker went silent); returns how many. A later
+  // update from the same attempt opens a bar again (the worker was only cut off).
+  size_t mark_lost(uint32_t source, TimePoint now);
   // Bars that changed since the last call, with rate and ETA filled in.
   std::vector<protocol::BarState> take_changes(TimePoint now);
   // Every bar whose session passes `filter` (all bars if the filter is empty).
@@ -59,6 +63,7 @@ class ProgressStore {
     TimePoint last_update;
     TimePoint closed_at{};
     double rate = 0;
+    uint32_t source = 0;
     bool changed = false;
   };
 

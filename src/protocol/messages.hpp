@@ -55,6 +55,7 @@ enum class MsgType : uint8_t {
   kAppResults = 18,
   kAppOutstanding = 21,  // after a welcome: the tasks of earlier sessions, in batches
   kCollectedAck = 22,    // the journal holds that these results were collected
+  kAppCounts = 23,       // how many of the application's tasks run now
   // scheduler -> any peer
   kHeartbeatAck = 19,
   kError = 20,
@@ -258,6 +259,19 @@ struct CollectedAck {
   static constexpr auto describe() { return std::tuple{wire::keys(&CollectedAck::keys)}; }
 };
 
+// Where the application's tasks stand (sent when it changes, a few times a second at most):
+// those running on a worker now, and those waiting for one. Finished ones the application
+// counts itself, from the results.
+struct AppCounts {
+  static constexpr MsgType kType = MsgType::kAppCounts;
+  static constexpr const char* kName = "application counts";
+  uint64_t running = 0;
+  uint64_t queued = 0;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&AppCounts::running), wire::u(&AppCounts::queued)};
+  }
+};
+
 struct SubmitAck {
   static constexpr MsgType kType = MsgType::kSubmitAck;
   static constexpr const char* kName = "submit ack";
@@ -452,7 +466,7 @@ using ToScheduler =
                  WorkerHello, WorkerHeartbeat, WorkerResults, WorkerBye, WorkerReturn, Chunk,
                  ChunkAck>;
 using ToApp = std::variant<AppWelcome, AppOutstanding, SubmitAck, CollectedAck, AppResults,
-                           HeartbeatAck, ErrorMsg, Chunk, ChunkAck>;
+                           HeartbeatAck, ErrorMsg, Chunk, ChunkAck, AppCounts>;
 using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, CancelTasks, HeartbeatAck,
                               ErrorMsg, Chunk, ChunkAck>;
 

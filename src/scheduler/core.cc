@@ -147,6 +147,9 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   a.detached = false;
   if (changed) journal_app(a);
   a.connected = true;
+  a.sent_unfinished = a.sent_running = UINT64_MAX;  // the new session hears them at once
+  a.counts_sent = TimePoint{};
+  count_app(ai, 0, 0);
   a.last_seen = now;
   arm_app_timer(ai, now + options_.app_timeout);
 
@@ -424,6 +427,7 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
         WorkerList::push_front(tasks_, w.tasks, t);
         ++w.assigned;
         ++stats_.assigned;
+        count_app(task.app, 0, 1);
         continue;
       }
     }

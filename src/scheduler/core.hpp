@@ -166,6 +166,7 @@ struct TaskInfo {
 class SchedulerCore {
  public:
   static constexpr uint32_t kNone = kNoIndex;
+  static constexpr Duration kCountsEvery = milliseconds(250);
 
   // `journal` may be null: state lives in memory only and nothing waits for commits.
   SchedulerCore(CoreOptions options, Transport& transport, BlobStore& blobs,
@@ -259,6 +260,9 @@ class SchedulerCore {
   void flush_worker(uint32_t w, TimePoint now);
   void flush_submit_acks(uint64_t durable);
   void send_outstanding(uint32_t a);
+  // An application's counts moved: AppCounts goes with a coming flush.
+  void count_app(uint32_t ai, int64_t unfinished, int64_t running);
+  void flush_counts(TimePoint now);
   uint64_t durable() const { return journal_ ? journal_committed_ : journal_seq_; }
 
   CoreOptions options_;
@@ -312,6 +316,8 @@ class SchedulerCore {
   std::vector<uint32_t> apps_with_results_;
   std::vector<uint32_t> apps_with_acks_;
   std::vector<uint32_t> apps_with_outstanding_;
+  std::vector<uint32_t> apps_with_counts_;  // AppCounts to send (at most every kCountsEvery)
+  TimePoint counts_due_ = TimePoint::max();
   std::vector<uint32_t> workers_with_output_;
 
   LogLimiter log_limiter_;

@@ -63,6 +63,7 @@ void SchedulerCore::flush(TimePoint now) {
   }
   workers_with_output_.swap(again);
   flush_submit_acks(upto);
+  flush_counts(now);
   while (!blobs_to_remove_.empty() && blobs_to_remove_.front().first <= upto) {
     blobs_.remove(blobs_to_remove_.front().second);
     blobs_to_remove_.pop_front();
@@ -179,6 +180,42 @@ void SchedulerCore::flush_results(TimePoint now) {
     if (!a.to_send.empty()) apps_with_results_.push_back(ai);
     a.streams->tx.pump(now, [&](const protocol::Chunk& c) { transport_.send_app(a.peer, c); });
   }
+}
+
+void SchedulerCore::count_app(uint32_t ai, int64_t unfinished, int64_t running) {
+  App& a = apps_[ai];
+  a.unfinished = static_cast<uint64_t>(static_cast<int64_t>(a.unfinished) + unfinished);
+  a.running = static_cast<uint64_t>(static_cast<int64_t>(a.running) + running);
+  if (!a.connected || a.counts_listed) return;
+  a.counts_listed = true;
+  apps_with_counts_.push_back(ai);
+  counts_due_ = std::min(counts_due_, now_);
+}
+
+// At most one AppCounts per application every kCountsEvery; the latest counts win.
+void SchedulerCore::flush_counts(TimePoint now) {
+  if (now < counts_due_) return;
+  counts_due_ = TimePoint::max();
+  std::vector<uint32_t> later;
+  for (uint32_t ai : apps_with_counts_) {
+    if (!apps_.used(ai)) continue;
+    App& a = apps_[ai];
+    a.counts_listed = false;
+    if (!a.connected || (a.unfinished == a.sent_unfinished && a.running == a.sent_running)) {
+      continue;
+    }
+    if (now < a.counts_sent + kCountsEvery) {
+      a.counts_listed = true;
+      later.push_back(ai);
+      counts_due_ = std::min(counts_due_, a.counts_sent + kCountsEvery);
+      continue;
+    }
+    a.sent_unfinished = a.unfinished;
+    a.sent_running = a.running;
+    a.counts_sent = now;
+    transport_.send_app(a.peer, protocol::AppCounts{a.running, a.unfinished - a.running});
+  }
+  apps_with_counts_.swap(later);
 }
 
 void SchedulerCore::send_outstanding(uint32_t ai) {

@@ -27,6 +27,7 @@ uint32_t SchedulerCore::new_task(const TaskKey& key, uint32_t ai, uint32_t servi
   task_index_.insert(key, t, [this](uint32_t i) -> const TaskKey& { return tasks_[i].key; });
   AppList::push_front(tasks_, apps_[ai].tasks, t);
   ++stats_.queued;
+  count_app(ai, 1, 0);
   return t;
 }
 
@@ -46,6 +47,7 @@ void SchedulerCore::erase_task(uint32_t t) {
       break;
     case TaskState::kDone: --stats_.done; break;
   }
+  if (task.state != TaskState::kDone) count_app(task.app, -1, 0);
   if (task.stream && task.app != kNone && apps_[task.app].streams) {
     apps_[task.app].streams->tx.finish(task.stream);
   }
@@ -72,6 +74,7 @@ void SchedulerCore::assign(uint32_t wi, uint32_t t) {
   task.worker = wi;
   WorkerList::push_front(tasks_, w.tasks, t);
   ++w.assigned;
+  count_app(task.app, 0, 1);
   if (journal_) {
     journal_->task_assigned(task.key, task.attempt);
     ++journal_seq_;
@@ -93,6 +96,7 @@ void SchedulerCore::unassign(uint32_t t) {
   Worker& w = workers_[wi];
   WorkerList::erase(tasks_, w.tasks, t);
   --w.assigned;
+  count_app(task.app, 0, -1);
   --stats_.assigned;
   ++stats_.queued;  // the caller decides what comes next (enqueue, finish, erase)
   if (task.stream && w.streams) w.streams->tx.finish(task.stream);
@@ -124,6 +128,7 @@ void SchedulerCore::finish_task(uint32_t t, TaskStatus status, Payload payload, 
   Task& task = tasks_[t];
   if (task.state == TaskState::kAssigned) unassign(t);
   --stats_.queued;  // waiting (or just unassigned): its queue entry goes stale
+  count_app(task.app, -1, 0);
   task.state = TaskState::kDone;
   release_payload(task.data);  // the fields are no longer needed
   task.status = status;
@@ -354,7 +359,7 @@ void SchedulerCore::on_tick(TimePoint now) {
 }
 
 TimePoint SchedulerCore::next_deadline() const {
-  TimePoint next = reclaim_at_;
+  TimePoint next = std::min(reclaim_at_, counts_due_);
   if (!timers_.empty()) next = std::min(next, timers_.top().when);
   if (!resends_.empty()) next = std::min(next, resends_.front().sent + options_.result_resend);
   for (uint32_t w = 0; w < workers_.capacity(); ++w) {
@@ -391,6 +396,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     task.timeout_ms = rt.timeout_ms;
     if (rt.done) {
       --stats_.queued;
+      count_app(ai, -1, 0);
       task.state = TaskState::kDone;
       task.status = rt.status;
       task.data = Payload{std::move(rt.result), rt.result_blob,

@@ -104,6 +104,12 @@ struct App {
   std::deque<std::pair<uint64_t, TaskKey>> submit_acks;
   std::deque<std::pair<uint64_t, TaskKey>> collected_acks;  // likewise, for COLLECTED
   std::vector<TaskKey> outstanding;  // keys to list after a welcome
+  // Its unfinished tasks, and how many of them run now (sent as AppCounts when they change).
+  uint64_t unfinished = 0;
+  uint64_t running = 0;
+  uint64_t sent_unfinished = UINT64_MAX, sent_running = UINT64_MAX;
+  TimePoint counts_sent{};
+  bool counts_listed = false;  // in apps_with_counts_
   protocol::SendLimits limits;
   std::unique_ptr<PeerStreams> streams;
 };

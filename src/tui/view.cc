@@ -13,157 +13,6 @@
 
 namespace lrts::tui {
 
-namespace {
-
-constexpr const char* kEighths[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
-constexpr const char* kFull = "█";
-
-// Cuts UTF-8 text to at most `width` columns.
-std::string fit(std::string_view s, size_t width) {
-  std::string out;
-  size_t cols = 0;
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 1;
-    if (cols + 1 > width) break;
-    out.append(s.substr(i, len));
-    i += len;
-    ++cols;
-  }
-  return out;
-}
-
-std::string pad(std::string_view s, size_t width) {
-  std::string out = fit(s, width);
-  const size_t w = display_width(out);
-  if (w < width) out.append(width - w, ' ');
-  return out;
-}
-
-std::string count_text(uint64_t n) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
-  return buf;
-}
-
-std::string task_number(const std::string& service_id) {
-  const auto dash = service_id.rfind('-');
-  return dash == std::string::npos ? service_id : service_id.substr(dash + 1);
-}
-
-}  // namespace
-
-ProgressSnapshot to_snapshot(const protocol::BarState& b) {
-  ProgressSnapshot p;
-  p.service_id = protocol::format_service_id(b.key);
-  p.attempt = b.attempt;
-  p.bar = b.bar_no;
-  p.description = b.description;
-  p.unit = b.unit;
-  p.count = b.count;
-  p.total = b.total;
-  p.closed = b.closed();
-  p.rate = b.rate;
-  p.eta_seconds = b.eta_seconds;
-  p.elapsed_seconds = static_cast<double>(b.elapsed_ms) / 1000.0;
-  return p;
-}
-
-std::string format_hms(double seconds) {
-  if (!(seconds >= 0) || std::isinf(seconds)) return "?";
-  auto total = static_cast<uint64_t>(seconds);
-  const uint64_t days = total / 86400;
-  total %= 86400;
-  char buf[48];
-  if (days > 0) {
-    std::snprintf(buf, sizeof buf, "%llud %02llu:%02llu:%02llu",
-                  static_cast<unsigned long long>(days),
-                  static_cast<unsigned long long>(total / 3600),
-                  static_cast<unsigned long long>(total / 60 % 60),
-                  static_cast<unsigned long long>(total % 60));
-  } else {
-    std::snprintf(buf, sizeof buf, "%02llu:%02llu:%02llu",
-                  static_cast<unsigned long long>(total / 3600),
-                  static_cast<unsigned long long>(total / 60 % 60),
-                  static_cast<unsigned long long>(total % 60));
-  }
-  return buf;
-}
-
-std::string format_rate(double rate, std::string_view unit) {
-  const std::string u = unit.empty() ? std::string("it") : std::string(unit);
-  if (!(rate > 0) || std::isinf(rate)) return "? " + u + "/s";
-  char buf[48];
-  static const char* const kSuffix[] = {"", "k", "M", "G", "T"};
-  int s = 0;
-  double r = rate;
-  while (r >= 1000 && s < 4) {
-    r /= 1000;
-    ++s;
-  }
-  const char* fmt = r >= 100 ? "%.0f%s %s/s" : r >= 10 ? "%.1f%s %s/s" : "%.2f%s %s/s";
-  std::snprintf(buf, sizeof buf, fmt, r, kSuffix[s], u.c_str());
-  return buf;
-}
-
-size_t display_width(std::string_view s) {
-  size_t w = 0;
-  for (char ch : s) {
-    if ((static_cast<unsigned char>(ch) & 0xc0) != 0x80) ++w;  // count lead bytes only
-  }
-  return w;
-}
-
-std::string bar_label(const ProgressSnapshot& bar) {
-  std::string label = std::string(1, '#').append(task_number(bar.service_id));
-  label.append(" ").append(bar.description);
-  if (bar.attempt > 1) label += " (attempt " + std::to_string(bar.attempt) + ")";
-  return label;
-}
-
-std::string format_bar_line(const ProgressSnapshot& bar, size_t width, size_t label_width) {
-  const std::string label = pad(bar_label(bar), label_width);
-  const std::string elapsed = format_hms(bar.elapsed_seconds);
-  const std::string rate = format_rate(bar.rate, bar.unit);
-  if (bar.total == 0) {
-    const std::string line = label + " " + count_text(bar.count) + " " +
-                             (bar.unit.empty() ? "it" : bar.unit) + " [" + elapsed + ", " + rate +
-                             "]";
-    return fit(line, width);
-  }
-  const double frac = std::min(1.0, static_cast<double>(bar.count) / static_cast<double>(bar.total));
-  char pct[8];
-  std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(frac * 100));
-  const double eta = bar.closed ? 0 : bar.eta_seconds;
-  const std::string left = label + " " + pct + " |";
-  const std::string right = "| " + count_text(bar.count) + "/" + count_text(bar.total) + " [" +
-                            elapsed + "<" + format_hms(eta) + ", " + rate + "]";
-  const size_t used = display_width(left) + display_width(right);
-  if (used + 4 > width) return fit(label + " " + pct + " " + right.substr(2), width);
-  const size_t bar_width = width - used;
-  const double cells = frac * static_cast<double>(bar_width);
-  const auto full = static_cast<size_t>(cells);
-  std::string body;
-  for (size_t i = 0; i < full; ++i) body += kFull;
-  size_t drawn = full;
-  if (full < bar_width) {
-    const auto eighth = static_cast<size_t>((cells - static_cast<double>(full)) * 8);
-    if (eighth > 0) {
-      body += kEighths[eighth];
-      ++drawn;
-    }
-  }
-  body.append(bar_width - drawn, ' ');
-  return left + body + right;
-}
-
-std::string format_status_line(std::string_view stage, double elapsed_seconds,
-                               std::string_view extra, size_t width) {
-  std::string line = "lrts | Stage: " + std::string(stage) + " | " + format_hms(elapsed_seconds);
-  if (!extra.empty()) line += " | " + std::string(extra);
-  return fit(line, width);
-}
-
 // ---- ViewModel ------------------------------------------------------------------------------
 
 void ViewModel::apply(const std::vector<ProgressSnapshot>& changes, TimePoint now) {
@@ -186,11 +35,45 @@ void ViewModel::apply(const std::vector<ProgressSnapshot>& changes, TimePoint no
   }
 }
 
+namespace {
+
+void count_status(BarCounts& c, BarStatus s) {
+  switch (s) {
+    case BarStatus::running: ++c.running; break;
+    case BarStatus::done: ++c.done; break;
+    case BarStatus::failed: ++c.failed; break;
+    case BarStatus::lost: ++c.lost; break;
+    case BarStatus::cancelled: ++c.cancelled; break;
+    case BarStatus::timed_out: ++c.timed_out; break;
+  }
+}
+
+}  // namespace
+
+std::string BarCounts::text() const {
+  std::string t = std::to_string(running) + " running";
+  const std::pair<uint64_t, const char*> rest[] = {{done, "done"},
+                                                   {failed, "failed"},
+                                                   {lost, "lost"},
+                                                   {cancelled, "cancelled"},
+                                                   {timed_out, "timed out"}};
+  for (const auto& [n, name] : rest) {
+    if (n) t += " · " + std::to_string(n) + " " + name;
+  }
+  return t;
+}
+
+BarCounts ViewModel::counts() const {
+  BarCounts c = gone_;
+  for (const auto& [k, s] : bars_) count_status(c, s.bar.status);
+  return c;
+}
+
 void ViewModel::prune(TimePoint now, Duration keep) {
   for (auto it = bars_.begin(); it != bars_.end();) {
     const Shown& s = it->second;
     if (s.bar.closed && now - s.closed_at >= keep) {
-      ++finished_bars_;
+      count_status(gone_, s.bar.status);
       finished_count_ += s.bar.total ? std::min(s.bar.count, s.bar.total) : 0;
       finished_total_ += s.bar.total;
       it = bars_.erase(it);
@@ -212,22 +95,21 @@ size_t ViewModel::open_bars() const {
 }
 
 std::vector<std::string> ViewModel::frame(std::string_view stage, double elapsed_seconds,
-                                          std::string_view extra, size_t width, size_t height,
-                                          size_t max_bar_lines, Duration closed_linger,
-                                          TimePoint now) const {
+                                          const std::vector<StatusField>& fields, size_t width,
+                                          size_t height, size_t max_bar_lines,
+                                          Duration closed_linger, TimePoint now) const {
   std::vector<std::string> lines;
-  lines.push_back(format_status_line(stage, elapsed_seconds, extra, width));
+  lines.push_back(format_status_line(stage, elapsed_seconds, fields, width));
   // On screen: open bars, and closed ones for a little while.
   std::vector<const Shown*> open, recent;
-  uint64_t sum_count = finished_count_, sum_total = finished_total_, closed_total = finished_bars_;
+  uint64_t sum_count = finished_count_, sum_total = finished_total_;
   for (const auto& [k, s] : bars_) {
     sum_count += s.bar.total ? std::min(s.bar.count, s.bar.total) : 0;
     sum_total += s.bar.total;
     if (!s.bar.closed) {
       open.push_back(&s);
-    } else {
-      ++closed_total;
-      if (now - s.closed_at < closed_linger) recent.push_back(&s);
+    } else if (now - s.closed_at < closed_linger) {
+      recent.push_back(&s);
     }
   }
   auto by_order = [](const Shown* a, const Shown* b) { return a->order < b->order; };
@@ -245,15 +127,14 @@ std::vector<std::string> ViewModel::frame(std::string_view stage, double elapsed
     shown.assign(recent.end() - static_cast<std::ptrdiff_t>(std::min(recent.size(), keep - from_open)),
                  recent.end());
     shown.insert(shown.end(), open.end() - static_cast<std::ptrdiff_t>(from_open), open.end());
-    char agg[200];
     const size_t hidden = open.size() + recent.size() - shown.size();
-    std::snprintf(agg, sizeof agg, "... %zu more bar(s); %zu running, %llu done; all bars %s/%s (%d%%)",
-                  hidden, open.size(), static_cast<unsigned long long>(closed_total),
-                  count_text(sum_count).c_str(), count_text(sum_total).c_str(),
-                  sum_total ? static_cast<int>(100.0 * static_cast<double>(sum_count) /
-                                               static_cast<double>(sum_total))
-                            : 0);
-    lines.push_back(fit(agg, width));
+    const int pct = sum_total ? static_cast<int>(100.0 * static_cast<double>(sum_count) /
+                                                 static_cast<double>(sum_total))
+                              : 0;
+    lines.push_back(fit("... " + std::to_string(hidden) + " more bar(s); " + counts().text() +
+                            "; all bars " + std::to_string(sum_count) + "/" +
+                            std::to_string(sum_total) + " (" + std::to_string(pct) + "%)",
+                        width));
   }
   std::sort(shown.begin(), shown.end(), by_order);
   size_t label_width = 0;
@@ -353,12 +234,17 @@ void TerminalView::set_stage(std::string stage) {
   cv_.notify_all();
 }
 
-void TerminalView::set_extra(std::string extra) {
+void TerminalView::set_fields(std::vector<StatusField> fields) {
   std::lock_guard lock(mu_);
-  if (extra_ == extra) return;
-  extra_ = std::move(extra);
+  fields_ = std::move(fields);
   dirty_ = true;
   cv_.notify_all();
+}
+
+void TerminalView::count_bars(bool on) {
+  std::lock_guard lock(mu_);
+  count_bars_ = on;
+  dirty_ = true;
 }
 
 void TerminalView::set_connection(std::string text) {
@@ -408,11 +294,16 @@ std::string TerminalView::draw_locked(TimePoint now, bool final) {
   }
   const double elapsed = std::chrono::duration<double>(now - started_).count();
   if (!final) model_.prune(now, options_.closed_linger);
+  // Connecting comes first; without fields of its own, the view counts its bars.
+  std::vector<StatusField> fields;
+  if (!connection_.empty()) fields.push_back({connection_, ""});
+  if (fields_.empty() && count_bars_) {
+    const BarCounts c = model_.counts();
+    fields.push_back({c.text() + " bar(s)", std::to_string(c.running) + " run"});
+  }
+  fields.insert(fields.end(), fields_.begin(), fields_.end());
   // One column short of the edge: a full-width line would wrap on some terminals.
-  const std::string extra = connection_.empty() ? extra_
-                                                : extra_.empty() ? connection_
-                                                                 : connection_ + " | " + extra_;
-  auto lines = model_.frame(stage_, elapsed, extra, tty_ ? width - 1 : 100, height,
+  auto lines = model_.frame(stage_, elapsed, fields, tty_ ? width - 1 : 100, height,
                             options_.max_bar_lines, final ? seconds(3600) : options_.closed_linger,
                             now);
   dirty_ = false;
@@ -421,7 +312,11 @@ std::string TerminalView::draw_locked(TimePoint now, bool final) {
     for (const auto& l : lines) out += "[lrts] " + l + "\n";
     return out;
   }
-  if (lines_on_screen_ > 0) out += "\x1b[" + std::to_string(lines_on_screen_) + "F";
+  // Back to the top of the last frame. A terminal made narrower since has wrapped its lines onto
+  // more rows: count them at the new width, or a stale line stays above the frame.
+  if (const size_t rows = rows_used(on_screen_, width); rows > 0) {
+    out += "\x1b[" + std::to_string(rows) + "F";
+  }
   if (!pending_logs_.empty()) {
     out += "\x1b[J";
     for (const auto& l : pending_logs_) out += l + "\n";
@@ -429,7 +324,7 @@ std::string TerminalView::draw_locked(TimePoint now, bool final) {
   }
   for (const auto& l : lines) out += l + "\x1b[K\n";
   out += "\x1b[J";
-  lines_on_screen_ = lines.size();
+  on_screen_ = std::move(lines);
   return out;
 }
 

@@ -3,7 +3,7 @@
 //   lrts | Stage: Waiting For Results | 00:41
 //   #3 Doing Work  45%|██████████          | 20/42 [00:33<00:36, 0.61 iterations/s]
 //
-// The formatting functions are pure (tested on fixed inputs). TerminalView draws frames on a
+// The text is made in tui/format.hpp (pure functions). TerminalView draws frames on a
 // terminal, redrawing in place at most ~10 times a second; whatever the program prints to
 // stdout/stderr meanwhile is shown above the bars. When the output is not a terminal it prints
 // plain lines every few seconds instead of escape codes. TerminalView is thread-safe.
@@ -21,25 +21,9 @@
 
 #include "common/clock.hpp"
 #include "lrts/progress.hpp"
-#include "protocol/progress_messages.hpp"
+#include "tui/format.hpp"
 
 namespace lrts::tui {
-
-// A bar as the progress server reports it, as applications see it.
-ProgressSnapshot to_snapshot(const protocol::BarState& b);
-
-// "00:00:33"; "1d 02:03:04" past a day; "?" when negative (unknown).
-std::string format_hms(double seconds);
-// "0.61 iterations/s", "12.3k it/s"; "? it/s" when unknown.
-std::string format_rate(double rate, std::string_view unit);
-// Display width of UTF-8 text (one column per code point).
-size_t display_width(std::string_view utf8);
-// One bar, fitted to `width` columns. `label_width` pads the label so bars line up.
-std::string format_bar_line(const ProgressSnapshot& bar, size_t width, size_t label_width);
-// The label of a bar: "#<task seq> <description>[ (attempt k)]".
-std::string bar_label(const ProgressSnapshot& bar);
-std::string format_status_line(std::string_view stage, double elapsed_seconds,
-                               std::string_view extra, size_t width);
 
 struct ViewOptions {
   size_t max_bar_lines = 20;            // more bars collapse into an aggregate line
@@ -50,16 +34,24 @@ struct ViewOptions {
   int fd = 2;                            // where to draw
 };
 
+// Bars by status, those that left the screen included.
+struct BarCounts {
+  uint64_t running = 0, done = 0, failed = 0, lost = 0, cancelled = 0, timed_out = 0;
+  // "3 running · 10 done · 1 failed" (statuses with no bar left out, running always shown).
+  std::string text() const;
+};
+
 // What is on screen, and the frame it makes (pure).
 class ViewModel {
  public:
   void apply(const std::vector<ProgressSnapshot>& changes, TimePoint now);
   // Frame lines for a terminal of the given size.
   std::vector<std::string> frame(std::string_view stage, double elapsed_seconds,
-                                 std::string_view extra, size_t width, size_t height,
-                                 size_t max_bar_lines, Duration closed_linger,
+                                 const std::vector<StatusField>& fields, size_t width,
+                                 size_t height, size_t max_bar_lines, Duration closed_linger,
                                  TimePoint now) const;
   size_t open_bars() const;
+  BarCounts counts() const;
   // Forgets closed bars older than `keep` (they stay in the totals).
   void prune(TimePoint now, Duration keep);
 
@@ -72,7 +64,7 @@ class ViewModel {
   std::map<std::pair<std::string, uint32_t>, Shown> bars_;  // (service id, bar)
   std::map<std::string, uint32_t> attempt_of_;
   uint64_t next_order_ = 0;
-  uint64_t finished_bars_ = 0;  // closed bars that left the screen
+  BarCounts gone_;              // closed bars that left the screen
   uint64_t finished_count_ = 0;
   uint64_t finished_total_ = 0;
 };
@@ -89,8 +81,10 @@ class TerminalView {
   void stop();
   void update(const std::vector<ProgressSnapshot>& changes);
   void set_stage(std::string stage);
-  // Extra text for the status line (e.g. "12/100 done").
-  void set_extra(std::string extra);
+  // The status line's fields after stage and time, most important first (say, task counts).
+  void set_fields(std::vector<StatusField> fields);
+  // Without fields, the status line counts the bars on screen by status.
+  void count_bars(bool on);
   // What the connection is doing ("connecting to ..."); empty once connected.
   void set_connection(std::string text);
   bool is_terminal() const { return tty_; }
@@ -110,10 +104,11 @@ class TerminalView {
   std::condition_variable cv_;
   ViewModel model_;
   std::string stage_ = "Starting";
-  std::string extra_;
+  std::vector<StatusField> fields_;
+  bool count_bars_ = false;
   std::string connection_;
   std::vector<std::string> pending_logs_;
-  size_t lines_on_screen_ = 0;
+  std::vector<std::string> on_screen_;  // the frame drawn last
   bool dirty_ = true;
   bool running_ = false;
   bool stopping_ = false;

@@ -35,7 +35,14 @@ int run_viewer(const ViewerOptions& options) {
   view.set_stage(options.application_id.empty()
                      ? "Watching " + ep->zmq
                      : "Watching application " + options.application_id);
+  view.count_bars(true);
+  view.set_connection("connecting to the progress server at " + ep->zmq + " ...");
   view.start();
+  // The server answers every subscription with a snapshot (empty or not): until one comes, say
+  // so, and after a few seconds say that nothing answers.
+  bool answered = false;
+  const TimePoint give_notice = Clock::now() + seconds(3);
+  bool noticed = false;
 
   protocol::Subscribe sub;
   sub.application_id = options.application_id;
@@ -45,7 +52,6 @@ int run_viewer(const ViewerOptions& options) {
                                                     : TimePoint::max();
   TimePoint next_subscribe = Clock::now();
   net::ZmqFrame frame;
-  size_t bars_seen = 0;
   for (;;) {
     TimePoint now = Clock::now();
     if (now >= end) break;
@@ -55,7 +61,13 @@ int run_viewer(const ViewerOptions& options) {
       sock.send(buf);  // renewed, so a restarted server learns of us again
       next_subscribe = now + seconds(2);
     }
-    const TimePoint deadline = std::min(next_subscribe, end);
+    if (!answered && !noticed && now >= give_notice) {
+      noticed = true;
+      view.set_connection("no progress server answers at " + ep->zmq +
+                          " (is `lrts progress-server` running there?)");
+    }
+    TimePoint deadline = std::min(next_subscribe, end);
+    if (!answered && !noticed) deadline = std::min(deadline, give_notice);
     zmq_pollitem_t items[2] = {{sock.get(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
     if (zmq_poll(items, 2, std::max<long>(0, to_ms(deadline - now) + 1)) < 0 &&
@@ -71,15 +83,22 @@ int run_viewer(const ViewerOptions& options) {
       auto decoded = protocol::decode<protocol::ToProgressSubscriber>(frame.view());
       if (!decoded) continue;
       const auto& update = std::get<protocol::ProgressUpdate>(*decoded);
+      if (!answered) {
+        answered = true;
+        view.set_connection("");
+      }
       std::vector<ProgressSnapshot> changed;
       for (const auto& b : update.bars) {
         changed.push_back(to_snapshot(b));
       }
-      bars_seen += changed.size();
       view.update(changed);
     }
   }
   view.stop();
+  if (!answered) {
+    std::fprintf(stderr, "lrts progress: no progress server answered at %s\n", ep->zmq.c_str());
+    return 1;
+  }
   return 0;
 }
 

@@ -48,17 +48,24 @@ void ProgressLink::pump(TimePoint now) {
       if (!b.closed()) dirty_.try_emplace(k, std::move(b));
     }
     in_flight_bars_.clear();
+    unsent_owners_.insert(unsent_owners_.end(), in_flight_owners_.begin(),
+                          in_flight_owners_.end());
+    in_flight_owners_.clear();
     in_flight_ = false;
   }
-  if (!can_send(now) || (dirty_.empty() && unsent_owners_.empty())) return;
+  const bool keepalive = !live_.empty() && now >= last_send_ + kKeepalive;
+  if (!can_send(now) || (dirty_.empty() && unsent_owners_.empty() && !keepalive)) return;
   protocol::ProgressBatch batch;
   batch.batch_seq = ++batch_seq_;
   batch.worker = options_.worker_name;
-  for (uint64_t session : unsent_owners_) {
-    auto it = owners_.find(session);
-    if (it != owners_.end()) batch.owners.push_back({session, it->second});
+  // At most kMaxOwners sessions per batch: the rest go with the next one.
+  const size_t named = std::min(unsent_owners_.size(), kMaxOwners);
+  for (size_t i = 0; i < named; ++i) {
+    auto it = owners_.find(unsent_owners_[i]);
+    if (it != owners_.end()) batch.owners.push_back({unsent_owners_[i], it->second});
   }
-  unsent_owners_.clear();
+  in_flight_owners_.assign(unsent_owners_.begin(), unsent_owners_.begin() + static_cast<long>(named));
+  unsent_owners_.erase(unsent_owners_.begin(), unsent_owners_.begin() + static_cast<long>(named));
   // At most kMaxBarsPerBatch bars (about 1 MB): the rest goes with the next batch.
   batch.bars.reserve(std::min(dirty_.size(), kMaxBarsPerBatch));
   for (auto it = dirty_.begin(); it != dirty_.end() && batch.bars.size() < kMaxBarsPerBatch;) {
@@ -90,6 +97,7 @@ void ProgressLink::on_readable(TimePoint now) {
           stats_.rtt_ewma_ms == 0 ? rtt_ms : 0.8 * stats_.rtt_ewma_ms + 0.2 * rtt_ms;
       in_flight_ = false;
       in_flight_bars_.clear();
+      in_flight_owners_.clear();
     }
     if (ack->server_epoch != server_epoch_) {
       if (server_epoch_ != 0) {
@@ -105,6 +113,7 @@ void ProgressLink::on_readable(TimePoint now) {
 TimePoint ProgressLink::next_deadline() const {
   if (in_flight_) return sent_at_ + options_.ceiling;
   if (!dirty_.empty() || !unsent_owners_.empty()) return last_send_ + options_.floor;
+  if (!live_.empty()) return last_send_ + kKeepalive;
   return TimePoint::max();
 }
 

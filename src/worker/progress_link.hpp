@@ -50,6 +50,9 @@ class ProgressLink {
   void* socket() const { return dealer_.get(); }
   static constexpr size_t kMaxBarsPerBatch = 8192;
   static constexpr size_t kMaxOwners = 4096;
+  // While bars are open, a batch leaves at least this often (empty if nothing changed): the
+  // server takes a worker silent for long as dead and shows its open bars lost.
+  static constexpr Duration kKeepalive = seconds(2);
 
   // Newest state per bar wins.
   void add(std::vector<protocol::BarState>& updates);
@@ -93,6 +96,7 @@ class ProgressLink {
   std::unordered_map<uint64_t, std::string> owners_;  // session -> application id
   std::deque<uint64_t> owner_order_;                   // oldest first
   std::vector<uint64_t> unsent_owners_;
+  std::vector<uint64_t> in_flight_owners_;  // named in the batch in flight
   bool in_flight_ = false;
   uint64_t batch_seq_ = 0;
   uint64_t server_epoch_ = 0;

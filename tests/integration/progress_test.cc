@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <regex>
 
 #include "services/test_services.hpp"
@@ -199,6 +200,9 @@ TEST_F(ProgressTest, TheLiveViewDrawsBarsOnAPseudoTerminal) {
   EXPECT_NE(out.find("| 5/5 ["), std::string::npos);  // the finished Loading bars
   EXPECT_NE(out.find("iterations/s]"), std::string::npos);
   EXPECT_NE(out.find("lrts | Stage: Done"), std::string::npos);
+  // The status line counts the tasks by outcome.
+  EXPECT_NE(out.find(" running · "), std::string::npos) << out;
+  EXPECT_NE(out.find("3 ok · 0 failed · 0 running · 0 queued"), std::string::npos) << out;
   // The program's own output came out whole, above the bars.
   EXPECT_EQ(occurrences(out, "finished after"), 3u);
   // Only the escape sequences the view uses: cursor up, clear line/screen, cursor on/off.
@@ -256,6 +260,108 @@ TEST_F(ProgressTest, TheProgressCommandShowsEveryApplicationOrOne) {
   EXPECT_EQ(other.out.find("bar 0"), std::string::npos) << other.out;
   EXPECT_NE(other.out.find("Watching application someone-else"), std::string::npos) << other.out;
   EXPECT_TRUE(app.wait_for(id, 30s).ok());
+}
+
+// Waits until every bar of `id` has `status`; returns the last bars seen.
+std::vector<ProgressSnapshot> bars_with_status(ClientApplication& app, const std::string& id,
+                                               BarStatus status, std::chrono::milliseconds t) {
+  std::vector<ProgressSnapshot> bars;
+  wait_until(
+      [&] {
+        bars = app.progress(id);
+        return !bars.empty() && std::all_of(bars.begin(), bars.end(), [&](const auto& b) {
+          return b.status == status;
+        });
+      },
+      t);
+  return bars;
+}
+
+TEST_F(ProgressTest, BarsOfFailedAndCancelledTasksEndSoAndFreeze) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(2);
+  ClientApplication app(info());
+  app.start_application();
+  test_services::CrashService failing;
+  failing.mode = "throw";
+  const std::string f = app.schedule_service(failing);
+  test_services::ProgressService slow;
+  slow.step_ms = 2000;  // 20 s
+  const std::string c = app.schedule_service(slow);
+  EXPECT_EQ(app.wait_for(f, 30s).status(), ServiceStatus::failed);
+  auto fb = bars_with_status(app, f, BarStatus::failed, 20s);
+  ASSERT_EQ(fb.size(), 1u);
+  EXPECT_EQ(fb[0].status, BarStatus::failed);
+  EXPECT_EQ(fb[0].count, 7u);  // where it stood
+  EXPECT_TRUE(fb[0].closed);
+  ASSERT_FALSE(bars_with_status(app, c, BarStatus::running, 20s).empty());
+  ASSERT_TRUE(app.cancel(c));
+  EXPECT_EQ(app.wait_for(c, 30s).status(), ServiceStatus::cancelled);
+  auto cb = bars_with_status(app, c, BarStatus::cancelled, 20s);
+  ASSERT_EQ(cb.size(), 1u);
+  EXPECT_EQ(cb[0].status, BarStatus::cancelled);
+  EXPECT_LT(cb[0].count, 10u);
+}
+
+TEST_F(ProgressTest, BarsOfAWorkerKilledMidTaskEndLostInsteadOfRunningOn) {
+  cluster_.start_scheduler({"--heartbeat-interval", "0.2", "--worker-timeout", "60"});
+  cluster_.start_progress_server({"--worker-silence", "3"});
+  Daemon& w = cluster_.start_worker(2);
+  ClientApplication app(info());
+  app.start_application();
+  test_services::ProgressService slow;
+  slow.step_ms = 3000;  // 30 s
+  std::vector<std::string> ids = {app.schedule_service(slow), app.schedule_service(slow)};
+  for (const auto& id : ids) ASSERT_FALSE(bars_with_status(app, id, BarStatus::running, 20s).empty());
+  w.signal(SIGKILL);
+  ASSERT_NE(w.wait_exit(), -1);
+  // Within the silence and a push: both bars lost, frozen, no longer counted as running.
+  for (const auto& id : ids) {
+    auto bars = bars_with_status(app, id, BarStatus::lost, 20s);
+    ASSERT_EQ(bars.size(), 1u) << cluster_.logs();
+    EXPECT_EQ(bars[0].status, BarStatus::lost);
+    EXPECT_TRUE(bars[0].closed);
+  }
+  EXPECT_TRUE(cluster_.progress_server().log_contains("open bar(s) end lost"));
+  for (const auto& id : ids) app.cancel(id);
+}
+
+TEST_F(ProgressTest, TheProgressCommandFindsTasksSubmittedByTheCli) {
+  cluster_.start_scheduler();
+  cluster_.start_progress_server();
+  cluster_.start_worker(2);
+  const std::string port = std::to_string(cluster_.port());
+  auto sub = run_command({lrts_bin(), "submit", "test.progress", "--fields",
+                          R"({"bars":1,"step_ms":400})", "--count", "2", "--application-id",
+                          "from-the-cli", "--scheduler-port", port},
+                         30s);
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  const std::string pport = std::to_string(cluster_.progress_port());
+  std::string seen;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = run_command({lrts_bin(), "progress", "-port", pport, "--application-id",
+                              "from-the-cli", "--seconds", "1"},
+                             30s);
+        seen = r.out;
+        return r.exit_code == 0 && r.out.find("bar 0") != std::string::npos;
+      },
+      30s))
+      << seen;
+  auto other = run_command({lrts_bin(), "progress", "-port", pport, "--application-id",
+                            "someone-else", "--seconds", "1"},
+                           30s);
+  EXPECT_EQ(other.out.find("bar 0"), std::string::npos) << other.out;
+}
+
+TEST_F(ProgressTest, TheProgressCommandSaysWhenNoServerAnswers) {
+  auto r = run_command({lrts_bin(), "progress", "-port", std::to_string(free_port()),
+                        "--seconds", "4"},
+                       30s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("no progress server answers"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("no progress server answered"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -73,6 +73,7 @@ int64_t CrashService::run(lrts::TaskContext& ctx) {
   bar.advance(7);
   if (!started.empty()) std::ofstream(started) << ctx.attempt() << "\n";
   if (delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  if (mode == "throw") throw std::runtime_error("failed on purpose");
   if (mode == "abort") std::abort();
   if (mode == "exit") std::_Exit(3);
   if (mode == "kill") ::kill(::getpid(), SIGKILL);

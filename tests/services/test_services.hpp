@@ -93,7 +93,7 @@ class ProgressService : public lrts::Service {
   LRTS_FIELDS(bars, step_ms);
 };
 
-// Dies (`mode`: "segv", "abort", "exit", "kill") on attempts up to `crash_attempts` after
+// Dies (`mode`: "segv", "abort", "exit", "kill"; "throw" fails without dying) on attempts up to `crash_attempts` after
 // advancing a bar to 7 and writing `started` (if set); later attempts advance a bar
 // "attempt <n>" to 10 and return the attempt number.
 class CrashService : public lrts::Service {

@@ -336,7 +336,7 @@ TEST_F(SchedulerCoreTest, SilentApplicationKeepsItsTasksForTheGracePeriod) {
   // The application comes back (new connection, new session) and gets the result.
   app_hello("A2", "app-x", 200);
   auto msgs = to_app("A2");
-  ASSERT_EQ(msgs.size(), 3u);
+  ASSERT_EQ(msgs.size(), 4u);
   const auto& welcome = std::get<protocol::AppWelcome>(msgs[0]);
   EXPECT_EQ(welcome.outstanding, 1u);
   EXPECT_EQ(welcome.ready, 1u);
@@ -344,6 +344,35 @@ TEST_F(SchedulerCoreTest, SilentApplicationKeepsItsTasksForTheGracePeriod) {
   EXPECT_EQ(std::get<protocol::AppOutstanding>(msgs[1]).keys,
             (std::vector<protocol::TaskKey>{{100, 1}}));
   EXPECT_EQ(std::get<protocol::AppResults>(msgs[2]).items.at(0).payload, "kept");
+  // And where its tasks stand: none running, none waiting.
+  const auto& counts = std::get<protocol::AppCounts>(msgs[3]);
+  EXPECT_EQ(counts.running, 0u);
+  EXPECT_EQ(counts.queued, 0u);
+}
+
+TEST_F(SchedulerCoreTest, AnApplicationHearsHowManyOfItsTasksRunAndWait) {
+  app_hello("A");
+  submit("A", {1, 2, 3});
+  worker_hello("W", 1, 1);
+  assigned("W");
+  auto last_counts = [&] {
+    protocol::AppCounts c{UINT64_MAX, UINT64_MAX};
+    for (const auto& m : to_app("A")) {
+      if (auto* p = std::get_if<protocol::AppCounts>(&m)) c = *p;
+    }
+    return c;
+  };
+  advance(1s);  // counts go at most every kCountsEvery, the latest ones
+  core_.flush(now_);
+  auto c = last_counts();
+  EXPECT_EQ(c.running, 1u);
+  EXPECT_EQ(c.queued, 2u);
+  advance(1s);  // past the minimum interval between two
+  result("W", {100, 1}, 1, TaskStatus::kFinished, "x");
+  advance(1s);
+  core_.flush(now_);
+  c = last_counts();
+  EXPECT_EQ(c.running + c.queued, 2u);
 }
 
 TEST_F(SchedulerCoreTest, ApplicationGoneLongerThanGraceLosesItsWork) {

@@ -67,9 +67,97 @@ TEST(ViewFormatTest, UnknownEtaAndRetriedAttempt) {
 }
 
 TEST(ViewFormatTest, StatusLine) {
-  EXPECT_EQ(format_status_line("Waiting For Results", 41, "", 80),
+  EXPECT_EQ(format_status_line("Waiting For Results", 41, {}, 80),
             "lrts | Stage: Waiting For Results | 00:00:41");
-  EXPECT_EQ(format_status_line("X", 1, "3/9 tasks done", 80), "lrts | Stage: X | 00:00:01 | 3/9 tasks done");
+  EXPECT_EQ(format_status_line("X", 1, {{"3 running", ""}}, 80),
+            "lrts | Stage: X | 00:00:01 | 3 running");
+}
+
+TEST(ViewFormatTest, StatusLineCountsEveryOutcomeWithRateAndEta) {
+  TaskCounts c;
+  c.ok = 196;
+  c.failed = 4;
+  c.running = 0;
+  c.queued = 0;
+  // Everything done: 4 failures are not hidden behind "200/200".
+  EXPECT_EQ(format_status_line("Running", 10, task_fields(c), 120),
+            "lrts | Stage: Running | 00:00:10 | 196 ok · 4 failed · 0 running · 0 queued");
+  c = {12, 1, 4, 83, 2.5, 34.8};
+  EXPECT_EQ(format_status_line("Running", 41, task_fields(c), 120),
+            "lrts | Stage: Running | 00:00:41 | 12 ok · 1 failed · 4 running · 83 queued | ETA "
+            "00:00:34 | 2.50 tasks/s");
+}
+
+TEST(ViewFormatTest, ANarrowStatusLineDropsTheLeastUsefulPartsFirst) {
+  const TaskCounts c{12, 1, 4, 83, 2.5, 34.8};
+  const auto fields = task_fields(c);
+  // Rate first, then the ETA, then the prefix, then the long form of the counts.
+  EXPECT_EQ(format_status_line("Running", 41, fields, 95),
+            "lrts | Stage: Running | 00:00:41 | 12 ok · 1 failed · 4 running · 83 queued | ETA "
+            "00:00:34");
+  EXPECT_EQ(format_status_line("Running", 41, fields, 80),
+            "lrts | Stage: Running | 00:00:41 | 12 ok · 1 failed · 4 running · 83 queued");
+  EXPECT_EQ(format_status_line("Running", 41, fields, 64),
+            "Running | 00:00:41 | 12 ok · 1 failed · 4 running · 83 queued");
+  EXPECT_EQ(format_status_line("Running", 41, fields, 50),
+            "Running | 00:00:41 | 12 ok 1 fail 4 run 83 q");
+  // At 40 columns the counts stay.
+  EXPECT_EQ(format_status_line("Running", 41, fields, 40), "00:00:41 | 12 ok 1 fail 4 run 83 q");
+  EXPECT_EQ(format_status_line("Running", 41, fields, 30), "12 ok 1 fail 4 run 83 q");
+  for (size_t w = 1; w < 130; ++w) {
+    EXPECT_LE(display_width(format_status_line("Running", 41, fields, w)), w) << w;
+  }
+}
+
+TEST(ViewFormatTest, FrozenBarsSayHowTheyEndedInsteadOfARateAndEta) {
+  ProgressSnapshot s = bar(20, 42, 33, 36, 0.61);
+  s.closed = true;
+  for (auto [status, word] : {std::pair{BarStatus::failed, "failed"}, {BarStatus::lost, "lost"},
+                              {BarStatus::cancelled, "cancelled"},
+                              {BarStatus::timed_out, "timed out"}}) {
+    s.status = status;
+    const std::string line = format_bar_line(s, 90, 13);
+    EXPECT_NE(line.find("| 20/42 [00:00:33, " + std::string(word) + "]"), std::string::npos)
+        << line;
+    EXPECT_EQ(line.find("iterations/s"), std::string::npos) << line;
+    // However narrow, the outcome stays on the line.
+    EXPECT_NE(format_bar_line(s, 30, 13).find(word), std::string::npos)
+        << format_bar_line(s, 30, 13);
+  }
+}
+
+TEST(ViewFormatTest, NarrowBarLinesDropWholeFieldsNotHalves) {
+  const ProgressSnapshot s = bar(20, 42, 33, 36, 0.61);
+  // The rate goes first, then the times: never "[00:00:33<00:0".
+  const std::string at60 = format_bar_line(s, 60, 13);
+  EXPECT_NE(at60.find("| 20/42 [00:00:33<00:00:36]"), std::string::npos) << at60;
+  const std::string at40 = format_bar_line(s, 40, 13);
+  EXPECT_NE(at40.find("| 20/42"), std::string::npos) << at40;
+  EXPECT_EQ(at40.find('['), std::string::npos) << at40;
+  for (size_t w = 1; w < 130; ++w) EXPECT_LE(display_width(format_bar_line(s, w, 13)), w) << w;
+}
+
+TEST(ViewFormatTest, ControlCharactersNeverReachTheTerminal) {
+  // OSC 0 (window title), OSC 52 (clipboard), CSI, C1 controls, bidi overrides, bad UTF-8.
+  EXPECT_EQ(printable("a\x1b]0;pwned\x07" "b"), "a]0;pwnedb");
+  EXPECT_EQ(printable("\x1b]52;c;ZWNobyBoaQ==\x07x"), "]52;c;ZWNobyBoaQ==x");
+  EXPECT_EQ(printable("\x1b[2J\r\n\t\x7f"), "[2J");
+  EXPECT_EQ(printable("\xc2\x9b" "31m"), "31m");           // C1 CSI
+  EXPECT_EQ(printable("x\xe2\x80\xaey"), "xy");            // right-to-left override
+  EXPECT_EQ(printable("\xff\xfe ok \xc3"), " ok ");         // malformed UTF-8
+  EXPECT_EQ(printable("Grüße 進捗 ✓"), "Grüße 進捗 ✓");      // text stays
+  protocol::BarState b;
+  b.description = "evil\x1b]52;c;AAAA\x07";
+  b.unit = "\x1b[31mred";
+  const ProgressSnapshot p = to_snapshot(b);
+  EXPECT_EQ(p.description.find('\x1b'), std::string::npos);
+  EXPECT_EQ(p.unit.find('\x1b'), std::string::npos);
+}
+
+TEST(ViewFormatTest, RowsOfAFrameAfterTheTerminalGotNarrower) {
+  const std::vector<std::string> frame = {std::string(79, 'a'), std::string(79, 'b'), "c"};
+  EXPECT_EQ(rows_used(frame, 80), 3u);
+  EXPECT_EQ(rows_used(frame, 40), 5u);  // each long line now wraps onto two rows
 }
 
 TEST(ViewModelTest, ManyBarsCollapseIntoAnAggregateLine) {
@@ -82,9 +170,9 @@ TEST(ViewModelTest, ManyBarsCollapseIntoAnAggregateLine) {
     bars.push_back(s);
   }
   model.apply(bars, now);
-  const auto lines = model.frame("Running", 3, "", 100, 50, 20, 3s, now);
+  const auto lines = model.frame("Running", 3, {}, 100, 50, 20, 3s, now);
   ASSERT_EQ(lines.size(), 21u);  // status + aggregate + 19 bars
-  EXPECT_EQ(lines[1], "... 281 more bar(s); 300 running, 0 done; all bars 1500/3000 (50%)");
+  EXPECT_EQ(lines[1], "... 281 more bar(s); 300 running; all bars 1500/3000 (50%)");
   EXPECT_EQ(lines.back().rfind("#300 ", 0), 0u) << lines.back();  // the most recent ones
 }
 
@@ -97,7 +185,7 @@ TEST(ViewModelTest, RetryReplacesTheEarlierAttemptsBars) {
   retry.attempt = 2;
   model.apply({retry}, now);
   model.apply({first}, now);  // a late update of attempt 1 is ignored
-  const auto lines = model.frame("Running", 1, "", 100, 50, 20, 3s, now);
+  const auto lines = model.frame("Running", 1, {}, 100, 50, 20, 3s, now);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_NE(lines[1].find("(attempt 2)"), std::string::npos);
   EXPECT_NE(lines[1].find(" 0/10 "), std::string::npos) << lines[1];
@@ -109,11 +197,32 @@ TEST(ViewModelTest, ClosedBarsLeaveAfterTheirLingerButStayInTotals) {
   ProgressSnapshot done = bar(10, 10, 1, 0, 10);
   done.closed = true;
   model.apply({done}, now);
-  EXPECT_EQ(model.frame("S", 1, "", 100, 50, 20, 3s, now).size(), 2u);
+  EXPECT_EQ(model.frame("S", 1, {}, 100, 50, 20, 3s, now).size(), 2u);
   now += 5s;
   model.prune(now, 3s);
-  EXPECT_EQ(model.frame("S", 1, "", 100, 50, 20, 3s, now).size(), 1u);
+  EXPECT_EQ(model.frame("S", 1, {}, 100, 50, 20, 3s, now).size(), 1u);
   EXPECT_EQ(model.open_bars(), 0u);
+}
+
+TEST(ViewModelTest, FailedLostAndCancelledBarsAreCountedApart) {
+  ViewModel model;
+  TimePoint now{};
+  std::vector<ProgressSnapshot> bars;
+  const BarStatus statuses[] = {BarStatus::running, BarStatus::running, BarStatus::done,
+                                BarStatus::failed, BarStatus::lost, BarStatus::cancelled};
+  for (size_t i = 0; i < std::size(statuses); ++i) {
+    ProgressSnapshot s = bar(5, 10, 1, 1, 5);
+    s.service_id = "00000000000000ab-" + std::to_string(i + 1);
+    s.status = statuses[i];
+    s.closed = statuses[i] != BarStatus::running;
+    bars.push_back(s);
+  }
+  model.apply(bars, now);
+  EXPECT_EQ(model.counts().text(), "2 running · 1 done · 1 failed · 1 lost · 1 cancelled");
+  EXPECT_EQ(model.open_bars(), 2u);
+  now += 10s;
+  model.prune(now, 3s);  // off the screen, still counted
+  EXPECT_EQ(model.counts().text(), "2 running · 1 done · 1 failed · 1 lost · 1 cancelled");
 }
 
 }  // namespace
