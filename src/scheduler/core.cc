@@ -331,6 +331,11 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
     ++stats_.bad_messages;
     return send_error(peer, ErrorCode::kBadMessage, "an application cannot say worker hello");
   }
+  // One worker per connection: a connection that registers another worker ends the first.
+  if (pit != peers_.end() && workers_.used(pit->second.index) &&
+      workers_[pit->second.index].uid != m.worker_uid) {
+    lose_worker(pit->second.index, "its connection registered another worker");
+  }
   uint32_t wi;
   auto it = worker_by_uid_.find(m.worker_uid);
   const bool known = it != worker_by_uid_.end();

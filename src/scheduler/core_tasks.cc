@@ -220,8 +220,9 @@ void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
   } else {
     LRTS_INFO("worker '{}' removed ({})", name, reason);
   }
+  const std::vector<uint32_t> services = w.services;  // forget_worker clears them
   placement_.forget_worker(wi);
-  for (uint32_t s : w.services) service_names_.release(s);
+  for (uint32_t s : services) service_names_.release(s);
   if (!w.peer.empty()) peers_.erase(w.peer);
   worker_by_uid_.erase(w.uid);
   worker_names_.release(w.name);

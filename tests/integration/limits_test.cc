@@ -5,6 +5,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <random>
+
+#include "net/zmq_socket.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/progress_messages.hpp"
 #include "services/mult_service.hpp"
 #include "services/test_services.hpp"
 #include "support/harness.hpp"
@@ -47,7 +54,81 @@ long cpu_used_over(pid_t pid, std::chrono::milliseconds window) {
   return cpu_ticks(pid) - before;
 }
 
+// Resident memory of a process, in MB.
+double rss_mb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
+
 class LimitsTest : public ClusterFixture {};
+
+TEST_F(LimitsTest, OnePeerCannotGrowTheSchedulerOrTheProgressServerWithoutBound) {
+  Daemon& sched = cluster_.start_scheduler();
+  Daemon& ps = cluster_.start_progress_server();
+  cluster_.start_worker(1);
+  ASSERT_TRUE(cluster_.wait_for_workers(1));
+  ASSERT_TRUE(wait_until([&] { return ps.log_contains("listening"); }));
+  const double sched_before = rss_mb(sched.pid()), ps_before = rss_mb(ps.pid());
+  net::ZmqContext ctx;
+  net::ZmqSocket worker_peer(ctx, ZMQ_DEALER), viewer_peer(ctx, ZMQ_DEALER);
+  ASSERT_TRUE(worker_peer.connect("tcp://127.0.0.1:" + std::to_string(cluster_.port())).ok());
+  ASSERT_TRUE(
+      viewer_peer.connect("tcp://127.0.0.1:" + std::to_string(cluster_.progress_port())).ok());
+  std::mt19937_64 rng(7);
+  auto unique = [&](size_t n) {
+    std::string s = std::to_string(rng());
+    s.resize(n, 'x');
+    return s;
+  };
+  std::string msg;
+  // Worker hellos with ever new names and service lists of the largest allowed size, and
+  // subscriptions with ever new sessions and application ids: about 400 MB each if kept.
+  for (int i = 0; i < 600; ++i) {
+    std::vector<std::string> names;
+    for (uint32_t k = 0; k < 1000; ++k) names.push_back(unique(protocol::kMaxNameBytes));
+    protocol::WorkerHello hello;
+    hello.worker_uid = 1000 + static_cast<uint64_t>(i);
+    const std::string name = unique(protocol::kMaxNameBytes);
+    hello.name = name;
+    hello.slots = 1;
+    for (const auto& n : names) hello.services.push_back(n);
+    msg.clear();
+    protocol::encode(hello, msg);
+    worker_peer.send(msg);
+
+    protocol::Subscribe sub;
+    const std::string app = unique(protocol::kMaxAppIdBytes);
+    sub.application_id = app;
+    for (uint32_t k = 0; k < protocol::kMaxSubscribedSessions; ++k) sub.sessions.push_back(rng());
+    msg.clear();
+    protocol::encode(sub, msg);
+    viewer_peer.send(msg);
+  }
+  // Every hello answered (so all were handled), and the subscriptions too.
+  size_t welcomes = 0, updates = 0;
+  net::ZmqFrame frame;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        while (worker_peer.recv(frame)) welcomes += frame.size() > 0;
+        while (viewer_peer.recv(frame)) updates += frame.size() > 0;
+        return welcomes >= 600 && updates >= 600;
+      },
+      60s))
+      << welcomes << " welcomes, " << updates << " updates";
+  // Both still answer, and neither kept what it was sent.
+  ClientApplication app(app_info());
+  app.start_application();
+  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(3, 4)), 30s)
+                .service_result<int>(),
+            12);
+  EXPECT_TRUE(sched.running());
+  EXPECT_TRUE(ps.running());
+  EXPECT_LT(rss_mb(sched.pid()) - sched_before, 150) << rss_mb(sched.pid());
+  EXPECT_LT(rss_mb(ps.pid()) - ps_before, 150) << rss_mb(ps.pid());
+}
 
 TEST_F(LimitsTest, ASchedulerOutOfDescriptorsStaysIdleWarnsOnceAndServesAgain) {
   Daemon scheduler({"prlimit", "--nofile=64", lrts_bin(), "scheduler", "-address", "127.0.0.1",
