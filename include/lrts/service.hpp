@@ -180,15 +180,28 @@ std::vector<std::string> registered_services();
 #define LRTS_DETAIL_CONCAT2(a, b) a##b
 #define LRTS_DETAIL_CONCAT(a, b) LRTS_DETAIL_CONCAT2(a, b)
 
-// Declares the data members that travel with a task, by name. Use inside the class body.
+// Declares the data members that travel with a task, by name. Use inside the class body of a
+// service, or of a struct a service returns as its result (one macro for both: on a service the
+// two functions below override Service's; on a plain struct they are merely members, so they
+// carry no `override` and the compilers' missing-override warnings are silenced here alone).
 #define LRTS_FIELDS(...)                                                              \
   MSGPACK_DEFINE_MAP(__VA_ARGS__)                                                     \
-  void lrts_pack_fields(::msgpack::sbuffer& lrts_out) const override {                \
+  LRTS_DETAIL_NO_OVERRIDE_WARNINGS_BEGIN                                              \
+  void lrts_pack_fields(::msgpack::sbuffer& lrts_out) const {                         \
     ::msgpack::pack(lrts_out, *this);                                                 \
   }                                                                                   \
-  void lrts_unpack_fields(const ::msgpack::object& lrts_fields) override {            \
+  void lrts_unpack_fields(const ::msgpack::object& lrts_fields) {                     \
     lrts_fields.convert(*this);                                                       \
-  }
+  }                                                                                   \
+  LRTS_DETAIL_NO_OVERRIDE_WARNINGS_END
+
+#define LRTS_DETAIL_NO_OVERRIDE_WARNINGS_BEGIN                                        \
+  _Pragma("GCC diagnostic push")                                                      \
+  _Pragma("GCC diagnostic ignored \"-Wpragmas\"")                                     \
+  _Pragma("GCC diagnostic ignored \"-Wunknown-warning-option\"")                      \
+  _Pragma("GCC diagnostic ignored \"-Winconsistent-missing-override\"")               \
+  _Pragma("GCC diagnostic ignored \"-Wsuggest-override\"")
+#define LRTS_DETAIL_NO_OVERRIDE_WARNINGS_END _Pragma("GCC diagnostic pop")
 
 // For a service without fields.
 #define LRTS_NO_FIELDS()                                                              \

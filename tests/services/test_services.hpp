@@ -25,7 +25,7 @@ struct EchoResult {
   std::string service_id;
   uint32_t attempt = 0;
   std::vector<int> numbers;
-  MSGPACK_DEFINE_MAP(text, service_id, attempt, numbers);
+  LRTS_FIELDS(text, service_id, attempt, numbers);  // the same macro as for a service
 };
 
 class EchoService : public lrts::Service {

@@ -16,5 +16,10 @@ int main(int argc, char** argv) {
   for (const auto& r : app.wait_for_multi(ids, std::chrono::seconds(60))) {
     std::cout << "square " << r.service_result<long long>() << "\n";
   }
+  // The range-for over as_completed needs C++20, which lrts::lrts brings along.
+  const std::string again = app.schedule_service(SquareService{});
+  for (auto& r : app.as_completed({again}, std::chrono::seconds(60))) {
+    if (!r.ok()) return 1;
+  }
   app.stop_application();
 }
