@@ -34,8 +34,11 @@ void append_base64(std::string& out, std::string_view in) {
   }
 }
 
-void write_value(Reader& r, std::string& out, int depth) {
+// Map keys that are not strings are written as JSON and quoted, so each level of such keys
+// doubles the escaping: without a bound, 40 bytes of nested maps make gigabytes of text.
+void write_value(Reader& r, std::string& out, int depth, size_t limit) {
   if (depth > Reader::kMaxDepth) return r.fail("nesting too deep");
+  if (out.size() > limit) return r.fail("the JSON text would be too large");
   char buf[40];
   switch (r.peek()) {
     case Reader::Type::kNil: r.nil(); out += "null"; return;
@@ -78,7 +81,7 @@ void write_value(Reader& r, std::string& out, int depth) {
       out += '[';
       for (uint32_t i = 0; i < n && r.ok(); ++i) {
         if (i) out += ',';
-        write_value(r, out, depth + 1);
+        write_value(r, out, depth + 1, limit);
       }
       out += ']';
       return;
@@ -92,11 +95,12 @@ void write_value(Reader& r, std::string& out, int depth) {
           append_json_string(out, r.str());
         } else {
           std::string key;
-          write_value(r, key, depth + 1);
+          write_value(r, key, depth + 1, limit);
+          if (!r.ok()) return;
           append_json_string(out, key);
         }
         out += ':';
-        write_value(r, out, depth + 1);
+        write_value(r, out, depth + 1, limit);
       }
       out += '}';
       return;
@@ -143,7 +147,9 @@ void append_json_string(std::string& out, std::string_view s) {
 Result<std::string> to_json(std::string_view msgpack) {
   Reader r(msgpack);
   std::string out;
-  write_value(r, out, 0);
+  // Base64 of binaries and escapes take up to about twice the input; more is an attack.
+  write_value(r, out, 0, (16u << 20) + 4 * msgpack.size());
+  if (out.size() > (16u << 20) + 4 * msgpack.size()) r.fail("the JSON text would be too large");
   if (r.ok() && !r.at_end()) r.fail("trailing bytes after value");
   if (!r.ok()) return make_error(std::string("cannot convert to JSON: ") + r.error());
   return out;

@@ -71,7 +71,10 @@ class SchedulerCoreTest : public ::testing::Test {
     protocol::Submit s;
     s.session = session;
     s.names = {service};
-    for (uint64_t seq : seqs) s.tasks.push_back({seq, 0, std::string("f").append(std::to_string(seq)), 0, max_retries, 0});
+    for (uint64_t seq : seqs) {
+      const std::string& f = texts_.emplace_back("f" + std::to_string(seq));  // outlives the view
+      s.tasks.push_back({seq, 0, f, 0, max_retries, 0});
+    }
     fields_.push_back(std::move(s));
     deliver(peer, fields_.back());
   }
@@ -127,6 +130,7 @@ class SchedulerCoreTest : public ::testing::Test {
   SchedulerCore core_;
   TimePoint now_ = TimePoint{} + 1000s;
   std::deque<protocol::Submit> fields_;
+  std::deque<std::string> texts_;  // what the views in fields_ point to
   std::deque<std::string> payloads_;
 };
 
