@@ -1,7 +1,10 @@
-// Services for benchmarks: a no-op, and a spin that holds the CPU for a given time.
+// Services for benchmarks: a no-op, a spin that holds the CPU for a given time, a sleep, and
+// payloads of a given size each way.
 #include <lrts/lrts.hpp>
 
 #include <chrono>
+#include <string>
+#include <thread>
 
 namespace bench_services {
 
@@ -23,6 +26,32 @@ class Spin : public lrts::Service {
     return n;
   }
   LRTS_FIELDS(ms);
+};
+
+// Sleeps for `ms`: a long task that holds a slot but no CPU.
+class Sleep : public lrts::Service {
+ public:
+  int64_t ms = 0;
+  std::string service_name() const override { return "bench.sleep"; }
+  int64_t run() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+  }
+  LRTS_FIELDS(ms);
+};
+
+// Takes `data` in and gives `result_bytes` bytes back: payloads of any size, each way.
+class Bytes : public lrts::Service {
+ public:
+  std::string data;
+  int64_t result_bytes = 0;
+  std::string service_name() const override { return "bench.bytes"; }
+  std::string run() {
+    std::string out(static_cast<size_t>(result_bytes), 'r');
+    if (!out.empty()) out.front() = static_cast<char>(data.size() & 0x7f);
+    return out;
+  }
+  LRTS_FIELDS(data, result_bytes);
 };
 
 // Publishes the monotonic clock (microseconds) as its bar's count, continuously, for `ms`:
@@ -65,5 +94,7 @@ class SpinProgress : public lrts::Service {
 
 LRTS_REGISTER_SERVICE(bench_services::Noop);
 LRTS_REGISTER_SERVICE(bench_services::Spin);
+LRTS_REGISTER_SERVICE(bench_services::Sleep);
+LRTS_REGISTER_SERVICE(bench_services::Bytes);
 LRTS_REGISTER_SERVICE(bench_services::Clock);
 LRTS_REGISTER_SERVICE(bench_services::SpinProgress);

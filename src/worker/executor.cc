@@ -3,18 +3,13 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "worker/result_limit.hpp"
 
 namespace lrts::worker {
 
 namespace {
 
 constexpr const char* kCancelled = "cancelled by the scheduler";
-
-std::string mb(uint64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return buf;
-}
 
 // Bars the task left open take the task's end; bars it closed itself are done.
 void settle_bars(std::vector<protocol::BarState>& bars, const TaskKey& key, uint32_t attempt,
@@ -170,12 +165,10 @@ bool Executor::on_slot_results(int slot, std::vector<SlotOutcome>& results, Time
     Entry& e = entries_[r.ref];
     Outcome o{e.task.key, e.task.attempt, r.status, std::move(r.payload), r.run_ns,
               std::move(r.bars)};
-    if (options_.max_result_bytes && o.status == TaskStatus::kFinished &&
-        o.payload.size() > options_.max_result_bytes) {
+    if (o.status == TaskStatus::kFinished &&
+        over_result_limit(o.payload.size(), options_.max_result_bytes)) {
       o.status = TaskStatus::kFailed;
-      o.payload = Bytes("the result of " + mb(o.payload.size()) +
-                        " is larger than the worker's --max-result-mb limit of " +
-                        mb(options_.max_result_bytes));
+      o.payload = Bytes(result_limit_error(o.payload.size(), options_.max_result_bytes));
     }
     // A cancelled task that finished anyway still reports: the scheduler sorts it out.
     settle_bars(o.bars, o.key, o.attempt, protocol::phase_for(o.status));

@@ -25,6 +25,7 @@
 #include "protocol/slot_messages.hpp"
 #include "services/registry.hpp"
 #include "shm/region.hpp"
+#include "worker/result_limit.hpp"
 
 namespace lrts::worker {
 
@@ -278,16 +279,9 @@ class Slot {
     }
     d.run_ns = static_cast<uint64_t>(to_ns(Clock::now() - start));
     if (type) d.bars = ctx_.end();
-    if (max_result_bytes_ && d.status == TaskStatus::kFinished &&
-        d.payload.size() > max_result_bytes_) {
-      char buf[200];
-      std::snprintf(buf, sizeof buf,
-                    "the result of %.1f MB is larger than the worker's --max-result-mb limit of "
-                    "%.1f MB",
-                    static_cast<double>(d.payload.size()) / (1024.0 * 1024.0),
-                    static_cast<double>(max_result_bytes_) / (1024.0 * 1024.0));
+    if (d.status == TaskStatus::kFinished && over_result_limit(d.payload.size(), max_result_bytes_)) {
       d.status = TaskStatus::kFailed;
-      d.payload = buf;
+      d.payload = result_limit_error(d.payload.size(), max_result_bytes_);
     }
     return d;
   }

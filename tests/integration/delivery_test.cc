@@ -109,6 +109,56 @@ TEST_F(DeliveryTest, ASubmitWithoutWaitRunsToTheEndPastTheGraceAndLrtsResultsCol
   EXPECT_NE(after.err.find("nothing waits"), std::string::npos) << after.err;
 }
 
+TEST_F(DeliveryTest, ACollectorKilledWhileItWaitsLeavesTheApplicationDetached) {
+  // A grace of 1 s: had the collector attached the application, its death would cost the task
+  // that still runs.
+  std::vector<std::string> flags = kFastScheduler;
+  flags.insert(flags.end(), {"--app-grace", "1"});
+  Daemon& scheduler = cluster_.start_scheduler(flags);
+  cluster_.start_worker(2);
+  for (const char* fields : {R"({"ms":100,"value":1})", R"({"ms":5000,"value":2})"}) {
+    auto sub = run_command(lrts({"submit", "test.sleep", "--fields", fields, "--application-id",
+                                 "collected"}));
+    ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  }
+  Daemon collector(lrts({"results", "--application-id", "collected", "--wait"}),
+                   dir_.file("collector.log"));
+  ASSERT_TRUE(wait_until([&] { return collector.log_contains("\"service_result\":1"); }))
+      << collector.log();
+  collector.signal(SIGKILL);
+  ASSERT_NE(collector.wait_exit(), -1);
+  ASSERT_TRUE(wait_until([&] { return scheduler.log_contains("went silent; its tasks run on"); }))
+      << scheduler.log();
+  auto rest = run_command(lrts({"results", "--application-id", "collected", "--wait",
+                                "--timeout", "30"}));
+  EXPECT_EQ(rest.exit_code, 0) << rest.err;
+  const auto lines = json_lines(rest.out);
+  ASSERT_EQ(lines.size(), 1u) << rest.out;
+  EXPECT_NE(lines[0].find("\"status\":\"finished\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"service_result\":2"), std::string::npos) << lines[0];
+}
+
+TEST_F(DeliveryTest, SubmitThatGivesUpWaitingLeavesItsTasksRunningToBeCollected) {
+  std::vector<std::string> flags = kFastScheduler;
+  flags.insert(flags.end(), {"--app-grace", "1"});
+  cluster_.start_scheduler(flags);
+  cluster_.start_worker(2);
+  auto sub = run_command(lrts({"submit", "test.sleep", "--fields", R"({"ms":2500,"value":5})",
+                               "--count", "2", "--wait", "--wait-timeout", "0.5",
+                               "--application-id", "impatient"}));
+  EXPECT_EQ(sub.exit_code, 3) << sub.err;
+  EXPECT_NE(sub.err.find("lrts results --application-id impatient"), std::string::npos)
+      << sub.err;
+  auto rest = run_command(lrts({"results", "--application-id", "impatient", "--wait",
+                                "--timeout", "30"}));
+  EXPECT_EQ(rest.exit_code, 0) << rest.err;
+  const auto lines = json_lines(rest.out);
+  ASSERT_EQ(lines.size(), 2u) << rest.out;
+  for (const auto& l : lines) {
+    EXPECT_NE(l.find("\"status\":\"finished\""), std::string::npos) << l;
+  }
+}
+
 TEST_F(DeliveryTest, AResultHeldByAWorkerThroughASchedulerRestartKeepsItsAttempt) {
   const std::vector<std::string> durable = {"--reclaim-grace", "5", "--heartbeat-interval",
                                             "0.2", "--worker-timeout", "2"};
@@ -169,6 +219,36 @@ TEST_F(DeliveryTest, FieldsAndResultsLargerThanAnyMessageTravelInChunks) {
   EXPECT_EQ(got.fields_hash, test_services::fnv1a(b.data));
   EXPECT_EQ(got.data.size(), b.result_bytes);
   EXPECT_EQ(test_services::fnv1a(got.data), test_services::fnv1a(test_services::pattern(64u << 20, 4)));
+}
+
+TEST_F(DeliveryTest, AGibibyteOfFieldsAndAGibibyteOfResultArriveIntactAndTheSchedulerHoldsNeither) {
+  if (kUnderAddressSanitizer) GTEST_SKIP() << "gigabyte payloads take minutes under AddressSanitizer";
+  Daemon& scheduler = cluster_.start_scheduler();  // with its journal: payloads are spooled
+  Daemon& worker = cluster_.start_worker(1);
+  ClientApplication app(info());
+  app.start_application();
+  constexpr uint64_t kGiB = 1ull << 30;
+  test_services::BlobService b;
+  b.data = test_services::pattern(kGiB, 5);
+  b.result_bytes = kGiB;
+  b.seed = 6;
+  const uint64_t fields_hash = test_services::fnv1a(b.data);
+  const std::string id = app.schedule_service(b);
+  b.data = {};
+  const auto r = app.wait_for(id, 240s);
+  ASSERT_TRUE(r.ok()) << r.error();
+  {
+    const auto got = r.service_result<test_services::BlobResult>();
+    EXPECT_EQ(got.fields_size, kGiB);
+    EXPECT_EQ(got.fields_hash, fields_hash);
+    ASSERT_EQ(got.data.size(), kGiB);
+    EXPECT_EQ(test_services::fnv1a(got.data), test_services::fnv1a(test_services::pattern(kGiB, 6)));
+  }
+  // A few chunks at a time, never the payload: the scheduler streams both through its state
+  // directory. The worker holds each payload once (the fields until the task ends, the result
+  // until the scheduler has it), never a second copy.
+  EXPECT_LT(memory_mib(scheduler.pid(), "VmHWM"), 256) << "scheduler peak";
+  EXPECT_LT(memory_mib(worker.pid(), "VmHWM"), 2048 + 256) << "worker peak";
 }
 
 TEST_F(DeliveryTest, FourHundredTasksWithOneMegabyteFieldsAllRun) {

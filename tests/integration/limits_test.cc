@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <random>
 
 #include "net/zmq_socket.hpp"
@@ -54,38 +53,18 @@ long cpu_used_over(pid_t pid, std::chrono::milliseconds window) {
   return cpu_ticks(pid) - before;
 }
 
-// Resident memory of a process, in MB.
-double rss_mb(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  }
-  return -1;
-}
 
 class LimitsTest : public ClusterFixture {};
 
-// Memory figures mean nothing under AddressSanitizer (shadow memory, quarantined frees).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kMeasuresMemory = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kMeasuresMemory = false;
-#else
-constexpr bool kMeasuresMemory = true;
-#endif
-#else
-constexpr bool kMeasuresMemory = true;
-#endif
 
 TEST_F(LimitsTest, OnePeerCannotGrowTheSchedulerOrTheProgressServerWithoutBound) {
-  if (!kMeasuresMemory) GTEST_SKIP() << "resident memory is not meaningful under AddressSanitizer";
+  if (kUnderAddressSanitizer) GTEST_SKIP() << "resident memory is not meaningful under AddressSanitizer";
   Daemon& sched = cluster_.start_scheduler();
   Daemon& ps = cluster_.start_progress_server();
   cluster_.start_worker(1);
   ASSERT_TRUE(cluster_.wait_for_workers(1));
   ASSERT_TRUE(wait_until([&] { return ps.log_contains("listening"); }));
-  const double sched_before = rss_mb(sched.pid()), ps_before = rss_mb(ps.pid());
+  const double sched_before = memory_mib(sched.pid()), ps_before = memory_mib(ps.pid());
   net::ZmqContext ctx;
   net::ZmqSocket worker_peer(ctx, ZMQ_DEALER), viewer_peer(ctx, ZMQ_DEALER);
   ASSERT_TRUE(worker_peer.connect("tcp://127.0.0.1:" + std::to_string(cluster_.port())).ok());
@@ -140,8 +119,8 @@ TEST_F(LimitsTest, OnePeerCannotGrowTheSchedulerOrTheProgressServerWithoutBound)
             12);
   EXPECT_TRUE(sched.running());
   EXPECT_TRUE(ps.running());
-  EXPECT_LT(rss_mb(sched.pid()) - sched_before, 150) << rss_mb(sched.pid());
-  EXPECT_LT(rss_mb(ps.pid()) - ps_before, 150) << rss_mb(ps.pid());
+  EXPECT_LT(memory_mib(sched.pid()) - sched_before, 150) << memory_mib(sched.pid());
+  EXPECT_LT(memory_mib(ps.pid()) - ps_before, 150) << memory_mib(ps.pid());
 }
 
 TEST_F(LimitsTest, ASchedulerOutOfDescriptorsStaysIdleWarnsOnceAndServesAgain) {

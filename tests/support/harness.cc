@@ -200,6 +200,15 @@ long cpu_ticks(pid_t pid) {
   return utime + stime;
 }
 
+double memory_mib(pid_t pid, const char* field) {
+  std::istringstream status(read_file("/proc/" + std::to_string(pid) + "/status"));
+  const std::string key = std::string(field) + ":";
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0;
+  }
+  return -1;
+}
+
 std::string lrts_bin() { return LRTS_BIN; }
 std::string examples_dir() { return LRTS_EXAMPLES_DIR; }
 std::string example_services_lib() { return LRTS_EXAMPLE_SERVICES; }

@@ -82,6 +82,23 @@ std::vector<pid_t> children_of(pid_t parent);
 bool process_alive(pid_t pid);
 // CPU time (user + system) a process has used, in clock ticks.
 long cpu_ticks(pid_t pid);
+// A memory figure of a process from /proc/PID/status ("VmRSS", "VmHWM" for the peak), in MiB;
+// -1 if the process is gone.
+double memory_mib(pid_t pid, const char* field = "VmRSS");
+
+// Memory figures mean nothing under AddressSanitizer (shadow memory, quarantined frees), and
+// gigabyte payloads take it minutes.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kUnderAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kUnderAddressSanitizer = true;
+#else
+inline constexpr bool kUnderAddressSanitizer = false;
+#endif
+#else
+inline constexpr bool kUnderAddressSanitizer = false;
+#endif
 
 // Paths set by the build.
 std::string lrts_bin();
