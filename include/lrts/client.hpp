@@ -49,6 +49,10 @@ struct ApplicationInformation {
   // How long the scheduler keeps this application's tasks running after it disappears without
   // stop_application (crash, network cut). Zero: the scheduler's default.
   std::chrono::milliseconds disconnect_grace{0};
+  // This process only collects the results of a detached application (as `lrts results`
+  // does): the application stays detached, so if this process dies, its tasks still run to the
+  // end and their results stay kept (--keep-results). Leave with detach_application().
+  bool collect_only = false;
 
   // Follow the progress bars of this application's tasks through the progress server (when one
   // runs): progress(), on_progress() and the terminal view need it.

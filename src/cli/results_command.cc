@@ -34,6 +34,7 @@ int collect(const ResultsOptions& o) {
   info.scheduler_port = o.scheduler_port;
   info.application_id = o.application_id;
   info.track_progress = false;
+  info.collect_only = true;  // interrupted, it leaves the application detached as it was
   ClientApplication app(info);
   app.start_application();
   const auto connect_within = std::chrono::seconds(o.timeout_s > 0 ? static_cast<int64_t>(o.timeout_s) + 1 : 30);

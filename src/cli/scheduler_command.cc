@@ -91,7 +91,8 @@ class SchedulerCommand final : public Command {
                  "running before those go back to the queue (default: --worker-timeout)")
         ->check(flags::number(0, 86400));
     a.add_option("--max-message-mb", max_mb_,
-                 "Largest message accepted, in MiB; larger ones are dropped and logged (payloads "
+                 "Largest message accepted, in MiB: a peer that sends a larger one has its "
+                 "connection closed (it reconnects; lrts peers split what they send, and payloads "
                  "larger than a message travel in chunks)")
         ->capture_default_str()
         ->check(flags::number(1, 4095));

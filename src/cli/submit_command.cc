@@ -26,6 +26,16 @@ struct SubmitOptions {
   std::string application_id;
 };
 
+// The command that collects what this submission leaves running.
+std::string collect_command(const SubmitOptions& o, const ClientApplication& app) {
+  const std::string where =
+      o.scheduler_port == 5555 && o.scheduler_address == "127.0.0.1"
+          ? ""
+          : " --scheduler-address " + o.scheduler_address + " --scheduler-port " +
+                std::to_string(o.scheduler_port);
+  return "lrts results --application-id " + app.application_id() + where + " --wait";
+}
+
 int submit(const SubmitOptions& o) {
   nlohmann::json fields;
   try {
@@ -72,17 +82,10 @@ int submit(const SubmitOptions& o) {
                    o.scheduler_address.c_str(), o.scheduler_port);
       return 1;
     }
-    const std::string where =
-        o.scheduler_port == 5555 && o.scheduler_address == "127.0.0.1"
-            ? ""
-            : " --scheduler-address " + o.scheduler_address + " --scheduler-port " +
-                  std::to_string(o.scheduler_port);
     std::fprintf(stderr,
                  "lrts submit: %zu task(s) queued under application id %s; they run to the end "
-                 "whether or not anyone waits. Collect the results with:\n  lrts results "
-                 "--application-id %s%s --wait\n",
-                 ids.size(), app.application_id().c_str(), app.application_id().c_str(),
-                 where.c_str());
+                 "whether or not anyone waits. Collect the results with:\n  %s\n",
+                 ids.size(), app.application_id().c_str(), collect_command(o, app).c_str());
     app.detach_application();
     return 0;
   }
@@ -99,8 +102,13 @@ int submit(const SubmitOptions& o) {
       std::fflush(stdout);
     }
   } catch (const TimeoutError&) {
-    std::fprintf(stderr, "lrts submit: gave up waiting after %g s\n", o.wait_timeout_s);
-    return 1;
+    // Nothing is cancelled: the rest runs on and waits to be collected.
+    std::fprintf(stderr,
+                 "lrts submit: gave up waiting after %g s; the unfinished tasks run on. Collect "
+                 "their results with:\n  %s\n",
+                 o.wait_timeout_s, collect_command(o, app).c_str());
+    app.detach_application();
+    return 3;
   }
   app.stop_application();
   if (failed) {

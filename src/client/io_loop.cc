@@ -84,7 +84,7 @@ class IoLoop final : public SessionLink {
         core_(SessionOptions{c_.application_id, c_.session,
                              static_cast<uint64_t>(std::max<int64_t>(
                                  0, c_.info.disconnect_grace.count())),
-                             protocol::kDefaultMaxMessageBytes},
+                             protocol::kDefaultMaxMessageBytes, c_.info.collect_only},
               *this) {}
 
   void run() {

@@ -253,6 +253,7 @@ void SessionCore::send_hello(TimePoint now) {
   hello.session = options_.session;
   hello.grace_ms = options_.grace_ms;
   hello.max_message = options_.max_message_bytes;
+  hello.keep_detached = options_.keep_detached;
   link_.send(hello);
   session_.hello_sent(now);
   if (connected_) {

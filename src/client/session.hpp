@@ -74,6 +74,7 @@ struct SessionOptions {
   uint64_t session = 0;
   uint64_t grace_ms = 0;  // 0: the scheduler's default
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
+  bool keep_detached = false;  // ApplicationInformation::collect_only
 };
 
 class SessionCore {

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <utility>
 
 namespace lrts {
 
@@ -24,6 +26,18 @@ inline int64_t wall_ms() {
   return std::chrono::duration_cast<milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// "7 d", "36 h", "90 min", "45 s", "250 ms": the largest unit that divides it, for log lines.
+inline std::string format_duration(Duration d) {
+  const int64_t ms = to_ms(d);
+  const std::pair<int64_t, const char*> units[] = {
+      {86'400'000, "d"}, {3'600'000, "h"}, {60'000, "min"}, {1'000, "s"}};
+  for (const auto& [size, name] : units) {
+    if (ms >= size && ms % size == 0) return std::to_string(ms / size) + " " + name;
+  }
+  if (ms >= 1000) return std::to_string(ms / 1000) + " s";
+  return std::to_string(ms) + " ms";
 }
 
 }  // namespace lrts

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/check.hpp"
+
 namespace lrts {
 
 inline constexpr uint32_t kNoIndex = UINT32_MAX;
@@ -39,6 +41,7 @@ class Slab {
     return i;
   }
   void free(uint32_t i) {
+    LRTS_CHECK(used(i), "a slab record freed twice, or never allocated");
     items_[i] = T{};
     ++gens_[i];  // every handle to it goes stale
     used_[i] = false;
@@ -46,8 +49,14 @@ class Slab {
     free_.push_back(i);
   }
 
-  T& operator[](uint32_t i) { return items_[i]; }
-  const T& operator[](uint32_t i) const { return items_[i]; }
+  T& operator[](uint32_t i) {
+    LRTS_CHECK(i < items_.size(), "a slab index out of range");
+    return items_[i];
+  }
+  const T& operator[](uint32_t i) const {
+    LRTS_CHECK(i < items_.size(), "a slab index out of range");
+    return items_[i];
+  }
   bool used(uint32_t i) const { return i < used_.size() && used_[i]; }
   uint32_t gen(uint32_t i) const { return gens_[i]; }
   SlabHandle handle(uint32_t i) const { return {i, gens_[i]}; }
@@ -101,6 +110,7 @@ struct IntrusiveList {
     }
     if (l.next != kNoIndex) (slab[l.next].*L).prev = l.prev;
     l = Links{};
+    LRTS_CHECK(head.size > 0, "a record erased from an empty list");
     --head.size;
   }
   // Calls f(index) for each member; f may not erase members other than the one it is given.

@@ -173,11 +173,11 @@ struct ProgressServer::Impl {
       }
       auto [it, fresh] = subscribers.try_emplace(peer);
       Subscriber& s = it->second;
-      const bool changed = fresh || s.all != sub->all ||
-                           s.sessions.size() != sub->sessions.size() ||
+      std::unordered_set<uint64_t> sessions(sub->sessions.begin(), sub->sessions.end());
+      const bool changed = fresh || s.all != sub->all || s.sessions != sessions ||
                            s.application_id != sub->application_id;
       s.application_id.assign(sub->application_id);
-      s.sessions = {sub->sessions.begin(), sub->sessions.end()};
+      s.sessions = std::move(sessions);
       s.all = sub->all;
       s.last_seen = now;
       next_subscriber_check = std::min(next_subscriber_check, now + options.subscriber_timeout);

@@ -158,10 +158,13 @@ struct AppHello {
   uint64_t session = 0;
   uint64_t grace_ms = 0;        // 0: the scheduler's default (it caps what is asked)
   uint64_t max_message = 0;     // largest message this application accepts
+  // A collector of a detached application (`lrts results`): the application stays detached, so
+  // that if the collector dies its tasks still run to the end and their results stay kept.
+  bool keep_detached = false;
   static constexpr auto describe() {
     return std::tuple{wire::str(&AppHello::application_id, 1, kMaxAppIdBytes),
                       wire::u(&AppHello::session), wire::u(&AppHello::grace_ms),
-                      wire::u(&AppHello::max_message)};
+                      wire::u(&AppHello::max_message), wire::flag(&AppHello::keep_detached)};
   }
 };
 

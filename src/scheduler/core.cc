@@ -142,9 +142,11 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
       m.grace_ms ? std::min<Duration>(milliseconds(std::min<uint64_t>(m.grace_ms, INT32_MAX)),
                                       options_.app_grace)
                  : options_.app_grace;
-  const bool changed = !known || grace != a.grace || a.detached;
+  // A plain hello attaches a detached application again; a collector's leaves it detached.
+  const bool detached = a.detached && m.keep_detached;
+  const bool changed = !known || grace != a.grace || a.detached != detached;
   a.grace = grace;
-  a.detached = false;
+  a.detached = detached;
   if (changed) journal_app(a);
   a.connected = true;
   a.sent_unfinished = a.sent_running = UINT64_MAX;  // the new session hears them at once
@@ -294,8 +296,8 @@ void SchedulerCore::on_app(uint32_t ai, const protocol::Detach&, TimePoint now) 
   a.detached = true;
   journal_app(a);
   LRTS_INFO("application '{}' detached; its {} task(s) run on and their results wait for it "
-            "(at most {} h each)",
-            a.app_id, a.tasks.size, to_ms(options_.keep_results) / 3'600'000);
+            "(at most {} each)",
+            a.app_id, a.tasks.size, format_duration(options_.keep_results));
   disconnect_app(ai);
   arm_app_timer(ai, now);
 }

@@ -62,6 +62,9 @@ class Transport {
   // To an application, or to a peer not known yet (errors).
   virtual void send_app(const PeerId& peer, const protocol::ToApp& message) = 0;
   virtual void send_worker(const PeerId& peer, const protocol::ToWorker& message) = 0;
+  // Peers a message could not be queued for since the last call (their queue is full: they do
+  // not read). What was dropped may have mattered (an ASSIGN), so the core treats them as gone.
+  virtual std::vector<PeerId> take_congested() { return {}; }
 };
 
 // Where durable changes go. The views are valid only during the call. A payload is either
@@ -98,6 +101,7 @@ struct RecoveredTask {
   uint64_t result_blob = 0;
   std::string worker;
   uint64_t run_ns = 0;
+  uint64_t done_ms_ago = 0;  // when done: how long ago the result was recorded
 };
 
 struct RecoveredApp {
@@ -141,6 +145,7 @@ struct CoreStats {
   uint64_t requeued = 0;
   uint64_t bad_messages = 0;
   uint64_t refused = 0;     // well-formed requests over a limit
+  uint64_t congested = 0;   // peers dropped because they did not read what they were sent
   size_t queued = 0;        // including tasks waiting to be reclaimed after a restart
   size_t assigned = 0;
   size_t done = 0;
@@ -263,6 +268,10 @@ class SchedulerCore {
   // An application's counts moved: AppCounts goes with a coming flush.
   void count_app(uint32_t ai, int64_t unfinished, int64_t running);
   void flush_counts(TimePoint now);
+  // Whether a worker was lost (its tasks are queued again).
+  bool drop_congested();
+  // Placement, then each worker's assignments and acknowledgements out.
+  void assign_and_send(TimePoint now);
   uint64_t durable() const { return journal_ ? journal_committed_ : journal_seq_; }
 
   CoreOptions options_;

@@ -3,6 +3,7 @@
 // the bytes each peer accepts, larger payloads as streams.
 #include <algorithm>
 
+#include "common/check.hpp"
 #include "common/log.hpp"
 #include "scheduler/core.hpp"
 
@@ -51,6 +52,18 @@ void SchedulerCore::flush(TimePoint now) {
       w.cancels.clear();
     }
   }
+  assign_and_send(now);
+  flush_submit_acks(upto);
+  flush_counts(now);
+  // The tasks of a worker dropped for congestion go to the others now, not at the next event.
+  if (drop_congested()) assign_and_send(now);
+  while (!blobs_to_remove_.empty() && blobs_to_remove_.front().first <= upto) {
+    blobs_.remove(blobs_to_remove_.front().second);
+    blobs_to_remove_.pop_front();
+  }
+}
+
+void SchedulerCore::assign_and_send(TimePoint now) {
   placement_.pump(now, options_.unoffered_service_wait, !worker_by_uid_.empty(),
                   options_.max_assign_batch, [&](uint32_t w, uint32_t t) { assign(w, t); });
   dedupe(workers_with_output_);
@@ -62,12 +75,6 @@ void SchedulerCore::flush(TimePoint now) {
     if (!w.acks.empty() || !w.assign.empty()) again.push_back(wi);  // the rest next time
   }
   workers_with_output_.swap(again);
-  flush_submit_acks(upto);
-  flush_counts(now);
-  while (!blobs_to_remove_.empty() && blobs_to_remove_.front().first <= upto) {
-    blobs_.remove(blobs_to_remove_.front().second);
-    blobs_to_remove_.pop_front();
-  }
 }
 
 // Assignments whose fields are here (or whose stream is whole) leave in batches; the others
@@ -182,8 +189,36 @@ void SchedulerCore::flush_results(TimePoint now) {
   }
 }
 
+// Peers whose queue was full when something was sent: a message is lost (an ASSIGN would leave
+// its task assigned to a worker that never got it), so they count as gone. Each says hello again
+// when it reads, and the welcome settles what it missed.
+bool SchedulerCore::drop_congested() {
+  bool lost_worker = false;
+  for (const PeerId& peer : transport_.take_congested()) {
+    auto it = peers_.find(peer);
+    if (it == peers_.end()) continue;
+    const PeerRef ref = it->second;
+    ++stats_.congested;
+    if (ref.is_worker) {
+      if (workers_.used(ref.index)) {
+        lose_worker(ref.index, "it does not read what it is sent (its queue is full)");
+        lost_worker = true;
+      }
+    } else if (apps_.used(ref.index) && apps_[ref.index].connected) {
+      LRTS_WARN("application '{}' does not read what it is sent (its queue is full); it is "
+                "disconnected and gets everything again when it says hello",
+                apps_[ref.index].app_id);
+      disconnect_app(ref.index);
+    }
+  }
+  return lost_worker;
+}
+
 void SchedulerCore::count_app(uint32_t ai, int64_t unfinished, int64_t running) {
   App& a = apps_[ai];
+  LRTS_CHECK(static_cast<int64_t>(a.unfinished) + unfinished >= 0 &&
+                 static_cast<int64_t>(a.running) + running >= 0,
+             "an application's task counts went below zero");
   a.unfinished = static_cast<uint64_t>(static_cast<int64_t>(a.unfinished) + unfinished);
   a.running = static_cast<uint64_t>(static_cast<int64_t>(a.running) + running);
   if (!a.connected || a.counts_listed) return;

@@ -272,8 +272,15 @@ void SchedulerCore::check_worker(uint32_t wi, TimePoint now) {
 
 void SchedulerCore::check_app(uint32_t ai, TimePoint now) {
   App& a = apps_[ai];
-  if (a.detached) return expire_results(ai, now);
   const TimePoint silent_at = a.last_seen + options_.app_timeout;
+  if (a.detached) {
+    if (a.connected && silent_at <= now) {
+      LRTS_INFO("the collector of detached application '{}' went silent; its tasks run on",
+                a.app_id);
+      disconnect_app(ai);
+    }
+    return expire_results(ai, now);
+  }
   if (a.connected) {
     if (silent_at > now) return arm_app_timer(ai, silent_at);
     LRTS_WARN("application '{}' silent for {} ms; keeping its {} task(s) for {} s", a.app_id,
@@ -310,16 +317,19 @@ void SchedulerCore::expire_results(uint32_t ai, TimePoint now) {
     erase_task(t);
   }
   if (!expired.empty()) {
-    LRTS_WARN("application '{}': {} result(s) were not collected within {} h and are dropped",
-              a.app_id, expired.size(), to_ms(options_.keep_results) / 3'600'000);
+    LRTS_WARN("application '{}': {} result(s) were not collected within {} and are dropped",
+              a.app_id, expired.size(), format_duration(options_.keep_results));
   }
   if (a.tasks.size == 0) {
     LRTS_INFO("detached application '{}' has nothing left; forgotten", a.app_id);
     return drop_app(ai);
   }
-  // Check again when the next result is due, and now and then while tasks still run.
-  arm_app_timer(ai, std::min(next, now + std::min<Duration>(options_.keep_results,
-                                                            std::chrono::hours(1))));
+  // Check again when the next result is due, now and then while tasks still run, and when a
+  // connected collector would count as silent.
+  TimePoint when =
+      std::min(next, now + std::min<Duration>(options_.keep_results, std::chrono::hours(1)));
+  if (a.connected) when = std::min(when, a.last_seen + options_.app_timeout);
+  arm_app_timer(ai, when);
 }
 
 // ---- time -----------------------------------------------------------------------------------
@@ -404,7 +414,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
                           rt.result_blob ? blobs_.size(rt.result_blob) : 0};
       task.result_worker = rt.worker.empty() ? NameTable::kNone : worker_names_.acquire(rt.worker);
       task.run_ns = rt.run_ns;
-      task.done_at = now;
+      task.done_at = now - std::min<Duration>(milliseconds(rt.done_ms_ago), options_.keep_results);
       ++stats_.done;
       ++done;
     } else {

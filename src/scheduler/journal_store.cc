@@ -54,7 +54,7 @@ bool read(protocol::mp::Reader& r, Record& out) {
 
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 int64_t to_db(uint64_t v) { return std::bit_cast<int64_t>(v); }
 uint64_t from_db(int64_t v) { return std::bit_cast<uint64_t>(v); }
@@ -209,7 +209,8 @@ Status JournalStore::init_schema() {
       "max_retries INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, "
       "attempts INTEGER NOT NULL DEFAULT 0, status INTEGER, result BLOB, worker TEXT, "
       "run_ns INTEGER, fields_blob INTEGER NOT NULL DEFAULT 0, "
-      "result_blob INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(session, seq)) WITHOUT ROWID;";
+      "result_blob INTEGER NOT NULL DEFAULT 0, done_ms INTEGER, "
+      "PRIMARY KEY(session, seq)) WITHOUT ROWID;";
   if (sqlite3_exec(db_, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
     return make_error(sql_error(db_, "create journal tables"));
   }
@@ -221,7 +222,13 @@ Status JournalStore::init_schema() {
     if (sqlite3_exec(db_, migrate, nullptr, nullptr, nullptr) != SQLITE_OK) {
       return make_error(sql_error(db_, "upgrade the journal from format 1"));
     }
-    LRTS_INFO("journal {} upgraded from state format 1 to {}", path_, kSchemaVersion);
+  }
+  if (version == 1 || version == 2) {  // format 2: no time a result was recorded
+    if (sqlite3_exec(db_, "ALTER TABLE tasks ADD COLUMN done_ms INTEGER;", nullptr, nullptr,
+                     nullptr) != SQLITE_OK) {
+      return make_error(sql_error(db_, "upgrade the journal from format 2"));
+    }
+    LRTS_INFO("journal {} upgraded from state format {} to {}", path_, version, kSchemaVersion);
   }
   sqlite3_exec(db_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), nullptr,
                nullptr, nullptr);
@@ -233,7 +240,7 @@ Status JournalStore::init_schema() {
            {&st->assign, "UPDATE tasks SET attempts=?3 WHERE session=?1 AND seq=?2"},
            {&st->finish,
             "UPDATE tasks SET status=?3, result=?4, result_blob=?5, attempts=?6, worker=?7, "
-            "run_ns=?8, fields=x'', fields_blob=0 WHERE session=?1 AND seq=?2"},
+            "run_ns=?8, done_ms=?9, fields=x'', fields_blob=0 WHERE session=?1 AND seq=?2"},
            {&st->remove, "DELETE FROM tasks WHERE session=?1 AND seq=?2"},
            {&st->app, "INSERT OR REPLACE INTO apps(app, grace_ms, detached) VALUES(?1, ?2, ?3)"},
            {&st->app_remove, "DELETE FROM apps WHERE app=?1"}}) {
@@ -256,7 +263,7 @@ Result<RecoveredState> JournalStore::load() {
   }
   Query q(db_,
           "SELECT session, seq, app, name, fields, max_retries, timeout_ms, attempts, status, "
-          "result, worker, run_ns, fields_blob, result_blob FROM tasks");
+          "result, worker, run_ns, fields_blob, result_blob, done_ms FROM tasks");
   if (!q.ok()) return make_error(sql_error(db_, "read tasks"));
   sqlite3_stmt* s = q.get();
   int rc;
@@ -279,6 +286,12 @@ Result<RecoveredState> JournalStore::load() {
       t.worker.assign(column_text(s, 10));
       t.run_ns = static_cast<uint64_t>(sqlite3_column_int64(s, 11));
       t.result_blob = from_db(sqlite3_column_int64(s, 13));
+      // How long ago it was recorded, by the wall clock (the only clock that survives a
+      // restart): its --keep-results time goes on from there. Unknown (format 2): from now.
+      if (sqlite3_column_type(s, 14) != SQLITE_NULL) {
+        t.done_ms_ago = static_cast<uint64_t>(
+            std::max<int64_t>(0, wall_ms() - sqlite3_column_int64(s, 14)));
+      }
     }
     state.tasks.push_back(std::move(t));
   }
@@ -351,7 +364,7 @@ Status JournalStore::apply(const std::vector<std::string>& batches, JournalStats
               } else if constexpr (std::is_same_v<R, records::Finish>) {
                 ok = st.finish.i64(1, s).i64(2, q).i64(3, static_cast<int64_t>(x.status))
                          .blob(4, x.payload).i64(5, to_db(x.payload_blob)).i64(6, x.attempt)
-                         .text(7, x.worker).i64(8, to_db(x.run_ns)).run();
+                         .text(7, x.worker).i64(8, to_db(x.run_ns)).i64(9, wall_ms()).run();
               } else {
                 ok = st.remove.i64(1, s).i64(2, q).run();
               }

@@ -31,14 +31,17 @@ class RouterTransport final : public Transport {
     send(peer, buf_);
   }
   uint64_t dropped_full() const { return dropped_full_; }
+  std::vector<PeerId> take_congested() override { return std::exchange(congested_, {}); }
 
  private:
   void send(std::string_view peer, std::string_view message) {
     switch (socket_.send_to(peer, message)) {
       case net::SendResult::kSent: return;
       case net::SendResult::kWouldBlock:
-        // The peer does not read; what matters is re-sent later (results, acks on re-hello).
-        // Counted here and logged with the stats: an overloaded loop should not log per message.
+        // The peer does not read. Counted here and logged with the stats (an overloaded loop
+        // should not log per message); the core drops the peer, which re-registers when it reads
+        // again and so learns what it missed.
+        if (congested_.empty() || congested_.back() != peer) congested_.emplace_back(peer);
         ++dropped_full_;
         return;
       case net::SendResult::kUnreachable: return;  // it went away
@@ -51,6 +54,7 @@ class RouterTransport final : public Transport {
   net::ZmqSocket& socket_;
   std::string buf_;
   uint64_t dropped_full_ = 0;  // messages dropped because the peer's queue was full
+  std::vector<PeerId> congested_;
 };
 
 }  // namespace

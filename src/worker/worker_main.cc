@@ -98,8 +98,8 @@ void add_worker_flags(CLI::App& app, WorkerFlags& f) {
       ->capture_default_str()
       ->check(CLI::Range(1, 60'000));
   app.add_option("--progress-ceiling-ms", f.progress_ceiling_ms,
-                 "Progress batches leave at least this often; an unanswered batch is sent again "
-                 "after this long")
+                 "A progress batch not answered within this long is sent again (while bars are "
+                 "open, batches leave at least every 2 s; when nothing changes, they are empty)")
       ->capture_default_str()
       ->check(CLI::Range(1, 600'000));
   flags::add_log_level(app, f.log_level);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <utility>
 
 #include "protocol/codec.hpp"
 
@@ -35,8 +36,10 @@ class FakeTransport final : public Transport {
     sent[peer].clear();
     return out;
   }
+  std::vector<PeerId> take_congested() override { return std::exchange(congested, {}); }
   std::map<std::string, std::vector<std::string>> sent;
   std::deque<std::string> storage;  // keeps decoded views valid
+  std::vector<PeerId> congested;    // peers whose queue the next flush finds full
 };
 
 class SchedulerCoreTest : public ::testing::Test {
@@ -429,6 +432,63 @@ TEST_F(SchedulerCoreTest, ReclaimAfterRestartIsDueBeforeLaterTimers) {
   state.tasks.push_back(task);
   core.restore(std::move(state), now_);
   EXPECT_EQ(core.next_deadline(), now_ + 2s);
+}
+
+TEST_F(SchedulerCoreTest, AKeptResultExpiresByItsRecordedAgeNotByTheRestart) {
+  CoreOptions o = options();
+  o.keep_results = 1h;
+  SchedulerCore core(o, transport_, blobs_);
+  RecoveredState state;
+  state.apps.push_back({"app", 60000, true});
+  for (uint64_t seq : {1, 2}) {
+    RecoveredTask task;
+    task.key = {100, seq};
+    task.app_id = "app";
+    task.name = "svc";
+    task.attempts = 1;
+    task.done = true;
+    task.result = "r";
+    task.done_ms_ago = seq == 1 ? 50 * 60 * 1000 : 5 * 60 * 1000;  // 50 and 5 minutes ago
+    state.tasks.push_back(task);
+  }
+  core.restore(std::move(state), now_);
+  EXPECT_EQ(core.stats().done, 2u);
+  now_ += 11min;  // the first has been kept an hour now; the second 16 minutes
+  core.on_tick(now_);
+  core.flush(now_);
+  EXPECT_EQ(core.stats().done, 1u);
+  now_ += 45min;
+  core.on_tick(now_);
+  core.flush(now_);
+  EXPECT_EQ(core.stats().done, 0u);
+}
+
+TEST_F(SchedulerCoreTest, AWorkerThatDoesNotReadWhatItIsSentIsLostAndItsTasksMove) {
+  app_hello("A");
+  submit("A", {1, 2});
+  worker_hello("W1", 1, 2);
+  ASSERT_EQ(assigned("W1").size(), 2u);
+  transport_.congested.push_back("W1");  // as if the ASSIGN had not fit in its queue
+  worker_hello("W2", 2, 2);
+  EXPECT_EQ(core_.stats().congested, 1u);
+  EXPECT_EQ(assigned("W2"), (Pairs{{1, 2}, {2, 2}}));
+}
+
+TEST_F(SchedulerCoreTest, AnApplicationThatDoesNotReadWhatItIsSentIsDisconnectedAndKeepsItsWork) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W", 1, 1);
+  ASSERT_EQ(assigned("W").size(), 1u);
+  to_app("A");
+  transport_.congested.push_back("A");
+  result("W", {100, 1}, 1, TaskStatus::kFinished, "value");
+  EXPECT_EQ(core_.stats().congested, 1u);
+  to_app("A");  // what its full queue dropped
+  // Its hello again gets the result.
+  app_hello("A");
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].payload, "value");
 }
 
 TEST_F(SchedulerCoreTest, TasksGoOnlyToWorkersThatOfferTheirService) {
