@@ -84,6 +84,10 @@ run long "$b/lrts_long_bench" --json --seconds "$long"
 peer dask-long "${dask_inf[@]}" --workload long --seconds "$long" --runs 1
 peer celery-long celery_bench.py --workload long --seconds "$long" --runs 1
 
+# 8: payloads and mixed task lengths (1 GiB each way; --quick: 256 MiB)
+if ((quick)); then mib=256; else mib=1024; fi
+run payload "$b/lrts_payload_bench" --json --mib "$mib" --state-dir "$(fresh_state)"
+
 # How cost grows with the number of tasks (journal on)
 for n in "${scale_tasks[@]}"; do
   run "tasks-$n" "$b/lrts_e2e_bench" --json --workload noop_scaling --tasks "$n" --runs 3 \
