@@ -74,7 +74,9 @@ int main(int argc, char** argv) {
   {
     std::vector<std::string> ids;
     for (int i = 0; i < 100; ++i) ids.push_back(app.schedule_service(Noop()));
-    app.wait_for_multi(ids, std::chrono::seconds(60));
+    for (const auto& r : app.wait_for_multi(ids, std::chrono::seconds(60))) {
+      if (!r.ok()) return 1;
+    }
   }
 
   std::vector<double> rates;

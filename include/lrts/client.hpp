@@ -23,6 +23,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "lrts/progress.hpp"
@@ -119,6 +121,9 @@ class CompletionRange {
   std::unique_ptr<State> state_;
 };
 
+template <class R>
+class Task;
+
 class ClientApplication {
  public:
   explicit ClientApplication(ApplicationInformation info = {});
@@ -139,10 +144,16 @@ class ClientApplication {
   // submission has reached the scheduler.
   void detach_application();
   // Waits until the scheduler has acknowledged every task scheduled so far. False on timeout.
-  bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
+  [[nodiscard]] bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
 
   // Queues one task and returns its service id at once.
   std::string schedule_service(const Service& service, const TaskOptions& options = {});
+  // The same, as a handle that knows the result's type (what S::run returns):
+  //   auto t = app.submit(MultService(6, 9));
+  //   double v = t.get();
+  template <class S>
+  [[nodiscard]] Task<detail::run_result_t<S>> submit(const S& service,
+                                                     const TaskOptions& options = {});
   // Same, with the service named and its fields already encoded as a MessagePack map (used by
   // tools and language bindings).
   std::string schedule_service(std::string_view service_name, std::string fields_msgpack,
@@ -153,17 +164,18 @@ class ClientApplication {
   ServiceResult wait_for(const std::string& service_id);
   ServiceResult wait_for(const std::string& service_id, std::chrono::milliseconds timeout);
   // Waits for all, returns them in the order of `service_ids`.
-  std::vector<ServiceResult> wait_for_multi(const std::vector<std::string>& service_ids);
-  std::vector<ServiceResult> wait_for_multi(const std::vector<std::string>& service_ids,
-                                            std::chrono::milliseconds timeout);
+  [[nodiscard]] std::vector<ServiceResult> wait_for_multi(
+      const std::vector<std::string>& service_ids);
+  [[nodiscard]] std::vector<ServiceResult> wait_for_multi(
+      const std::vector<std::string>& service_ids, std::chrono::milliseconds timeout);
   // Yields results as they complete.
-  CompletionRange as_completed(const std::vector<std::string>& service_ids);
-  CompletionRange as_completed(const std::vector<std::string>& service_ids,
-                               std::chrono::milliseconds timeout);
+  [[nodiscard]] CompletionRange as_completed(const std::vector<std::string>& service_ids);
+  [[nodiscard]] CompletionRange as_completed(const std::vector<std::string>& service_ids,
+                                             std::chrono::milliseconds timeout);
 
   // Asks the cluster to stop a queued or running task; its result becomes `cancelled`. Returns
   // false if the id is unknown or already complete.
-  bool cancel(const std::string& service_id);
+  [[nodiscard]] bool cancel(const std::string& service_id);
 
   // Progress bars of one task (latest known state), or of every task this application follows.
   std::vector<ProgressSnapshot> progress(const std::string& service_id) const;
@@ -179,14 +191,14 @@ class ClientApplication {
   bool connected() const;
   // Waits until the scheduler has welcomed this application and told it of its earlier runs'
   // tasks and the results waiting for it. False on timeout.
-  bool wait_connected(std::chrono::milliseconds timeout);
+  [[nodiscard]] bool wait_connected(std::chrono::milliseconds timeout);
   // Ids whose results have not been collected yet: those scheduled here, and — once the
   // scheduler has welcomed an application restarted with the same application_id — those its
   // previous run scheduled (wait_connected first).
   std::vector<std::string> pending_service_ids() const;
   // The results that have arrived and were not collected yet, without waiting (after
   // wait_connected, every result that was waiting at the scheduler has arrived).
-  std::vector<ServiceResult> collect_ready();
+  [[nodiscard]] std::vector<ServiceResult> collect_ready();
   // How many results have arrived and wait to be collected.
   size_t results_waiting() const;
 
@@ -197,5 +209,42 @@ class ClientApplication {
   void check_started() const;
   std::unique_ptr<Impl> impl_;
 };
+
+// One scheduled task whose result is an R (what its service's run returns). Cheap to copy; it
+// refers to its application, which must outlive it. Each result is handed out once: get() (or
+// result()) on one copy collects it for all.
+template <class R>
+class Task {
+ public:
+  const std::string& id() const { return id_; }
+  // Waits for the result and returns the value run returned. Throws ResultError if the task did
+  // not finish (failed, cancelled, timed out) or its value does not convert to R, and
+  // TimeoutError when the timeout passes first.
+  R get() const { return value(app_->wait_for(id_)); }
+  R get(std::chrono::milliseconds timeout) const { return value(app_->wait_for(id_, timeout)); }
+  // The whole result (status, attempt, worker, run time), without converting.
+  ServiceResult result() const { return app_->wait_for(id_); }
+  [[nodiscard]] bool cancel() const { return app_->cancel(id_); }
+
+ private:
+  friend class ClientApplication;
+  Task(ClientApplication* app, std::string id) : app_(app), id_(std::move(id)) {}
+  static R value(const ServiceResult& r) {
+    if constexpr (std::is_void_v<R>) {
+      if (!r.ok()) r.service_result<msgpack::type::nil_t>();  // throws, saying why
+    } else {
+      return r.service_result<R>();
+    }
+  }
+  ClientApplication* app_;
+  std::string id_;
+};
+
+template <class S>
+Task<detail::run_result_t<S>> ClientApplication::submit(const S& service,
+                                                        const TaskOptions& options) {
+  static_assert(std::is_base_of_v<Service, S>, "submit takes an lrts::Service");
+  return Task<detail::run_result_t<S>>(this, schedule_service(service, options));
+}
 
 }  // namespace lrts

@@ -1,7 +1,7 @@
 // ServiceResult: what came back for one scheduled service.
 #pragma once
 
-#include <msgpack.hpp>
+#include "lrts/detail/msgpack.hpp"
 
 #include <chrono>
 #include <cstdint>

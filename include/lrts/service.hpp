@@ -19,7 +19,7 @@
 // default-constructible: the worker creates one and fills its fields from the message.
 #pragma once
 
-#include <msgpack.hpp>
+#include "lrts/detail/msgpack.hpp"
 
 #include <cstdint>
 #include <stdexcept>
@@ -161,6 +161,18 @@ std::string invoke_service(TaskContext& ctx, std::string_view fields) {
   }
   return std::move(out.s);
 }
+
+// What T::run returns (without const or reference): the type of the task's result.
+template <class T>
+auto run_result_probe() {
+  if constexpr (std::is_invocable_v<decltype(&T::run), T&, TaskContext&>) {
+    return std::type_identity<std::invoke_result_t<decltype(&T::run), T&, TaskContext&>>{};
+  } else {
+    return std::type_identity<std::invoke_result_t<decltype(&T::run), T&>>{};
+  }
+}
+template <class T>
+using run_result_t = std::remove_cvref_t<typename decltype(run_result_probe<T>())::type>;
 
 template <class T>
 bool register_service() {

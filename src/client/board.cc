@@ -13,23 +13,23 @@ std::string unknown_id(const std::string& id) {
 }  // namespace
 
 void ResultBoard::add_pending(const TaskKey& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   pending_.insert(key);
   ++scheduled_;
 }
 
 void ResultBoard::drop_pending(const TaskKey& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   pending_.erase(key);
 }
 
 bool ResultBoard::is_pending(const TaskKey& key) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return pending_.count(key) != 0;
 }
 
 void ResultBoard::deliver(const TaskKey& key, ServiceResult result) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   pending_.erase(key);
   for (auto* sub : subscriptions_) {
     if (sub->wanted.erase(key)) {
@@ -43,7 +43,7 @@ void ResultBoard::deliver(const TaskKey& key, ServiceResult result) {
 }
 
 void ResultBoard::adopt(const std::vector<TaskKey>& keys) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const TaskKey& k : keys) {
     if (!ready_.count(k)) pending_.insert(k);
   }
@@ -51,7 +51,7 @@ void ResultBoard::adopt(const std::vector<TaskKey>& keys) {
 }
 
 std::vector<TaskKey> ResultBoard::take_collected() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<TaskKey> out;
   out.swap(collected_);
   return out;
@@ -64,31 +64,31 @@ void ResultBoard::collect_locked(const TaskKey& key) {
 }
 
 void ResultBoard::set_connected(bool connected) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   connected_ = connected;
   cv_.notify_all();
 }
 
 void ResultBoard::set_acknowledged(uint64_t total) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   acked_ = total;
   cv_.notify_all();
 }
 
 void ResultBoard::fail(const std::string& why) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   fatal_ = why;
   cv_.notify_all();
 }
 
 void ResultBoard::close() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   closed_ = true;
   cv_.notify_all();
 }
 
 void ResultBoard::notify() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   cv_.notify_all();
 }
 
@@ -98,13 +98,10 @@ void ResultBoard::check_usable() const {
 }
 
 template <class Pred>
-void ResultBoard::wait_until(std::unique_lock<std::mutex>& lock, TimePoint deadline, Pred pred,
-                             const std::string& what) {
+void ResultBoard::wait_until(TimePoint deadline, Pred pred, const std::string& what) {
   while (!pred()) {
     check_usable();
-    if (deadline == TimePoint::max()) {
-      cv_.wait(lock);
-    } else if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && !pred()) {
+    if (!cv_.wait_until(mu_, deadline) && !pred()) {
       throw TimeoutError("timed out waiting for " + what);
     }
   }
@@ -112,9 +109,11 @@ void ResultBoard::wait_until(std::unique_lock<std::mutex>& lock, TimePoint deadl
 
 ServiceResult ResultBoard::wait_for(const TaskKey& key, const std::string& id,
                                     TimePoint deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (!ready_.count(key) && !pending_.count(key)) throw std::invalid_argument(unknown_id(id));
-  wait_until(lock, deadline, [&] { return ready_.count(key) != 0 || !pending_.count(key); }, id);
+  wait_until(
+      deadline, [&]() LRTS_REQUIRES(mu_) { return ready_.count(key) != 0 || !pending_.count(key); },
+      id);
   auto it = ready_.find(key);
   if (it == ready_.end()) {
     throw std::invalid_argument("result of " + id + " was collected by another caller");
@@ -128,7 +127,7 @@ ServiceResult ResultBoard::wait_for(const TaskKey& key, const std::string& id,
 std::vector<ServiceResult> ResultBoard::wait_for_multi(const std::vector<TaskKey>& keys,
                                                        const std::vector<std::string>& ids,
                                                        TimePoint deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!ready_.count(keys[i]) && !pending_.count(keys[i])) {
       throw std::invalid_argument(unknown_id(ids[i]));
@@ -136,8 +135,8 @@ std::vector<ServiceResult> ResultBoard::wait_for_multi(const std::vector<TaskKey
   }
   size_t have = 0;
   wait_until(
-      lock, deadline,
-      [&] {
+      deadline,
+      [&]() LRTS_REQUIRES(mu_) {
         for (; have < keys.size(); ++have) {
           if (!ready_.count(keys[have])) {
             if (!pending_.count(keys[have])) {
@@ -167,7 +166,7 @@ std::unique_ptr<CompletionRange::State> ResultBoard::subscribe(
   auto state = std::make_unique<CompletionRange::State>();
   state->board = std::move(self);
   state->deadline = deadline;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!ready_.count(keys[i]) && !pending_.count(keys[i])) {
       throw std::invalid_argument(unknown_id(ids[i]));
@@ -188,7 +187,7 @@ std::unique_ptr<CompletionRange::State> ResultBoard::subscribe(
 }
 
 void ResultBoard::unsubscribe(CompletionRange::State* state) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::erase(subscriptions_, state);
   // Results that arrived for this range but were not taken stay collectable.
   for (auto& r : state->arrived) {
@@ -199,9 +198,9 @@ void ResultBoard::unsubscribe(CompletionRange::State* state) {
 }
 
 std::optional<ServiceResult> ResultBoard::next(CompletionRange::State& s) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (s.remaining == 0) return std::nullopt;
-  wait_until(lock, s.deadline, [&] { return !s.arrived.empty(); }, "completed results");
+  wait_until(s.deadline, [&] { return !s.arrived.empty(); }, "completed results");
   ServiceResult r = std::move(s.arrived.front());
   s.arrived.pop_front();
   --s.remaining;
@@ -211,26 +210,28 @@ std::optional<ServiceResult> ResultBoard::next(CompletionRange::State& s) {
 }
 
 size_t ResultBoard::remaining(const CompletionRange::State& s) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return s.remaining;
 }
 
 bool ResultBoard::connected() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return connected_;
 }
 
 bool ResultBoard::wait_connected(TimePoint deadline) {
-  std::unique_lock lock(mu_);
-  cv_.wait_until(lock, deadline, [&] { return connected_ || !fatal_.empty() || closed_; });
+  MutexLock lock(mu_);
+  while (!connected_ && fatal_.empty() && !closed_) {
+    if (!cv_.wait_until(mu_, deadline)) break;
+  }
   return connected_;
 }
 
 bool ResultBoard::wait_acknowledged(TimePoint deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const uint64_t target = scheduled_;
   try {
-    wait_until(lock, deadline, [&] { return acked_ >= target; }, "acknowledgements");
+    wait_until(deadline, [&]() LRTS_REQUIRES(mu_) { return acked_ >= target; }, "acknowledgements");
   } catch (const TimeoutError&) {
     return false;
   }
@@ -238,7 +239,7 @@ bool ResultBoard::wait_acknowledged(TimePoint deadline) {
 }
 
 std::vector<TaskKey> ResultBoard::outstanding() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<TaskKey> keys(pending_.begin(), pending_.end());
   for (const auto& [key, r] : ready_) keys.push_back(key);
   std::sort(keys.begin(), keys.end());
@@ -246,12 +247,12 @@ std::vector<TaskKey> ResultBoard::outstanding() const {
 }
 
 size_t ResultBoard::ready_count() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return ready_.size();
 }
 
 std::vector<ServiceResult> ResultBoard::take_ready() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<TaskKey> keys;
   for (const auto& [key, r] : ready_) keys.push_back(key);
   std::sort(keys.begin(), keys.end());

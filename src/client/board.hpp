@@ -8,17 +8,16 @@
 // Thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/mutex.hpp"
 #include "lrts/client.hpp"
 #include "protocol/ids.hpp"
 
@@ -94,25 +93,26 @@ class ResultBoard {
   void notify();
 
  private:
-  // Throws if waiting can never succeed. Call with mu_ held.
-  void check_usable() const;
+  // Throws if waiting can never succeed.
+  void check_usable() const LRTS_REQUIRES(mu_);
+  // Waits until pred() holds; throws TimeoutError past `deadline`, or if waiting cannot succeed.
   template <class Pred>
-  void wait_until(std::unique_lock<std::mutex>& lock, TimePoint deadline, Pred pred,
-                  const std::string& what);
-  void collect_locked(const TaskKey& key);
+  void wait_until(TimePoint deadline, Pred pred, const std::string& what) LRTS_REQUIRES(mu_);
+  void collect_locked(const TaskKey& key) LRTS_REQUIRES(mu_);
 
   std::function<void()> wake_io_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_set<TaskKey, TaskKeyHash> pending_;
-  std::unordered_map<TaskKey, ServiceResult, TaskKeyHash> ready_;
-  std::vector<CompletionRange::State*> subscriptions_;
-  std::vector<TaskKey> collected_;
-  uint64_t scheduled_ = 0;  // add_pending calls of this run
-  uint64_t acked_ = 0;
-  bool connected_ = false;
-  bool closed_ = false;
-  std::string fatal_;
+  // Guards the board and the subscriptions' State (wanted, arrived, remaining).
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::unordered_set<TaskKey, TaskKeyHash> pending_ LRTS_GUARDED_BY(mu_);
+  std::unordered_map<TaskKey, ServiceResult, TaskKeyHash> ready_ LRTS_GUARDED_BY(mu_);
+  std::vector<CompletionRange::State*> subscriptions_ LRTS_GUARDED_BY(mu_);
+  std::vector<TaskKey> collected_ LRTS_GUARDED_BY(mu_);
+  uint64_t scheduled_ LRTS_GUARDED_BY(mu_) = 0;  // add_pending calls of this run
+  uint64_t acked_ LRTS_GUARDED_BY(mu_) = 0;
+  bool connected_ LRTS_GUARDED_BY(mu_) = false;
+  bool closed_ LRTS_GUARDED_BY(mu_) = false;
+  std::string fatal_ LRTS_GUARDED_BY(mu_);
 };
 
 }  // namespace lrts::client

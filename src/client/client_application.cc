@@ -56,10 +56,10 @@ struct ClientApplication::Impl {
   client::ProgressCache progress;
   std::unique_ptr<tui::TerminalView> view;
 
-  std::mutex mu;  // the life cycle below
-  uint64_t next_seq = 1;
-  bool started = false;
-  bool stopping = false;
+  Mutex mu;  // the life cycle below
+  uint64_t next_seq LRTS_GUARDED_BY(mu) = 1;
+  bool started LRTS_GUARDED_BY(mu) = false;
+  bool stopping LRTS_GUARDED_BY(mu) = false;
   std::thread io;
 };
 
@@ -91,7 +91,7 @@ ClientApplication::~ClientApplication() {
 }
 
 void ClientApplication::start_application() {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   if (impl_->started) return;
   if (impl_->stopping) throw std::logic_error("lrts application: cannot start again after stop");
   impl_->started = true;
@@ -117,7 +117,7 @@ void ClientApplication::detach_application() { stop(/*detach=*/true); }
 
 void ClientApplication::stop(bool detach) {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (!impl_->started || impl_->stopping) return;
     impl_->stopping = true;
   }
@@ -168,7 +168,7 @@ std::string ClientApplication::schedule_service(std::string_view service_name,
       std::clamp<int64_t>(options.timeout.count(), 0, std::numeric_limits<uint32_t>::max()));
   TaskKey key{impl_->session, 0};
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->stopping) throw std::runtime_error("lrts application is stopped");
     key.seq = s.seq = impl_->next_seq++;
     impl_->board->add_pending(key);
@@ -231,7 +231,7 @@ CompletionRange ClientApplication::as_completed(const std::vector<std::string>& 
 bool ClientApplication::cancel(const std::string& service_id) {
   const TaskKey key = parse_id(service_id);
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->stopping || !impl_->board->is_pending(key)) return false;
   }
   impl_->outbox.cancel(key);
@@ -274,7 +274,7 @@ std::vector<ServiceResult> ClientApplication::collect_ready() {
 }
 
 void ClientApplication::check_started() const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   if (!impl_->started) throw std::logic_error("lrts application: call start_application() first");
 }
 

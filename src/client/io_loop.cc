@@ -24,7 +24,7 @@ Outbox::Outbox() : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 void Outbox::submit(Submission s) {
   bool was_empty;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     was_empty = submissions_.empty();
     submissions_.push_back(std::move(s));
   }
@@ -33,7 +33,7 @@ void Outbox::submit(Submission s) {
 
 void Outbox::cancel(const TaskKey& key) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cancels_.push_back(key);
   }
   wake();
@@ -41,7 +41,7 @@ void Outbox::cancel(const TaskKey& key) {
 
 void Outbox::stop(bool detach) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     detach_ = detach_ || detach;
   }
@@ -59,7 +59,7 @@ void Outbox::drain_wake() const {
 }
 
 Outbox::Work Outbox::take() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Work w;
   w.submissions.swap(submissions_);
   w.cancels.swap(cancels_);
@@ -69,7 +69,7 @@ Outbox::Work Outbox::take() {
 }
 
 bool Outbox::empty() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return submissions_.empty();
 }
 

@@ -39,11 +39,11 @@ class Outbox {
   bool empty() const;
 
  private:
-  mutable std::mutex mu_;
-  std::vector<Submission> submissions_;
-  std::vector<TaskKey> cancels_;
-  bool stopping_ = false;
-  bool detach_ = false;
+  mutable Mutex mu_;
+  std::vector<Submission> submissions_ LRTS_GUARDED_BY(mu_);
+  std::vector<TaskKey> cancels_ LRTS_GUARDED_BY(mu_);
+  bool stopping_ LRTS_GUARDED_BY(mu_) = false;
+  bool detach_ LRTS_GUARDED_BY(mu_) = false;
   UniqueFd wake_;
 };
 

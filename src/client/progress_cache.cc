@@ -9,7 +9,7 @@ std::vector<ProgressSnapshot> ProgressCache::apply(const std::vector<protocol::B
   changed.reserve(bars.size());
   for (const auto& b : bars) changed.push_back(tui::to_snapshot(b));
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (size_t i = 0; i < changed.size(); ++i) store_locked(bars[i].key, changed[i]);
   }
   cv_.notify_all();
@@ -36,17 +36,17 @@ void ProgressCache::store_locked(const protocol::TaskKey& key, const ProgressSna
 }
 
 std::vector<ProgressCache::Callback> ProgressCache::callbacks() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return callbacks_;
 }
 
 void ProgressCache::add_callback(Callback cb) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   callbacks_.push_back(std::move(cb));
 }
 
 std::vector<ProgressSnapshot> ProgressCache::of(const protocol::TaskKey& key) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = bars_.find(key);
   if (it == bars_.end()) return {};
   std::vector<ProgressSnapshot> out;
@@ -57,7 +57,7 @@ std::vector<ProgressSnapshot> ProgressCache::of(const protocol::TaskKey& key) co
 }
 
 std::vector<ProgressSnapshot> ProgressCache::all() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<ProgressSnapshot> out;
   for (const auto& key : order_) {
     auto it = bars_.find(key);
@@ -71,8 +71,8 @@ std::vector<ProgressSnapshot> ProgressCache::all() const {
 
 void ProgressCache::wait_settled(TimePoint deadline,
                                  const std::function<bool(const protocol::TaskKey&)>& finished) {
-  std::unique_lock lock(mu_);
-  cv_.wait_until(lock, deadline, [&] {
+  MutexLock lock(mu_);
+  auto settled = [&]() LRTS_REQUIRES(mu_) {
     for (const auto& [key, tb] : bars_) {
       if (!finished(key)) continue;
       for (const auto& b : tb.bars) {
@@ -80,7 +80,10 @@ void ProgressCache::wait_settled(TimePoint deadline,
       }
     }
     return true;
-  });
+  };
+  while (!settled()) {
+    if (!cv_.wait_until(mu_, deadline)) return;
+  }
 }
 
 }  // namespace lrts::client

@@ -2,14 +2,13 @@
 // want each change. Filled by the I/O thread, read by user threads. Thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/mutex.hpp"
 #include "lrts/progress.hpp"
 #include "protocol/ids.hpp"
 #include "protocol/progress_messages.hpp"
@@ -38,13 +37,13 @@ class ProgressCache {
     uint32_t attempt = 0;
     std::vector<ProgressSnapshot> bars;  // by bar number
   };
-  void store_locked(const protocol::TaskKey& key, const ProgressSnapshot& p);
+  void store_locked(const protocol::TaskKey& key, const ProgressSnapshot& p) LRTS_REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_map<protocol::TaskKey, TaskBars, protocol::TaskKeyHash> bars_;
-  std::deque<protocol::TaskKey> order_;  // first seen first
-  std::vector<Callback> callbacks_;
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::unordered_map<protocol::TaskKey, TaskBars, protocol::TaskKeyHash> bars_ LRTS_GUARDED_BY(mu_);
+  std::deque<protocol::TaskKey> order_ LRTS_GUARDED_BY(mu_);  // first seen first
+  std::vector<Callback> callbacks_ LRTS_GUARDED_BY(mu_);
 };
 
 }  // namespace lrts::client

@@ -34,7 +34,7 @@ void Journal::start() {
 void Journal::stop() {
   hand_off();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!writer_.joinable()) return;
     stopping_ = true;
     cv_.notify_all();
@@ -44,7 +44,7 @@ void Journal::stop() {
 
 void Journal::hand_off() {
   if (records_.empty()) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   pending_.push_back(records_.take());
   pending_upto_ = records_.count();
   cv_.notify_one();
@@ -56,7 +56,7 @@ void Journal::drain_notify() {
 }
 
 JournalStats Journal::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stats_;
 }
 
@@ -65,15 +65,16 @@ void Journal::writer_loop() {
     std::vector<std::string> batches;
     uint64_t upto = 0;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      MutexLock lock(mu_);
+      while (!stopping_ && pending_.empty()) cv_.wait(mu_);
       if (pending_.empty()) return;  // stopping, and everything is written
       // Group commit: give the batch a moment to grow. A task submitted, finished and
       // collected within the window never reaches the database, and a trickle of records costs
       // one transaction instead of one each. Only acknowledgements wait for this.
       const auto until = std::chrono::steady_clock::now() + kCommitWindow;
-      cv_.wait_until(lock, until,
-                     [&] { return stopping_ || pending_.size() >= kBatchesPerCommit; });
+      while (!stopping_ && pending_.size() < kBatchesPerCommit) {
+        if (!cv_.wait_until(mu_, until)) break;
+      }
       batches.swap(pending_);
       upto = pending_upto_;
     }
@@ -84,7 +85,7 @@ void Journal::writer_loop() {
       // until they are written. Keep trying, unless we are asked to stop.
       bool stopping;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         stopping = stopping_;
       }
       if (stopping && attempt > 3) {
@@ -99,7 +100,7 @@ void Journal::writer_loop() {
       st = store_->apply(batches, &delta);
     }
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       ++stats_.transactions;
       stats_.records += delta.records;
       stats_.coalesced += delta.coalesced;

@@ -14,13 +14,12 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
 #include "scheduler/core.hpp"
@@ -82,12 +81,12 @@ class Journal final : public JournalSink {
   records::RecordWriter records_;  // loop thread
 
   // Shared with the writer.
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::string> pending_;
-  uint64_t pending_upto_ = 0;
-  bool stopping_ = false;
-  JournalStats stats_;
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::vector<std::string> pending_ LRTS_GUARDED_BY(mu_);
+  uint64_t pending_upto_ LRTS_GUARDED_BY(mu_) = 0;
+  bool stopping_ LRTS_GUARDED_BY(mu_) = false;
+  JournalStats stats_ LRTS_GUARDED_BY(mu_);
   std::atomic<uint64_t> committed_{0};
   UniqueFd notify_;
   std::thread writer_;

@@ -4,17 +4,18 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "common/log.hpp"
+#include "common/mutex.hpp"
 
 namespace lrts {
 namespace {
 
 struct Registry {
-  std::mutex mu;
+  Mutex mu;
   // unique_ptr: entries never move, so find_service can hand out stable pointers.
-  std::map<std::string, std::unique_ptr<detail::ServiceType>, std::less<>> types;
+  std::map<std::string, std::unique_ptr<detail::ServiceType>, std::less<>> types
+      LRTS_GUARDED_BY(mu);
 };
 
 Registry& registry() {
@@ -28,7 +29,7 @@ namespace detail {
 
 void register_service_type(ServiceType type) {
   Registry& r = registry();
-  std::lock_guard lock(r.mu);
+  MutexLock lock(r.mu);
   auto it = r.types.find(type.name);
   if (it != r.types.end()) {
     LRTS_WARN("service '{}' is registered twice; keeping the first registration", type.name);
@@ -42,7 +43,7 @@ void register_service_type(ServiceType type) {
 
 std::vector<std::string> registered_services() {
   Registry& r = registry();
-  std::lock_guard lock(r.mu);
+  MutexLock lock(r.mu);
   std::vector<std::string> names;
   names.reserve(r.types.size());
   for (const auto& [name, type] : r.types) names.push_back(name);
@@ -53,7 +54,7 @@ namespace services {
 
 const detail::ServiceType* find_service(std::string_view name) {
   Registry& r = registry();
-  std::lock_guard lock(r.mu);
+  MutexLock lock(r.mu);
   auto it = r.types.find(name);
   return it == r.types.end() ? nullptr : it->second.get();
 }

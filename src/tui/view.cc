@@ -151,24 +151,24 @@ TerminalView::TerminalView(ViewOptions options) : options_(options) {}
 TerminalView::~TerminalView() { stop(); }
 
 void TerminalView::start() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (running_) return;
   running_ = true;
   started_ = Clock::now();
-  out_fd_ = ::fcntl(options_.fd, F_DUPFD_CLOEXEC, 10);
-  tty_ = out_fd_ >= 0 && ::isatty(out_fd_);
+  out_fd_.reset(::fcntl(options_.fd, F_DUPFD_CLOEXEC, 10));
+  tty_ = out_fd_.valid() && ::isatty(out_fd_.get());
   if (tty_ && options_.capture_output) {
     std::fflush(stdout);
     std::fflush(stderr);
-    capture_stop_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    capture_stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (int target : {1, 2}) {
       if (!::isatty(target)) continue;
       int p[2];
       if (::pipe2(p, O_CLOEXEC) != 0) continue;
       auto cap = std::make_unique<Capture>();
       cap->target = target;
-      cap->saved = ::fcntl(target, F_DUPFD_CLOEXEC, 10);
-      cap->read_end = p[0];
+      cap->saved.reset(::fcntl(target, F_DUPFD_CLOEXEC, 10));
+      cap->read_end.reset(p[0]);
       ::dup3(p[1], target, 0);  // target keeps no CLOEXEC: it is the program's own fd 1/2
       ::close(p[1]);
       cap->reader = std::thread([this, fd = p[0]] { capture_loop(fd); });
@@ -183,7 +183,7 @@ void TerminalView::start() {
 
 void TerminalView::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!running_ || stopping_) return;
     stopping_ = true;
     cv_.notify_all();
@@ -193,62 +193,59 @@ void TerminalView::stop() {
   std::fflush(stdout);
   std::fflush(stderr);
   for (auto& cap : captures_) {
-    ::dup2(cap->saved, cap->target);
-    ::close(cap->saved);
+    ::dup2(cap->saved.get(), cap->target);
+    cap->saved.reset();
   }
-  if (capture_stop_ >= 0) {
+  if (capture_stop_.valid()) {
     const uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(capture_stop_, &one, sizeof one);
+    [[maybe_unused]] auto n = ::write(capture_stop_.get(), &one, sizeof one);
   }
   for (auto& cap : captures_) {
     cap->reader.join();
-    ::close(cap->read_end);
   }
   captures_.clear();
-  if (capture_stop_ >= 0) ::close(capture_stop_);
-  capture_stop_ = -1;
+  capture_stop_.reset();
   std::string out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     out = draw_locked(Clock::now(), true);
   }
   if (tty_) out += "\x1b[?25h";
   write_out(out);
-  ::close(out_fd_);
-  out_fd_ = -1;
-  std::lock_guard lock(mu_);
+  out_fd_.reset();
+  MutexLock lock(mu_);
   running_ = false;
 }
 
 void TerminalView::update(const std::vector<ProgressSnapshot>& changes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   model_.apply(changes, Clock::now());
   dirty_ = true;
   cv_.notify_all();
 }
 
 void TerminalView::set_stage(std::string stage) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   stage_ = std::move(stage);
   dirty_ = true;
   cv_.notify_all();
 }
 
 void TerminalView::set_fields(std::vector<StatusField> fields) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   fields_ = std::move(fields);
   dirty_ = true;
   cv_.notify_all();
 }
 
 void TerminalView::count_bars(bool on) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   count_bars_ = on;
   dirty_ = true;
 }
 
 void TerminalView::set_connection(std::string text) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (connection_ == text) return;
   connection_ = std::move(text);
   dirty_ = true;
@@ -256,7 +253,7 @@ void TerminalView::set_connection(std::string text) {
 }
 
 void TerminalView::render_loop() {
-  std::unique_lock lock(mu_);
+  mu_.lock();
   TimePoint last_draw{};
   while (!stopping_) {
     // A terminal: program output at once, changes at most every redraw_interval, and once a
@@ -270,25 +267,22 @@ void TerminalView::render_loop() {
     }
     const TimePoint now = Clock::now();
     if (now < due) {
-      if (due == TimePoint::max()) {
-        cv_.wait(lock);
-      } else {
-        cv_.wait_until(lock, due);
-      }
+      cv_.wait_until(mu_, due);
       continue;  // re-evaluate: woken by a change, new output, stop, or the deadline
     }
     std::string out = draw_locked(now, false);
     last_draw = now;
-    lock.unlock();
+    mu_.unlock();
     write_out(out);
-    lock.lock();
+    mu_.lock();
   }
+  mu_.unlock();
 }
 
 std::string TerminalView::draw_locked(TimePoint now, bool final) {
   size_t width = 100, height = 40;
   winsize ws{};
-  if (tty_ && ::ioctl(out_fd_, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+  if (tty_ && ::ioctl(out_fd_.get(), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
     width = ws.ws_col;
     height = ws.ws_row > 0 ? ws.ws_row : height;
   }
@@ -334,7 +328,7 @@ void TerminalView::capture_loop(int fd) {
   bool stopping = false;
   for (;;) {
     if (!stopping) {
-      pollfd fds[2] = {{fd, POLLIN, 0}, {capture_stop_, POLLIN, 0}};
+      pollfd fds[2] = {{fd, POLLIN, 0}, {capture_stop_.get(), POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0 && errno == EINTR) continue;
       if (fds[1].revents & POLLIN) {
         stopping = true;  // from now on: read what is there, then end
@@ -352,21 +346,21 @@ void TerminalView::capture_loop(int fd) {
     }
     partial.erase(0, start);
     if (!lines.empty()) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       for (auto& l : lines) pending_logs_.push_back(std::move(l));
       cv_.notify_all();
     }
   }
   if (!partial.empty()) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     pending_logs_.push_back(std::move(partial));
   }
 }
 
 void TerminalView::write_out(const std::string& s) const {
   size_t off = 0;
-  while (off < s.size() && out_fd_ >= 0) {
-    const ssize_t n = ::write(out_fd_, s.data() + off, s.size() - off);
+  while (off < s.size() && out_fd_.valid()) {
+    const ssize_t n = ::write(out_fd_.get(), s.data() + off, s.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;
     off += static_cast<size_t>(n);

@@ -9,17 +9,17 @@
 // plain lines every few seconds instead of escape codes. TerminalView is thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/mutex.hpp"
+#include "common/unique_fd.hpp"
 #include "lrts/progress.hpp"
 #include "tui/format.hpp"
 
@@ -92,35 +92,35 @@ class TerminalView {
  private:
   void render_loop();
   void capture_loop(int fd);
-  std::string draw_locked(TimePoint now, bool final);
+  std::string draw_locked(TimePoint now, bool final) LRTS_REQUIRES(mu_);
   void write_out(const std::string& s) const;
 
   ViewOptions options_;
   bool tty_ = false;
-  int out_fd_ = -1;  // the real terminal (a dup of options_.fd)
+  UniqueFd out_fd_;  // the real terminal (a dup of options_.fd)
   TimePoint started_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  ViewModel model_;
-  std::string stage_ = "Starting";
-  std::vector<StatusField> fields_;
-  bool count_bars_ = false;
-  std::string connection_;
-  std::vector<std::string> pending_logs_;
-  std::vector<std::string> on_screen_;  // the frame drawn last
-  bool dirty_ = true;
-  bool running_ = false;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  ViewModel model_ LRTS_GUARDED_BY(mu_);
+  std::string stage_ LRTS_GUARDED_BY(mu_) = "Starting";
+  std::vector<StatusField> fields_ LRTS_GUARDED_BY(mu_);
+  bool count_bars_ LRTS_GUARDED_BY(mu_) = false;
+  std::string connection_ LRTS_GUARDED_BY(mu_);
+  std::vector<std::string> pending_logs_ LRTS_GUARDED_BY(mu_);
+  std::vector<std::string> on_screen_ LRTS_GUARDED_BY(mu_);  // the frame drawn last
+  bool dirty_ LRTS_GUARDED_BY(mu_) = true;
+  bool running_ LRTS_GUARDED_BY(mu_) = false;
+  bool stopping_ LRTS_GUARDED_BY(mu_) = false;
 
   struct Capture {
     int target = -1;   // 1 or 2
-    int saved = -1;    // the original, restored at stop
-    int read_end = -1;
+    UniqueFd saved;  // the original, restored at stop
+    UniqueFd read_end;
     std::thread reader;
   };
   std::vector<std::unique_ptr<Capture>> captures_;
-  int capture_stop_ = -1;  // eventfd: readers drain what is there and end (a child process may
+  UniqueFd capture_stop_;  // eventfd: readers drain what is there and end (a child process may
                            // still hold the pipe open, so they cannot wait for end of file)
   std::thread renderer_;
 };

@@ -7,18 +7,17 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <string_view>
 #include <thread>
 
 #include "common/bytes.hpp"
 #include "common/clock.hpp"
+#include "common/mutex.hpp"
 #include "common/process.hpp"
 #include "common/unique_fd.hpp"
 #include "protocol/framing.hpp"
@@ -107,26 +106,28 @@ class Slot {
     std::thread reader([this] { read_loop(); });
     for (;;) {
       Task task;
-      {
-        std::unique_lock lock(queue_mu_);
-        if (queue_.empty()) {
-          // Nothing to batch the buffered results with: they go now. Only this thread adds
-          // results, so none is left behind while it waits.
-          lock.unlock();
-          {
-            std::lock_guard out(out_mu_);
-            flush_locked();
-          }
-          lock.lock();
+      queue_mu_.lock();
+      if (queue_.empty()) {
+        // Nothing to batch the buffered results with: they go now. Only this thread adds
+        // results, so none is left behind while it waits.
+        queue_mu_.unlock();
+        {
+          MutexLock out(out_mu_);
+          flush_locked();
         }
-        queue_cv_.wait(lock, [&] { return !queue_.empty() || closed_; });
-        if (queue_.empty()) break;  // the worker closed our socket: time to go
+        queue_mu_.lock();
+      }
+      while (queue_.empty() && !closed_) queue_cv_.wait(queue_mu_);
+      const bool closed = queue_.empty();  // the worker closed our socket: time to go
+      if (!closed) {
         task = std::move(queue_.front());
         queue_.pop_front();
       }
+      queue_mu_.unlock();
+      if (closed) break;
       Done done = run_task(task);
       clean_up_children();
-      std::lock_guard lock(out_mu_);
+      MutexLock lock(out_mu_);
       const bool first = results_.empty();
       if (first) first_buffered_ = Clock::now();
       results_.push_back(std::move(done));
@@ -137,7 +138,7 @@ class Slot {
       }
     }
     {
-      std::lock_guard lock(out_mu_);
+      MutexLock lock(out_mu_);
       flush_locked();
       stopping_ = true;
     }
@@ -153,7 +154,7 @@ class Slot {
       // Wait for input, or until the oldest buffered result is due.
       int timeout_ms = -1;
       {
-        std::lock_guard lock(out_mu_);
+        MutexLock lock(out_mu_);
         if (stopping_) return;
         if (!results_.empty()) {
           const auto due = first_buffered_ + kMaxResultDelay - Clock::now();
@@ -169,7 +170,7 @@ class Slot {
         if (!(p[0].revents & POLLIN)) continue;  // a result was buffered: time it
       }
       if (r == 0) {
-        std::lock_guard lock(out_mu_);
+        MutexLock lock(out_mu_);
         if (!results_.empty() && Clock::now() - first_buffered_ >= kMaxResultDelay) flush_locked();
         continue;
       }
@@ -202,7 +203,7 @@ class Slot {
       if (auto* recall = std::get_if<protocol::SlotRecall>(&*msg)) {
         protocol::SlotRecalled back;
         {
-          std::lock_guard lock(queue_mu_);
+          MutexLock lock(queue_mu_);
           for (uint32_t ref : recall->refs) {
             for (auto it = queue_.begin(); it != queue_.end(); ++it) {
               if (it->ref == ref) {
@@ -213,7 +214,7 @@ class Slot {
             }
           }
         }
-        std::lock_guard lock(out_mu_);
+        MutexLock lock(out_mu_);
         out_.push(back);
         if (!out_.write_all(fd_)) return false;
         continue;
@@ -221,7 +222,7 @@ class Slot {
       // A large frame's buffer is kept by the tasks that point into it: nothing is copied.
       std::shared_ptr<const std::string> owner;
       if (body.size() >= protocol::kLargeFrameBytes) owner = frames_.take_large();
-      std::lock_guard lock(queue_mu_);
+      MutexLock lock(queue_mu_);
       for (const auto& t : std::get<protocol::SlotRun>(*msg).tasks) {
         Task task;
         task.ref = t.ref;
@@ -241,7 +242,7 @@ class Slot {
   }
 
   void close() {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     closed_ = true;
     queue_cv_.notify_one();
   }
@@ -294,7 +295,7 @@ class Slot {
     kill_descendants();
   }
 
-  void flush_locked() {
+  void flush_locked() LRTS_REQUIRES(out_mu_) {
     if (results_.empty()) return;
     protocol::SlotResults msg;
     msg.items.reserve(results_.size());
@@ -311,18 +312,18 @@ class Slot {
   SlotContext ctx_;               // task thread only
   uint64_t max_result_bytes_;
 
-  std::mutex queue_mu_;
-  std::condition_variable queue_cv_;
-  std::deque<Task> queue_;  // guarded by queue_mu_
-  bool closed_ = false;     // guarded by queue_mu_
+  Mutex queue_mu_;
+  CondVar queue_cv_;
+  std::deque<Task> queue_ LRTS_GUARDED_BY(queue_mu_);
+  bool closed_ LRTS_GUARDED_BY(queue_mu_) = false;
 
   UniqueFd wake_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};  // the task thread wakes the reader
-  std::mutex out_mu_;
-  protocol::FrameWriter out_;    // guarded by out_mu_
-  std::vector<Done> results_;    // guarded by out_mu_
-  TimePoint first_buffered_{};   // guarded by out_mu_
-  bool stopping_ = false;        // guarded by out_mu_
-  bool write_ok_ = true;         // guarded by out_mu_
+  Mutex out_mu_;
+  protocol::FrameWriter out_ LRTS_GUARDED_BY(out_mu_);
+  std::vector<Done> results_ LRTS_GUARDED_BY(out_mu_);
+  TimePoint first_buffered_ LRTS_GUARDED_BY(out_mu_){};
+  bool stopping_ LRTS_GUARDED_BY(out_mu_) = false;
+  bool write_ok_ LRTS_GUARDED_BY(out_mu_) = true;
 };
 
 }  // namespace

@@ -38,7 +38,7 @@ pids+=($!)
 pids+=($!)
 out="$(timeout 60 "$work/consumer/my_app" "$port")"
 echo "$out"
-expected=$'square 9\nsquare 16\nsquare 25'
+expected=$'square 9\nsquare 16\nsquare 25\ntyped 36'
 if [ "$out" != "$expected" ]; then
   echo "unexpected output; worker log:"; cat "$work/worker.log"
   exit 1

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 
 #include "services/mult_service.hpp"
@@ -41,6 +42,27 @@ TEST_F(ClusterTest, ExampleApplicationsPrintTheirResults) {
   EXPECT_EQ(completed.exit_code, 0) << completed.err;
   for (const char* r : {"result: 54\n", "result: 0\n", "result: 8\n"}) {
     EXPECT_NE(completed.out.find(r), std::string::npos) << completed.out;
+  }
+}
+
+TEST_F(ClusterTest, ATypedHandleGivesTheValueAsTheTypeRunReturns) {
+  cluster_.start_scheduler();
+  cluster_.start_worker(1);
+  ClientApplication app(info());
+  app.start_application();
+  auto t = app.submit(examples::MultService{6, 9});
+  static_assert(std::is_same_v<decltype(t.get()), double>);
+  EXPECT_EQ(t.get(30s), 54.0);
+  // A task that did not finish: get() says why.
+  test_services::ThrowingService bad;
+  bad.message = "no luck";
+  auto f = app.submit(bad);
+  static_assert(std::is_same_v<decltype(f.get()), int>);
+  try {
+    (void)f.get(30s);
+    ADD_FAILURE() << "a failed task gave a value";
+  } catch (const ResultError& e) {
+    EXPECT_NE(std::string(e.what()).find("no luck"), std::string::npos) << e.what();
   }
 }
 
@@ -228,7 +250,7 @@ TEST_F(ClusterTest, LongTasksAfterShortOnesRunSideBySideOnFreeSlots) {
   // Many no-op tasks first: the worker learns that tasks are short and pipelines deeply.
   std::vector<std::string> warm;
   for (int i = 0; i < 500; ++i) warm.push_back(app.schedule_service(test_services::NoopService()));
-  app.wait_for_multi(warm, 30s);
+  for (const auto& r : app.wait_for_multi(warm, 30s)) ASSERT_TRUE(r.ok()) << r.error();
   test_services::SleepService slow;
   slow.ms = 60'000;
   slow.started = dir_.file("a");
@@ -251,7 +273,7 @@ TEST_F(ClusterTest, LongTasksAfterABurstOfShortOnesFinishInTwoRoundsOnFourSlots)
   app.start_application();
   std::vector<std::string> warm;
   for (int i = 0; i < 2000; ++i) warm.push_back(app.schedule_service(test_services::NoopService()));
-  app.wait_for_multi(warm, 60s);
+  for (const auto& r : app.wait_for_multi(warm, 60s)) ASSERT_TRUE(r.ok()) << r.error();
   // 8 tasks of T on 4 slots: the ideal is 2T. A task queued in a slot behind another makes it
   // at least 3T (the old estimate put five in one slot: 5T).
   constexpr auto kTask = std::chrono::milliseconds(1000);

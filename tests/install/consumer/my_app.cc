@@ -21,5 +21,11 @@ int main(int argc, char** argv) {
   for (auto& r : app.as_completed({again}, std::chrono::seconds(60))) {
     if (!r.ok()) return 1;
   }
+  // A typed handle: the result's type comes from SquareService::run.
+  SquareService six;
+  six.x = 6;
+  auto task = app.submit(six);
+  long long v = task.get();
+  std::cout << "typed " << v << "\n";
   app.stop_application();
 }
