@@ -2,9 +2,8 @@
 // worker side is in bench_services.cc) and a stopwatch.
 #pragma once
 
-#include <lrts/lrts.hpp>
-
 #include <chrono>
+#include <lrts/lrts.hpp>
 #include <string>
 
 namespace lrts::bench {

@@ -1,12 +1,12 @@
 // Starts a local lrts cluster (scheduler + workers as real processes) for benchmarks.
 #pragma once
 
-#include <algorithm>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -49,7 +49,7 @@ struct LocalCluster {
 
   LocalCluster(int n_workers, int slots, const std::vector<std::string>& scheduler_extra = {},
                bool with_progress_server = false) {
-    std::vector<std::string> s = {LRTS_BIN, "scheduler", "--port", std::to_string(port),
+    std::vector<std::string> s = {LRTS_BIN,      "scheduler", "--port", std::to_string(port),
                                   "--log-level", "warn"};
     s.insert(s.end(), scheduler_extra.begin(), scheduler_extra.end());
     // Benchmarks say which journal they measure: --state-dir DIR, or none.
@@ -61,11 +61,12 @@ struct LocalCluster {
                               kProgressLog);
     }
     for (int i = 0; i < n_workers; ++i) {
-      workers.push_back(start({LRTS_BIN, "worker", "--scheduler-port", std::to_string(port),
-                               "--progress-port", std::to_string(progress_port), "--max-jobs",
-                               std::to_string(slots), "--service-lib", LRTS_BENCH_SERVICES,
-                               "--log-level", "warn", "--name", "bench-worker-" + std::to_string(i)},
-                              "/tmp/lrts-bench-worker-" + std::to_string(i) + ".log"));
+      workers.push_back(
+          start({LRTS_BIN, "worker", "--scheduler-port", std::to_string(port), "--progress-port",
+                 std::to_string(progress_port), "--max-jobs", std::to_string(slots),
+                 "--service-lib", LRTS_BENCH_SERVICES, "--log-level", "warn", "--name",
+                 "bench-worker-" + std::to_string(i)},
+                "/tmp/lrts-bench-worker-" + std::to_string(i) + ".log"));
     }
   }
 };

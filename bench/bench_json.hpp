@@ -16,9 +16,10 @@ inline void json_line(const std::string& system, const std::string& workload, do
                       const std::string& unit, long long n,
                       const std::map<std::string, double>& extra = {},
                       const std::vector<double>& runs = {}, const std::string& note = "") {
-  std::printf("{\"system\": \"%s\", \"workload\": \"%s\", \"value\": %.6g, \"unit\": \"%s\", "
-              "\"n\": %lld",
-              system.c_str(), workload.c_str(), value, unit.c_str(), n);
+  std::printf(
+      "{\"system\": \"%s\", \"workload\": \"%s\", \"value\": %.6g, \"unit\": \"%s\", "
+      "\"n\": %lld",
+      system.c_str(), workload.c_str(), value, unit.c_str(), n);
   for (const auto& [k, v] : extra) std::printf(", \"%s\": %.6g", k.c_str(), v);
   if (!runs.empty()) {
     std::printf(", \"runs\": [");

@@ -1,8 +1,7 @@
 // Services for benchmarks: a no-op, a spin that holds the CPU for a given time, a sleep, and
 // payloads of a given size each way.
-#include <lrts/lrts.hpp>
-
 #include <chrono>
+#include <lrts/lrts.hpp>
 #include <string>
 #include <thread>
 

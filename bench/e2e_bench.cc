@@ -7,15 +7,14 @@
 //                  [--workload NAME]   (name of the throughput figure in --json output)
 //                  [--external-port P] (use a scheduler already running on port P, with its
 //                                       workers, e.g. lrts_sim_workers; starts nothing)
-#include <lrts/lrts.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <lrts/lrts.hpp>
+#include <memory>
 #include <string>
 #include <thread>
-#include <memory>
 #include <vector>
 
 #include "bench_client.hpp"
@@ -54,12 +53,18 @@ int main(int argc, char** argv) {
       workload = argv[i + 1];
       continue;
     }
-    if (flag == "--tasks") tasks = v;
-    else if (flag == "--workers") workers = v;
-    else if (flag == "--slots") slots = v;
-    else if (flag == "--round-trips") round_trips = v;
-    else if (flag == "--runs") runs = v;
-    else if (flag == "--external-port") external_port = v;
+    if (flag == "--tasks")
+      tasks = v;
+    else if (flag == "--workers")
+      workers = v;
+    else if (flag == "--slots")
+      slots = v;
+    else if (flag == "--round-trips")
+      round_trips = v;
+    else if (flag == "--runs")
+      runs = v;
+    else if (flag == "--external-port")
+      external_port = v;
   }
   std::unique_ptr<lrts::bench::LocalCluster> cluster;
   if (!external_port) {
@@ -95,9 +100,10 @@ int main(int argc, char** argv) {
     }
     rates.push_back(tasks / total_s);
     if (!json) {
-      std::printf("throughput run %d: %d no-op tasks in %.3f s = %.0f tasks/s (schedule_service "
-                  "calls took %.3f s)\n",
-                  run + 1, tasks, total_s, tasks / total_s, submit_s);
+      std::printf(
+          "throughput run %d: %d no-op tasks in %.3f s = %.0f tasks/s (schedule_service "
+          "calls took %.3f s)\n",
+          run + 1, tasks, total_s, tasks / total_s, submit_s);
     }
   }
   std::vector<double> run_rates = rates;
@@ -118,20 +124,21 @@ int main(int argc, char** argv) {
 
   if (json) {
     const std::string sys = scheduler_args.empty() ? "lrts (journal off)" : "lrts";
-    lrts::bench::json_line(sys, workload, rates[rates.size() / 2], "tasks/s", tasks,
-                           {{"workers", static_cast<double>(workers)},
-                            {"slots", static_cast<double>(slots)}},
-                           run_rates);
+    lrts::bench::json_line(
+        sys, workload, rates[rates.size() / 2], "tasks/s", tasks,
+        {{"workers", static_cast<double>(workers)}, {"slots", static_cast<double>(slots)}},
+        run_rates);
     if (round_trips > 0) {
       lrts::bench::json_line(sys, "round_trip", pct(0.5) / 1000, "ms", round_trips,
-                             {{"p50_ms", pct(0.5) / 1000}, {"p99_ms", pct(0.99) / 1000},
-                              {"p90_ms", pct(0.9) / 1000}, {"max_ms", rtt_us.back() / 1000}});
+                             {{"p50_ms", pct(0.5) / 1000},
+                              {"p99_ms", pct(0.99) / 1000},
+                              {"p90_ms", pct(0.9) / 1000},
+                              {"max_ms", rtt_us.back() / 1000}});
     }
     return 0;
   }
   std::printf("\nlrts end to end, %d worker(s) x %d slot(s), %u cores, journal %s\n", workers,
-              slots, std::thread::hardware_concurrency(),
-              scheduler_args.empty() ? "off" : "on");
+              slots, std::thread::hardware_concurrency(), scheduler_args.empty() ? "off" : "on");
   std::printf("  throughput (median of %d): %.0f tasks/s for %d no-op tasks\n", runs,
               rates[rates.size() / 2], tasks);
   std::printf("  round trip of one task: p50 %.0f us, p90 %.0f us, p99 %.0f us, max %.0f us\n",

@@ -8,11 +8,10 @@
 //              without (results in memory).
 //
 //   lrts_payload_bench [--mib N] [--short N] [--state-dir DIR] [--json]
-#include <lrts/lrts.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <lrts/lrts.hpp>
 #include <map>
 #include <string>
 #include <vector>
@@ -89,11 +88,13 @@ bool mixed(int short_tasks, bool json) {
   const double makespan = seconds_since(t0), ideal = 5.0;
   if (json) {
     lrts::bench::json_line("lrts", "mixed-makespan", makespan, "s", 8,
-                           {{"ideal_s", ideal}, {"over_ideal_pct", 100 * (makespan / ideal - 1)},
+                           {{"ideal_s", ideal},
+                            {"over_ideal_pct", 100 * (makespan / ideal - 1)},
                             {"short_tasks", short_tasks}});
   } else {
-    std::printf("mixed: %d short tasks, then 8 x 2.5 s on 4 slots: %.2f s (ideal %.1f s, +%.1f %%)\n",
-                short_tasks, makespan, ideal, 100 * (makespan / ideal - 1));
+    std::printf(
+        "mixed: %d short tasks, then 8 x 2.5 s on 4 slots: %.2f s (ideal %.1f s, +%.1f %%)\n",
+        short_tasks, makespan, ideal, 100 * (makespan / ideal - 1));
   }
   app.stop_application();
   return true;
@@ -126,11 +127,13 @@ bool large(size_t mib, const std::string& state_dir, bool json) {
     const auto r = app.wait_for(app.schedule_service(b), 600s);
     out_s = seconds_since(t0);
     if (!r.ok() || r.service_result<std::string>().size() != bytes) {
-      std::fprintf(stderr, "result of %zu MiB: %s\n", mib, r.ok() ? "wrong size" : r.error().c_str());
+      std::fprintf(stderr, "result of %zu MiB: %s\n", mib,
+                   r.ok() ? "wrong size" : r.error().c_str());
       return false;
     }
   }
-  const double sched = peak_mib(cluster.scheduler.pid()), worker = peak_mib(cluster.workers[0].pid());
+  const double sched = peak_mib(cluster.scheduler.pid()),
+               worker = peak_mib(cluster.workers[0].pid());
   const double app_peak = peak_mib(::getpid());
   if (json) {
     const std::map<std::string, double> mem = {{"scheduler_peak_mib", sched},
@@ -142,11 +145,12 @@ bool large(size_t mib, const std::string& state_dir, bool json) {
     lrts::bench::json_line("lrts", "large-result", static_cast<double>(mib) / out_s, "MiB/s",
                            static_cast<long long>(mib), mem);
   } else {
-    std::printf("large (%s): %zu MiB of fields in %.2f s (%.0f MiB/s); a %zu MiB result in %.2f s "
-                "(%.0f MiB/s); peak memory: scheduler %.0f MiB, worker %.0f MiB, application "
-                "%.0f MiB\n",
-                state_dir.empty() ? "no journal" : "journal", mib, in_s, mib / in_s, mib, out_s,
-                mib / out_s, sched, worker, app_peak);
+    std::printf(
+        "large (%s): %zu MiB of fields in %.2f s (%.0f MiB/s); a %zu MiB result in %.2f s "
+        "(%.0f MiB/s); peak memory: scheduler %.0f MiB, worker %.0f MiB, application "
+        "%.0f MiB\n",
+        state_dir.empty() ? "no journal" : "journal", mib, in_s, mib / in_s, mib, out_s,
+        mib / out_s, sched, worker, app_peak);
   }
   app.stop_application();
   return true;
@@ -170,13 +174,14 @@ bool inflight(const std::string& state_dir, bool json) {
   }
   const double took = seconds_since(t0), sched = peak_mib(cluster.scheduler.pid());
   if (json) {
-    lrts::bench::json_line("lrts", "inflight-4x100mib-scheduler-peak", sched, "MiB", 4,
-                           {{"idle_peak_mib", before}, {"seconds", took},
-                            {"journal", state_dir.empty() ? 0.0 : 1.0}});
+    lrts::bench::json_line(
+        "lrts", "inflight-4x100mib-scheduler-peak", sched, "MiB", 4,
+        {{"idle_peak_mib", before}, {"seconds", took}, {"journal", state_dir.empty() ? 0.0 : 1.0}});
   } else {
-    std::printf("in flight (%s): 4 x 100 MiB results in %.2f s; scheduler peak %.0f MiB (%.0f MiB "
-                "before)\n",
-                state_dir.empty() ? "no journal" : "journal", took, sched, before);
+    std::printf(
+        "in flight (%s): 4 x 100 MiB results in %.2f s; scheduler peak %.0f MiB (%.0f MiB "
+        "before)\n",
+        state_dir.empty() ? "no journal" : "journal", took, sched, before);
   }
   app.stop_application();
   return true;

@@ -6,13 +6,13 @@
 //
 //   lrts_progress_bench [--seconds S] [--tasks T] [--json]
 //   (T tasks advance in tight loops on T slots; default 2)
-#include <lrts/lrts.hpp>
 #include <signal.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <lrts/lrts.hpp>
 #include <mutex>
 #include <regex>
 #include <sstream>
@@ -60,9 +60,12 @@ int main(int argc, char** argv) {
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
-    if (f == "--json") json = true;
-    else if (f == "--seconds" && i + 1 < argc) seconds = std::atoi(argv[++i]);
-    else if (f == "--tasks" && i + 1 < argc) tasks = std::atoi(argv[++i]);
+    if (f == "--json")
+      json = true;
+    else if (f == "--seconds" && i + 1 < argc)
+      seconds = std::atoi(argv[++i]);
+    else if (f == "--tasks" && i + 1 < argc)
+      tasks = std::atoi(argv[++i]);
   }
   lrts::bench::LocalCluster cluster(1, tasks, {}, true);
   lrts::ApplicationInformation info;
@@ -132,10 +135,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::printf("progress, 1 worker x %d slots, %d s per phase\n", tasks, seconds);
-  std::printf("  %d tight loops: %.0f advances/s in total; progress server received %ld batches "
-              "in ~%.0f s of progress (%.1f batches/s)\n",
-              tasks, static_cast<double>(advances) / seconds, batches, run_s,
-              static_cast<double>(batches) / run_s);
+  std::printf(
+      "  %d tight loops: %.0f advances/s in total; progress server received %ld batches "
+      "in ~%.0f s of progress (%.1f batches/s)\n",
+      tasks, static_cast<double>(advances) / seconds, batches, run_s,
+      static_cast<double>(batches) / run_s);
   std::printf("  advance -> application: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu updates\n",
               pct(0.5), pct(0.99), latency_ms.empty() ? -1.0 : latency_ms.back(),
               latency_ms.size());

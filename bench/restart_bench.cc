@@ -5,7 +5,6 @@
 //     application is welcomed).
 //
 //   lrts_restart_bench [--tasks N ...]     default: 100000 1000000
-#include <lrts/lrts.hpp>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <lrts/lrts.hpp>
 #include <string>
 #include <vector>
 
@@ -107,8 +107,8 @@ int main(int argc, char** argv) {
     const double bytes = 1024.0 * static_cast<double>(rss_after - rss_before) / n;
     if (json) {
       lrts::bench::json_line("lrts", "submit", submit_rate, "tasks/s", n,
-                             {{"bytes_per_task", bytes}, {"journal_mb", db_mb}},
-                             {}, "rate until every task is durable; memory: scheduler RSS growth");
+                             {{"bytes_per_task", bytes}, {"journal_mb", db_mb}}, {},
+                             "rate until every task is durable; memory: scheduler RSS growth");
       lrts::bench::json_line("lrts", "restart", restart_s, "s", n, {});
     } else {
       std::printf("%10d %14.0f %16.0f %14.2f s %14.1f\n", n, submit_rate, bytes, restart_s, db_mb);
@@ -118,8 +118,9 @@ int main(int argc, char** argv) {
     again.wait();
   }
   if (!json) {
-    std::printf("(bytes/task: scheduler resident memory growth per queued task; payload is 1 "
-                "byte)\n");
+    std::printf(
+        "(bytes/task: scheduler resident memory growth per queued task; payload is 1 "
+        "byte)\n");
   }
   return 0;
 }

@@ -4,7 +4,6 @@
 //   - scheduling throughput: T no-op tasks from an application through those workers.
 //
 //   lrts_scale_bench --workers N [--capacity C] [--tasks T] [--runs R] [--json]
-#include <lrts/lrts.hpp>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <lrts/lrts.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -42,11 +42,16 @@ int main(int argc, char** argv) {
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
-    if (f == "--json") json = true;
-    else if (i + 1 < argc && f == "--workers") workers = std::atoi(argv[++i]);
-    else if (i + 1 < argc && f == "--capacity") capacity = std::atoi(argv[++i]);
-    else if (i + 1 < argc && f == "--tasks") tasks = std::atoi(argv[++i]);
-    else if (i + 1 < argc && f == "--runs") runs = std::atoi(argv[++i]);
+    if (f == "--json")
+      json = true;
+    else if (i + 1 < argc && f == "--workers")
+      workers = std::atoi(argv[++i]);
+    else if (i + 1 < argc && f == "--capacity")
+      capacity = std::atoi(argv[++i]);
+    else if (i + 1 < argc && f == "--tasks")
+      tasks = std::atoi(argv[++i]);
+    else if (i + 1 < argc && f == "--runs")
+      runs = std::atoi(argv[++i]);
   }
   // One descriptor per simulated worker, on both sides (root may raise the hard limit).
   rlimit rl{};
@@ -55,7 +60,8 @@ int main(int argc, char** argv) {
     rl.rlim_max = static_cast<rlim_t>(workers) + 1024;
     if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
       ::getrlimit(RLIMIT_NOFILE, &rl);
-      std::fprintf(stderr, "note: the open-file limit stays at %llu (no CAP_SYS_RESOURCE); the "
+      std::fprintf(stderr,
+                   "note: the open-file limit stays at %llu (no CAP_SYS_RESOURCE); the "
                    "scheduler can hold about that many connections\n",
                    static_cast<unsigned long long>(rl.rlim_max));
     }
@@ -63,10 +69,10 @@ int main(int argc, char** argv) {
   rl.rlim_cur = rl.rlim_max;
   ::setrlimit(RLIMIT_NOFILE, &rl);
   const int port = lrts::bench::free_port();
-  lrts::ChildProcess sched = lrts::bench::start(
-      {LRTS_BIN, "scheduler", "--port", std::to_string(port), "--log-level", "warn",
-       "--worker-timeout", "30", "--no-journal"},
-      "/tmp/lrts-bench-scale-scheduler.log");
+  lrts::ChildProcess sched =
+      lrts::bench::start({LRTS_BIN, "scheduler", "--port", std::to_string(port), "--log-level",
+                          "warn", "--worker-timeout", "30", "--no-journal"},
+                         "/tmp/lrts-bench-scale-scheduler.log");
   // Generators of at most 15,000 workers each (a process's descriptors are limited too).
   constexpr int kPerGenerator = 15000;
   std::vector<lrts::ChildProcess> gens;
@@ -74,11 +80,11 @@ int main(int argc, char** argv) {
   for (int first = 0, g = 0; first < workers; first += kPerGenerator, ++g) {
     const int n = std::min(kPerGenerator, workers - first);
     gen_logs.push_back("/tmp/lrts-bench-scale-workers-" + std::to_string(g) + ".log");
-    gens.push_back(lrts::bench::start(
-        {LRTS_SIM_WORKERS, "--port", std::to_string(port), "--workers", std::to_string(n),
-         "--first-uid", std::to_string(first + 1), "--capacity", std::to_string(capacity),
-         "--seconds", "3600"},
-        gen_logs.back()));
+    gens.push_back(
+        lrts::bench::start({LRTS_SIM_WORKERS, "--port", std::to_string(port), "--workers",
+                            std::to_string(n), "--first-uid", std::to_string(first + 1),
+                            "--capacity", std::to_string(capacity), "--seconds", "3600"},
+                           gen_logs.back()));
   }
   auto all_registered = [&] {
     size_t n = 0;
@@ -145,15 +151,16 @@ int main(int argc, char** argv) {
                            {{"connect_s", connect_s},
                             {"scheduler_rss_mb", rss_kb / 1024.0},
                             {"capacity", static_cast<double>(capacity)}});
-    lrts::bench::json_line(sys, "workers_throughput", median, "tasks/s", tasks,
-                           {{"workers", static_cast<double>(workers)},
-                            {"capacity", static_cast<double>(capacity)}},
-                           rates);
+    lrts::bench::json_line(
+        sys, "workers_throughput", median, "tasks/s", tasks,
+        {{"workers", static_cast<double>(workers)}, {"capacity", static_cast<double>(capacity)}},
+        rates);
   } else {
-    std::printf("%d simulated workers (capacity %d): connected in %.1f s; heartbeats cost the "
-                "scheduler %.1f%% of a core; %d no-op tasks: %.0f tasks/s (median of %d); "
-                "scheduler RSS %.0f MB\n",
-                workers, capacity, connect_s, hb_pct, tasks, median, runs, rss_kb / 1024.0);
+    std::printf(
+        "%d simulated workers (capacity %d): connected in %.1f s; heartbeats cost the "
+        "scheduler %.1f%% of a core; %d no-op tasks: %.0f tasks/s (median of %d); "
+        "scheduler RSS %.0f MB\n",
+        workers, capacity, connect_s, hb_pct, tasks, median, runs, rss_kb / 1024.0);
   }
   return 0;
 }

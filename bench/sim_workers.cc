@@ -240,12 +240,18 @@ int main(int argc, char** argv) {
   double seconds = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string f = argv[i];
-    if (f == "--port") port = std::atoi(argv[i + 1]);
-    else if (f == "--workers") workers = std::atoi(argv[i + 1]);
-    else if (f == "--capacity") capacity = static_cast<uint32_t>(std::atoi(argv[i + 1]));
-    else if (f == "--heartbeat-ms") heartbeat_ms = std::atoi(argv[i + 1]);
-    else if (f == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (f == "--first-uid") first_uid = std::strtoull(argv[i + 1], nullptr, 10);
+    if (f == "--port")
+      port = std::atoi(argv[i + 1]);
+    else if (f == "--workers")
+      workers = std::atoi(argv[i + 1]);
+    else if (f == "--capacity")
+      capacity = static_cast<uint32_t>(std::atoi(argv[i + 1]));
+    else if (f == "--heartbeat-ms")
+      heartbeat_ms = std::atoi(argv[i + 1]);
+    else if (f == "--seconds")
+      seconds = std::atof(argv[i + 1]);
+    else if (f == "--first-uid")
+      first_uid = std::strtoull(argv[i + 1], nullptr, 10);
   }
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
@@ -307,7 +313,8 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < sim.reconnects.size();) {
       if (sim.reconnects[k].first <= now) {
         if (!sim.open(sim.reconnects[k].second)) {
-          sim.reconnects.emplace_back(now + std::chrono::milliseconds(200), sim.reconnects[k].second);
+          sim.reconnects.emplace_back(now + std::chrono::milliseconds(200),
+                                      sim.reconnects[k].second);
         }
         sim.reconnects[k] = sim.reconnects.back();
         sim.reconnects.pop_back();

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
 
   examples::MultService service(6, 9);
   const std::string service_id = application.schedule_service(service);  // queued, id at once
-  const lrts::ServiceResult result = application.wait_for(service_id);    // blocks
+  const lrts::ServiceResult result = application.wait_for(service_id);   // blocks
 
   std::cout << "Service with ID: " << service_id
             << " finished with result: " << result.service_result<double>() << std::endl;

@@ -11,8 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto store = lrts::scheduler::JournalStore::open(":memory:", false);
   if (!store) std::abort();
   lrts::scheduler::JournalStats stats;
-  const std::vector<std::string> batches = {
-      std::string(reinterpret_cast<const char*>(data), size)};
+  const std::vector<std::string> batches = {std::string(reinterpret_cast<const char*>(data), size)};
   (void)(*store)->apply(batches, &stats);
   auto state = (*store)->load();
   if (!state) std::abort();  // whatever was applied must load

@@ -127,7 +127,8 @@ int main(int argc, char** argv) {
     ::close(sv[1]);
     std::string bytes(1, '\x07');
     char buf[4096];
-    for (ssize_t n; (n = ::read(sv[0], buf, sizeof buf)) > 0;) bytes.append(buf, static_cast<size_t>(n));
+    for (ssize_t n; (n = ::read(sv[0], buf, sizeof buf)) > 0;)
+      bytes.append(buf, static_cast<size_t>(n));
     ::close(sv[0]);
     write(root + "/frames", "run_recall", bytes);
   }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds lrts in Debug with AddressSanitizer and UndefinedBehaviorSanitizer (assertions on) and
+# Builds lrts with clang in Debug with AddressSanitizer and UndefinedBehaviorSanitizer (assertions
+# on, warnings as errors, -Wthread-safety) and
 # runs the unit and integration tests against that build: every daemon, slot and service the
 # tests start runs instrumented, and any report fails the run.
 #   scripts/sanitize.sh [build-dir]     default: build-asan
@@ -8,7 +9,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-asan}"
 generator=()
 if command -v ninja >/dev/null; then generator=(-G Ninja); fi
+# clang: its sanitizers, and its -Wthread-safety check of the lock annotations, with every
+# warning an error (the Release build uses g++: both compilers stay clean).
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_CXX_COMPILER=clang++ -DLRTS_WERROR=ON \
   -DLRTS_SANITIZE=address,undefined -DLRTS_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
 # halt_on_error: a report ends the process, so the test that caused it fails. Daemons killed

@@ -28,5 +28,7 @@ fi
 
 generator=()
 if command -v ninja >/dev/null; then generator=(-G Ninja); fi
-cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+# LRTS_CMAKE_FLAGS: more options for cmake (CI: -DLRTS_WERROR=ON).
+read -r -a extra <<<"${LRTS_CMAKE_FLAGS:-}"
+cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${extra[@]}" >/dev/null
 cmake --build "$build" -j "$(nproc)"

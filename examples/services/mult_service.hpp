@@ -2,7 +2,6 @@
 #pragma once
 
 #include <lrts/lrts.hpp>
-
 #include <string>
 
 namespace examples {

@@ -2,9 +2,8 @@
 // each a short sleep, tracked by two bars: a short "Loading" phase, then "Doing Work".
 #pragma once
 
-#include <lrts/lrts.hpp>
-
 #include <chrono>
+#include <lrts/lrts.hpp>
 #include <random>
 #include <string>
 #include <thread>
@@ -13,9 +12,9 @@ namespace examples {
 
 class ProgressTrackedService : public lrts::Service {
  public:
-  int iterations = 0;    // 0: random, 20 to 60
-  int sleep_ms = 100;    // per iteration, +-50%
-  uint64_t seed = 0;     // 0: random
+  int iterations = 0;  // 0: random, 20 to 60
+  int sleep_ms = 100;  // per iteration, +-50%
+  uint64_t seed = 0;   // 0: random
 
   std::string service_name() const override { return "Progress Tracked Service Example"; }
 
@@ -23,7 +22,8 @@ class ProgressTrackedService : public lrts::Service {
     std::mt19937_64 rng(seed ? seed : std::random_device{}());
     const int n = iterations > 0 ? iterations : 20 + static_cast<int>(rng() % 41);
     auto pause = [&] {
-      const int jitter = sleep_ms > 1 ? static_cast<int>(rng() % static_cast<uint64_t>(sleep_ms)) : 0;
+      const int jitter =
+          sleep_ms > 1 ? static_cast<int>(rng() % static_cast<uint64_t>(sleep_ms)) : 0;
       std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms / 2 + jitter));
     };
 
@@ -34,7 +34,8 @@ class ProgressTrackedService : public lrts::Service {
     }
     loading.close();
 
-    lrts::ProgressBar work = ctx.create_progress("Doing Work", static_cast<uint64_t>(n), "iterations");
+    lrts::ProgressBar work =
+        ctx.create_progress("Doing Work", static_cast<uint64_t>(n), "iterations");
     for (int i = 0; i < n; ++i) {
       pause();
       work.advance();

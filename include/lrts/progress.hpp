@@ -26,17 +26,17 @@ namespace detail {
 // One bar in the shared memory of a slot (docs/protocol.md, "progress region"). 128 bytes.
 struct alignas(64) BarCell {
   std::atomic<uint64_t> count;
-  std::atomic<uint64_t> total;        // 0: unknown
-  std::atomic<uint32_t> state;        // kFree, kOpen, kClosed
-  std::atomic<uint32_t> generation;   // odd while the slot rewrites the fields below
-  std::atomic<uint32_t> seen;         // written by the worker: generation it saw closed
-  uint32_t bar_no;                    // per task: 0, 1, 2 ...
+  std::atomic<uint64_t> total;       // 0: unknown
+  std::atomic<uint32_t> state;       // kFree, kOpen, kClosed
+  std::atomic<uint32_t> generation;  // odd while the slot rewrites the fields below
+  std::atomic<uint32_t> seen;        // written by the worker: generation it saw closed
+  uint32_t bar_no;                   // per task: 0, 1, 2 ...
   uint64_t task_session;
   uint64_t task_seq;
   uint32_t attempt;
   uint32_t reserved;
-  int64_t created_ns;                 // CLOCK_MONOTONIC
-  char description[48];               // NUL-terminated, truncated
+  int64_t created_ns;    // CLOCK_MONOTONIC
+  char description[48];  // NUL-terminated, truncated
   char unit[16];
 
   static constexpr uint32_t kFree = 0;
@@ -89,12 +89,18 @@ enum class BarStatus : uint8_t {
 
 inline const char* to_string(BarStatus s) {
   switch (s) {
-    case BarStatus::running: return "running";
-    case BarStatus::done: return "done";
-    case BarStatus::failed: return "failed";
-    case BarStatus::lost: return "lost";
-    case BarStatus::cancelled: return "cancelled";
-    case BarStatus::timed_out: return "timed out";
+    case BarStatus::running:
+      return "running";
+    case BarStatus::done:
+      return "done";
+    case BarStatus::failed:
+      return "failed";
+    case BarStatus::lost:
+      return "lost";
+    case BarStatus::cancelled:
+      return "cancelled";
+    case BarStatus::timed_out:
+      return "timed out";
   }
   return "?";
 }
@@ -108,11 +114,11 @@ struct ProgressSnapshot {
   std::string description;
   std::string unit;
   uint64_t count = 0;
-  uint64_t total = 0;  // 0: unknown
+  uint64_t total = 0;   // 0: unknown
   bool closed = false;  // status != running
   BarStatus status = BarStatus::running;
-  double rate = 0;                         // units per second, smoothed
-  double eta_seconds = -1;                 // -1: unknown
+  double rate = 0;          // units per second, smoothed
+  double eta_seconds = -1;  // -1: unknown
   double elapsed_seconds = 0;
 };
 

@@ -1,12 +1,12 @@
 // ServiceResult: what came back for one scheduled service.
 #pragma once
 
-#include "lrts/detail/msgpack.hpp"
-
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+
+#include "lrts/detail/msgpack.hpp"
 
 namespace lrts {
 
@@ -28,8 +28,8 @@ class ResultError : public std::runtime_error {
 class ServiceResult {
  public:
   ServiceResult() = default;
-  ServiceResult(std::string service_id, ServiceStatus status, std::string payload,
-                uint32_t attempt, std::string worker, std::chrono::nanoseconds run_time);
+  ServiceResult(std::string service_id, ServiceStatus status, std::string payload, uint32_t attempt,
+                std::string worker, std::chrono::nanoseconds run_time);
 
   const std::string& service_id() const { return service_id_; }
   ServiceStatus status() const { return status_; }

@@ -19,8 +19,6 @@
 // default-constructible: the worker creates one and fills its fields from the message.
 #pragma once
 
-#include "lrts/detail/msgpack.hpp"
-
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -28,6 +26,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "lrts/detail/msgpack.hpp"
 #include "lrts/progress.hpp"
 
 namespace lrts {
@@ -196,30 +195,25 @@ std::vector<std::string> registered_services();
 // service, or of a struct a service returns as its result (one macro for both: on a service the
 // two functions below override Service's; on a plain struct they are merely members, so they
 // carry no `override` and the compilers' missing-override warnings are silenced here alone).
-#define LRTS_FIELDS(...)                                                              \
-  MSGPACK_DEFINE_MAP(__VA_ARGS__)                                                     \
-  LRTS_DETAIL_NO_OVERRIDE_WARNINGS_BEGIN                                              \
-  void lrts_pack_fields(::msgpack::sbuffer& lrts_out) const {                         \
-    ::msgpack::pack(lrts_out, *this);                                                 \
-  }                                                                                   \
-  void lrts_unpack_fields(const ::msgpack::object& lrts_fields) {                     \
-    lrts_fields.convert(*this);                                                       \
-  }                                                                                   \
+#define LRTS_FIELDS(...)                                                                          \
+  MSGPACK_DEFINE_MAP(__VA_ARGS__)                                                                 \
+  LRTS_DETAIL_NO_OVERRIDE_WARNINGS_BEGIN                                                          \
+  void lrts_pack_fields(::msgpack::sbuffer& lrts_out) const { ::msgpack::pack(lrts_out, *this); } \
+  void lrts_unpack_fields(const ::msgpack::object& lrts_fields) { lrts_fields.convert(*this); }   \
   LRTS_DETAIL_NO_OVERRIDE_WARNINGS_END
 
-#define LRTS_DETAIL_NO_OVERRIDE_WARNINGS_BEGIN                                        \
-  _Pragma("GCC diagnostic push")                                                      \
-  _Pragma("GCC diagnostic ignored \"-Wpragmas\"")                                     \
-  _Pragma("GCC diagnostic ignored \"-Wunknown-warning-option\"")                      \
-  _Pragma("GCC diagnostic ignored \"-Winconsistent-missing-override\"")               \
-  _Pragma("GCC diagnostic ignored \"-Wsuggest-override\"")
+#define LRTS_DETAIL_NO_OVERRIDE_WARNINGS_BEGIN                                   \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wpragmas\"") \
+      _Pragma("GCC diagnostic ignored \"-Wunknown-warning-option\"")             \
+          _Pragma("GCC diagnostic ignored \"-Winconsistent-missing-override\"")  \
+              _Pragma("GCC diagnostic ignored \"-Wsuggest-override\"")
 #define LRTS_DETAIL_NO_OVERRIDE_WARNINGS_END _Pragma("GCC diagnostic pop")
 
 // For a service without fields.
-#define LRTS_NO_FIELDS()                                                              \
-  void lrts_pack_fields(::msgpack::sbuffer& lrts_out) const override {                \
-    ::msgpack::packer<::msgpack::sbuffer>(lrts_out).pack_map(0);                      \
-  }                                                                                   \
+#define LRTS_NO_FIELDS()                                               \
+  void lrts_pack_fields(::msgpack::sbuffer& lrts_out) const override { \
+    ::msgpack::packer<::msgpack::sbuffer>(lrts_out).pack_map(0);       \
+  }                                                                    \
   void lrts_unpack_fields(const ::msgpack::object&) override {}
 
 // Registers a service type under its service_name(). Use once, at namespace scope, in a .cc

@@ -68,8 +68,9 @@ class ProgressServerCommand final : public Command {
 class ProgressCommand final : public Command {
  public:
   explicit ProgressCommand(CLI::App& lrts)
-      : app_(lrts.add_subcommand("progress", "Show the live progress of every application's "
-                                             "tasks, or of one application's")) {
+      : app_(lrts.add_subcommand("progress",
+                                 "Show the live progress of every application's "
+                                 "tasks, or of one application's")) {
     CLI::App& a = *app_;
     a.add_option("--address", vo_.address, "Address of the progress server")
         ->capture_default_str()

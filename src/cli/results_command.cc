@@ -37,7 +37,8 @@ int collect(const ResultsOptions& o) {
   info.collect_only = true;  // interrupted, it leaves the application detached as it was
   ClientApplication app(info);
   app.start_application();
-  const auto connect_within = std::chrono::seconds(o.timeout_s > 0 ? static_cast<int64_t>(o.timeout_s) + 1 : 30);
+  const auto connect_within =
+      std::chrono::seconds(o.timeout_s > 0 ? static_cast<int64_t>(o.timeout_s) + 1 : 30);
   if (!app.wait_connected(connect_within)) {
     std::fprintf(stderr, "lrts results: the scheduler at %s:%d did not answer within %lld s\n",
                  o.scheduler_address.c_str(), o.scheduler_port,
@@ -59,8 +60,8 @@ int collect(const ResultsOptions& o) {
     for (const ServiceResult& r : app.collect_ready()) print(r);
   } else {
     auto range = o.timeout_s > 0
-                     ? app.as_completed(ids, std::chrono::milliseconds(
-                                                 static_cast<int64_t>(o.timeout_s * 1000)))
+                     ? app.as_completed(
+                           ids, std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)))
                      : app.as_completed(ids);
     try {
       for (const ServiceResult& r : range) print(r);
@@ -102,7 +103,8 @@ class ResultsCommand final : public Command {
         ->check(CLI::Validator(
             [](std::string& v) -> std::string {
               if (v.empty()) return "must not be empty";
-              if (v.size() > protocol::kMaxAppIdBytes) return "an application id has at most 256 bytes";
+              if (v.size() > protocol::kMaxAppIdBytes)
+                return "an application id has at most 256 bytes";
               return "";
             },
             "TEXT"));

@@ -29,8 +29,9 @@ std::string default_state_dir(int port) {
 class SchedulerCommand final : public Command {
  public:
   explicit SchedulerCommand(CLI::App& lrts)
-      : app_(lrts.add_subcommand("scheduler", "Run the scheduler: queues tasks, assigns them to "
-                                              "workers, returns results to applications")) {
+      : app_(lrts.add_subcommand("scheduler",
+                                 "Run the scheduler: queues tasks, assigns them to "
+                                 "workers, returns results to applications")) {
     CLI::App& a = *app_;
     a.add_option("--address", so_.address,
                  "Address to listen on (IP, host name, or * for every interface)")

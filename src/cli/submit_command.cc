@@ -1,7 +1,6 @@
 // `lrts submit`: schedule N instances of a service from the command line.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "flags/flags.hpp"
@@ -28,11 +27,10 @@ struct SubmitOptions {
 
 // The command that collects what this submission leaves running.
 std::string collect_command(const SubmitOptions& o, const ClientApplication& app) {
-  const std::string where =
-      o.scheduler_port == 5555 && o.scheduler_address == "127.0.0.1"
-          ? ""
-          : " --scheduler-address " + o.scheduler_address + " --scheduler-port " +
-                std::to_string(o.scheduler_port);
+  const std::string where = o.scheduler_port == 5555 && o.scheduler_address == "127.0.0.1"
+                                ? ""
+                                : " --scheduler-address " + o.scheduler_address +
+                                      " --scheduler-port " + std::to_string(o.scheduler_port);
   return "lrts results --application-id " + app.application_id() + where + " --wait";
 }
 
@@ -91,10 +89,11 @@ int submit(const SubmitOptions& o) {
   }
 
   int failed = 0;
-  auto range = o.wait_timeout_s > 0
-                   ? app.as_completed(ids, std::chrono::milliseconds(
-                                               static_cast<int64_t>(o.wait_timeout_s * 1000)))
-                   : app.as_completed(ids);
+  auto range =
+      o.wait_timeout_s > 0
+          ? app.as_completed(
+                ids, std::chrono::milliseconds(static_cast<int64_t>(o.wait_timeout_s * 1000)))
+          : app.as_completed(ids);
   try {
     for (const ServiceResult& r : range) {
       if (!r.ok()) ++failed;
@@ -120,8 +119,9 @@ int submit(const SubmitOptions& o) {
 class SubmitCommand final : public Command {
  public:
   explicit SubmitCommand(CLI::App& lrts)
-      : app_(lrts.add_subcommand("submit", "Submit tasks of a registered service; print their ids "
-                                           "(and results with --wait)")) {
+      : app_(lrts.add_subcommand("submit",
+                                 "Submit tasks of a registered service; print their ids "
+                                 "(and results with --wait)")) {
     CLI::App& a = *app_;
     a.add_option("service", o_.service_name, "Registered name of the service")
         ->required()
@@ -158,7 +158,8 @@ class SubmitCommand final : public Command {
         ->check(CLI::Validator(
             [](std::string& v) -> std::string {
               if (v.empty()) return "must not be empty";
-              if (v.size() > protocol::kMaxAppIdBytes) return "an application id has at most 256 bytes";
+              if (v.size() > protocol::kMaxAppIdBytes)
+                return "an application id has at most 256 bytes";
               return "";
             },
             "TEXT"));

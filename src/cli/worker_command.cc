@@ -8,8 +8,9 @@ namespace {
 class WorkerCommand final : public Command {
  public:
   explicit WorkerCommand(CLI::App& lrts)
-      : app_(lrts.add_subcommand("worker", "Run a worker: runs tasks in -max-jobs slot "
-                                           "processes")) {
+      : app_(lrts.add_subcommand("worker",
+                                 "Run a worker: runs tasks in -max-jobs slot "
+                                 "processes")) {
     worker::add_worker_flags(*app_, flags_);
   }
   CLI::App* app() const override { return app_; }

@@ -107,8 +107,7 @@ void ResultBoard::wait_until(TimePoint deadline, Pred pred, const std::string& w
   }
 }
 
-ServiceResult ResultBoard::wait_for(const TaskKey& key, const std::string& id,
-                                    TimePoint deadline) {
+ServiceResult ResultBoard::wait_for(const TaskKey& key, const std::string& id, TimePoint deadline) {
   MutexLock lock(mu_);
   if (!ready_.count(key) && !pending_.count(key)) throw std::invalid_argument(unknown_id(id));
   wait_until(
@@ -160,9 +159,10 @@ std::vector<ServiceResult> ResultBoard::wait_for_multi(const std::vector<TaskKey
   return out;
 }
 
-std::unique_ptr<CompletionRange::State> ResultBoard::subscribe(
-    const std::vector<TaskKey>& keys, const std::vector<std::string>& ids, TimePoint deadline,
-    std::shared_ptr<ResultBoard> self) {
+std::unique_ptr<CompletionRange::State> ResultBoard::subscribe(const std::vector<TaskKey>& keys,
+                                                               const std::vector<std::string>& ids,
+                                                               TimePoint deadline,
+                                                               std::shared_ptr<ResultBoard> self) {
   auto state = std::make_unique<CompletionRange::State>();
   state->board = std::move(self);
   state->deadline = deadline;
@@ -200,7 +200,8 @@ void ResultBoard::unsubscribe(CompletionRange::State* state) {
 std::optional<ServiceResult> ResultBoard::next(CompletionRange::State& s) {
   MutexLock lock(mu_);
   if (s.remaining == 0) return std::nullopt;
-  wait_until(s.deadline, [&] { return !s.arrived.empty(); }, "completed results");
+  wait_until(
+      s.deadline, [&] { return !s.arrived.empty(); }, "completed results");
   ServiceResult r = std::move(s.arrived.front());
   s.arrived.pop_front();
   --s.remaining;
@@ -231,7 +232,8 @@ bool ResultBoard::wait_acknowledged(TimePoint deadline) {
   MutexLock lock(mu_);
   const uint64_t target = scheduled_;
   try {
-    wait_until(deadline, [&]() LRTS_REQUIRES(mu_) { return acked_ >= target; }, "acknowledgements");
+    wait_until(
+        deadline, [&]() LRTS_REQUIRES(mu_) { return acked_ >= target; }, "acknowledgements");
   } catch (const TimeoutError&) {
     return false;
   }

@@ -224,8 +224,7 @@ CompletionRange ClientApplication::as_completed(const std::vector<std::string>& 
     keys.push_back(key);
     ids.push_back(id);
   }
-  return CompletionRange(
-      impl_->board->subscribe(keys, ids, deadline_after(timeout), impl_->board));
+  return CompletionRange(impl_->board->subscribe(keys, ids, deadline_after(timeout), impl_->board));
 }
 
 bool ClientApplication::cancel(const std::string& service_id) {

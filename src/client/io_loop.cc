@@ -82,8 +82,8 @@ class IoLoop final : public SessionLink {
   explicit IoLoop(IoContext c)
       : c_(std::move(c)),
         core_(SessionOptions{c_.application_id, c_.session,
-                             static_cast<uint64_t>(std::max<int64_t>(
-                                 0, c_.info.disconnect_grace.count())),
+                             static_cast<uint64_t>(
+                                 std::max<int64_t>(0, c_.info.disconnect_grace.count())),
                              protocol::kDefaultMaxMessageBytes, c_.info.collect_only},
               *this) {}
 
@@ -132,9 +132,8 @@ class IoLoop final : public SessionLink {
                                  {progress_.get(), 0, ZMQ_POLLIN, 0}};
       TimePoint deadline = std::min(core_.next_deadline(), next_subscribe_);
       if (c_.view && shown_outstanding_ > 0) deadline = std::min(deadline, next_view_);
-      const long timeout = deadline == TimePoint::max()
-                               ? -1
-                               : std::max<long>(0, to_ms(deadline - now) + 1);
+      const long timeout =
+          deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
       if (zmq_poll(items, progress_.get() ? 3 : 2, timeout) < 0 && zmq_errno() != EINTR) {
         return fatal("poll failed: " + net::zmq_error_text());
       }
@@ -240,9 +239,8 @@ class IoLoop final : public SessionLink {
   // moves, and every second while tasks are outstanding (the ETA moves with the clock).
   void update_view(TimePoint now) {
     if (!c_.view) return;
-    const uint64_t outstanding = scheduled_ + adopted_ > completed_
-                                     ? scheduled_ + adopted_ - completed_
-                                     : 0;
+    const uint64_t outstanding =
+        scheduled_ + adopted_ > completed_ ? scheduled_ + adopted_ - completed_ : 0;
     const uint64_t running = std::min(running_, outstanding);
     const bool moved = completed_ != shown_completed_ || outstanding != shown_outstanding_ ||
                        running != shown_running_;
@@ -268,7 +266,7 @@ class IoLoop final : public SessionLink {
   SessionCore core_;
   net::ZmqContext ctx_;
   net::ZmqSocket dealer_{ctx_, ZMQ_DEALER};
-  net::ZmqSocket progress_;  // to the progress server, when progress is followed
+  net::ZmqSocket progress_;                // to the progress server, when progress is followed
   std::unordered_set<uint64_t> sessions_;  // whose bars we follow
   TimePoint next_subscribe_ = TimePoint::max();
   std::string endpoint_;

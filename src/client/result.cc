@@ -6,10 +6,14 @@ namespace lrts {
 
 const char* to_string(ServiceStatus status) {
   switch (status) {
-    case ServiceStatus::finished: return "finished";
-    case ServiceStatus::failed: return "failed";
-    case ServiceStatus::cancelled: return "cancelled";
-    case ServiceStatus::timed_out: return "timed_out";
+    case ServiceStatus::finished:
+      return "finished";
+    case ServiceStatus::failed:
+      return "failed";
+    case ServiceStatus::cancelled:
+      return "cancelled";
+    case ServiceStatus::timed_out:
+      return "timed_out";
   }
   return "unknown";
 }

@@ -96,8 +96,8 @@ void SessionCore::handle(const protocol::AppWelcome& m, TimePoint now) {
   ready_left_ = m.ready;
   for (const TaskKey& k : collected_earlier_) to_collect_.push_back(k);  // unconfirmed: again
   ready_reported_ = false;
-  if (m.outstanding) LRTS_INFO("scheduler holds {} task(s) from an earlier run of this application",
-                               m.outstanding);
+  if (m.outstanding)
+    LRTS_INFO("scheduler holds {} task(s) from an earlier run of this application", m.outstanding);
   // A new connection: everything unacknowledged goes again (the scheduler ignores what it
   // has), streams from their start.
   results_rx_.reset();
@@ -214,7 +214,8 @@ void SessionCore::handle(const protocol::Chunk& m, TimePoint) {
 void SessionCore::handle(const protocol::ChunkAck& m, TimePoint) {
   if (auto done = fields_tx_.on_ack(m)) {
     for (const Entry& e : unacked_) {
-      if (e.stream == *done && !e.acked && e.s.seq < next_unsent_) ready_to_send_.push_back(e.s.seq);
+      if (e.stream == *done && !e.acked && e.s.seq < next_unsent_)
+        ready_to_send_.push_back(e.s.seq);
     }
   }
 }
@@ -266,7 +267,9 @@ void SessionCore::send_hello(TimePoint now) {
 void SessionCore::on_tick(TimePoint now) {
   if (leaving_) return;
   switch (session_.due(now)) {
-    case protocol::PeerSession::Due::kHello: send_hello(now); break;
+    case protocol::PeerSession::Due::kHello:
+      send_hello(now);
+      break;
     case protocol::PeerSession::Due::kHeartbeat:
       if (session_.became_silent(now) && connected_) {
         connected_ = false;
@@ -276,7 +279,8 @@ void SessionCore::on_tick(TimePoint now) {
       link_.send(protocol::AppHeartbeat{});
       session_.heartbeat_sent(now);
       break;
-    case protocol::PeerSession::Due::kNothing: break;
+    case protocol::PeerSession::Due::kNothing:
+      break;
   }
 }
 
@@ -284,8 +288,9 @@ template <class M>
 void SessionCore::send_keys(std::vector<TaskKey>& keys) {
   for (size_t i = 0; i < keys.size(); i += kMaxKeysPerMessage) {
     M msg;
-    msg.keys.assign(keys.begin() + static_cast<long>(i),
-                    keys.begin() + static_cast<long>(std::min(keys.size(), i + kMaxKeysPerMessage)));
+    msg.keys.assign(
+        keys.begin() + static_cast<long>(i),
+        keys.begin() + static_cast<long>(std::min(keys.size(), i + kMaxKeysPerMessage)));
     link_.send(msg);
   }
   keys.clear();
@@ -313,7 +318,8 @@ void SessionCore::send_submissions() {
     if (seq < base_seq_ || seq >= end) continue;
     Entry& e = unacked_[seq - base_seq_];
     if (e.acked) continue;
-    if (e.s.fields.size() > limits_.inline_max && !e.stream) e.stream = fields_tx_.start(e.s.fields);
+    if (e.s.fields.size() > limits_.inline_max && !e.stream)
+      e.stream = fields_tx_.start(e.s.fields);
     if (e.stream && !fields_tx_.complete(e.stream)) continue;  // sent when its stream is whole
     uint32_t name = 0;
     while (name < msg.names.size() && msg.names[name] != e.s.name) ++name;

@@ -147,7 +147,7 @@ class SessionCore {
   uint64_t base_seq_ = 1;
   size_t unacked_count_ = 0;
   uint64_t acked_total_ = 0;
-  uint64_t next_unsent_ = 1;   // seq of the first submission never sent
+  uint64_t next_unsent_ = 1;             // seq of the first submission never sent
   std::vector<uint64_t> ready_to_send_;  // seqs whose fields stream just completed
 
   std::unordered_set<TaskKey, TaskKeyHash> awaiting_;  // result not yet arrived

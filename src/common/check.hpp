@@ -11,9 +11,9 @@ namespace lrts::detail {
 
 }  // namespace lrts::detail
 
-#define LRTS_CHECK(condition, why)                                             \
-  do {                                                                         \
-    if (!(condition)) [[unlikely]] {                                           \
-      ::lrts::detail::check_failed(__FILE__, __LINE__, #condition, why);       \
-    }                                                                          \
+#define LRTS_CHECK(condition, why)                                       \
+  do {                                                                   \
+    if (!(condition)) [[unlikely]] {                                     \
+      ::lrts::detail::check_failed(__FILE__, __LINE__, #condition, why); \
+    }                                                                    \
   } while (false)

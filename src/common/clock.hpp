@@ -17,9 +17,7 @@ using std::chrono::nanoseconds;
 using std::chrono::seconds;
 
 inline int64_t to_ns(Duration d) { return std::chrono::duration_cast<nanoseconds>(d).count(); }
-inline int64_t to_ms(Duration d) {
-  return std::chrono::duration_cast<milliseconds>(d).count();
-}
+inline int64_t to_ms(Duration d) { return std::chrono::duration_cast<milliseconds>(d).count(); }
 
 // Wall-clock milliseconds since the Unix epoch (for records that outlive a process).
 inline int64_t wall_ms() {

@@ -41,11 +41,16 @@ int physical_cores() {
 int resolve_max_jobs(int requested) {
   if (requested > 0) return requested;
   switch (requested) {
-    case -1: return std::max(1, physical_cores());
-    case -2: return std::max(1, logical_cores());
-    case -3: return std::max(1, physical_cores() - 1);
-    case -4: return std::max(1, logical_cores() - 1);
-    default: return 0;
+    case -1:
+      return std::max(1, physical_cores());
+    case -2:
+      return std::max(1, logical_cores());
+    case -3:
+      return std::max(1, physical_cores() - 1);
+    case -4:
+      return std::max(1, logical_cores() - 1);
+    default:
+      return 0;
   }
 }
 

@@ -67,8 +67,7 @@ class CondVar {
   }
   // False if `deadline` passed (a steady-clock time; max() waits as long as it takes).
   template <class Clock, class Duration>
-  bool wait_until(Mutex& mu, std::chrono::time_point<Clock, Duration> deadline)
-      LRTS_REQUIRES(mu) {
+  bool wait_until(Mutex& mu, std::chrono::time_point<Clock, Duration> deadline) LRTS_REQUIRES(mu) {
     if (deadline == std::chrono::time_point<Clock, Duration>::max()) {
       wait(mu);
       return true;

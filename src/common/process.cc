@@ -1,13 +1,12 @@
 #include "common/process.hpp"
 
+#include <dirent.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <dirent.h>
-#include <sys/prctl.h>
 
 #include <algorithm>
 #include <cerrno>

@@ -1,12 +1,13 @@
 // Result<T>: a value or an error message a user can act on. Errors that come from the
 // environment (bad input, unreachable peer, failed syscall) are values of this type; broken
-// invariants are assertions instead.
+// invariants are LRTS_CHECKs instead (using the value of an error is one).
 #pragma once
 
-#include <cassert>
 #include <string>
 #include <utility>
 #include <variant>
+
+#include "common/check.hpp"
 
 namespace lrts {
 
@@ -14,26 +15,47 @@ struct Error {
   std::string message;
 };
 
-template <class T>
-class [[nodiscard]] Result {
+// A value or an error of a domain's own type E (a code and a text, say).
+template <class T, class E>
+class [[nodiscard]] Expected {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT: implicit by design
+  Expected(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Expected(E error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    LRTS_CHECK(ok(), "the value of an error result was used");
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    LRTS_CHECK(ok(), "the value of an error result was used");
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    LRTS_CHECK(ok(), "the value of an error result was used");
+    return std::get<0>(std::move(v_));
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
-  const std::string& error() const { assert(!ok()); return std::get<1>(v_).message; }
+  const E& error() const {
+    LRTS_CHECK(!ok(), "the error of a good result was asked for");
+    return std::get<1>(v_);
+  }
 
  private:
-  std::variant<T, Error> v_;
+  std::variant<T, E> v_;
+};
+
+// A value or an Error; error() is its message.
+template <class T>
+class [[nodiscard]] Result : public Expected<T, Error> {
+ public:
+  using Expected<T, Error>::Expected;
+  const std::string& error() const { return Expected<T, Error>::error().message; }
 };
 
 template <>
@@ -51,28 +73,6 @@ class [[nodiscard]] Result<void> {
 };
 
 using Status = Result<void>;
-
-// A value or an error of a domain's own type E (a code and a text, say).
-template <class T, class E>
-class [[nodiscard]] Expected {
- public:
-  Expected(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
-  Expected(E error) : v_(std::move(error)) {}      // NOLINT: implicit by design
-
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-  T&& operator*() && { assert(ok()); return std::get<0>(std::move(v_)); }
-  const E& error() const { assert(!ok()); return std::get<1>(v_); }
-
- private:
-  std::variant<T, E> v_;
-};
 
 inline Error make_error(std::string message) { return Error{std::move(message)}; }
 

@@ -15,7 +15,8 @@ int g_write_fd = -1;
 void on_signal(int sig) {
   const int saved = errno;
   const unsigned char b = static_cast<unsigned char>(sig);
-  if (g_write_fd >= 0) [[maybe_unused]] auto n = ::write(g_write_fd, &b, 1);
+  if (g_write_fd >= 0) [[maybe_unused]]
+    auto n = ::write(g_write_fd, &b, 1);
   errno = saved;
 }
 

@@ -66,8 +66,8 @@ CLI::Validator number(double min, double max) {
         if (!std::isfinite(d)) return "'" + v + "' is not a finite number";
         if (d < min || d > max) {
           char buf[128];
-          std::snprintf(buf, sizeof buf, "%s is outside the allowed range %g to %g", v.c_str(),
-                        min, max);
+          std::snprintf(buf, sizeof buf, "%s is outside the allowed range %g to %g", v.c_str(), min,
+                        max);
           return buf;
         }
         return {};
@@ -77,8 +77,7 @@ CLI::Validator number(double min, double max) {
 
 CLI::Validator non_empty() {
   return CLI::Validator(
-      [](std::string& v) -> std::string { return v.empty() ? "must not be empty" : ""; },
-      "TEXT");
+      [](std::string& v) -> std::string { return v.empty() ? "must not be empty" : ""; }, "TEXT");
 }
 
 bool parse_duration(const std::string& text, double* seconds_out) {
@@ -86,11 +85,24 @@ bool parse_duration(const std::string& text, double* seconds_out) {
   double unit = 1;
   std::string number = text;
   switch (text.back()) {
-    case 's': unit = 1; number.pop_back(); break;
-    case 'm': unit = 60; number.pop_back(); break;
-    case 'h': unit = 3600; number.pop_back(); break;
-    case 'd': unit = 86400; number.pop_back(); break;
-    default: break;
+    case 's':
+      unit = 1;
+      number.pop_back();
+      break;
+    case 'm':
+      unit = 60;
+      number.pop_back();
+      break;
+    case 'h':
+      unit = 3600;
+      number.pop_back();
+      break;
+    case 'd':
+      unit = 86400;
+      number.pop_back();
+      break;
+    default:
+      break;
   }
   char* end = nullptr;
   const double v = std::strtod(number.c_str(), &end);

@@ -68,10 +68,11 @@ void ListenerGuard::stop_listening(TimePoint now) {
   LRTS_DEBUG("out of file descriptors ({} open, limit {}): stopped listening on {}", open, limit,
              endpoint_);
   if (log_limit_.allow("stop", now, &suppressed)) {
-    LRTS_WARN("out of file descriptors ({} open, limit {}): stopped listening on {} for a while; "
-              "its peers reconnect when it listens again (stopped {} time(s); raise the limit "
-              "with ulimit -n)",
-              open, limit, endpoint_, pauses_);
+    LRTS_WARN(
+        "out of file descriptors ({} open, limit {}): stopped listening on {} for a while; "
+        "its peers reconnect when it listens again (stopped {} time(s); raise the limit "
+        "with ulimit -n)",
+        open, limit, endpoint_, pauses_);
   }
 }
 

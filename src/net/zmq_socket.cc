@@ -33,9 +33,7 @@ void ZmqSocket::close() {
   s_ = nullptr;
 }
 
-void ZmqSocket::set_int(int option, int value) {
-  zmq_setsockopt(s_, option, &value, sizeof value);
-}
+void ZmqSocket::set_int(int option, int value) { zmq_setsockopt(s_, option, &value, sizeof value); }
 
 Status ZmqSocket::bind(const std::string& endpoint) {
   if (zmq_bind(s_, endpoint.c_str()) != 0) {

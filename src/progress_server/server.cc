@@ -9,8 +9,8 @@
 
 #include "common/log.hpp"
 #include "common/log_limit.hpp"
-#include "net/endpoint.hpp"
 #include "common/signals.hpp"
+#include "net/endpoint.hpp"
 #include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
@@ -147,8 +147,9 @@ struct ProgressServer::Impl {
       ++bad;
       uint64_t suppressed = 0;
       if (log_limiter.allow(std::to_string(static_cast<int>(msg.error().code)), now, &suppressed)) {
-        LRTS_WARN("dropped a bad message: {}{}", msg.error().text,
-                  suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "");
+        LRTS_WARN(
+            "dropped a bad message: {}{}", msg.error().text,
+            suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "");
       }
       return;
     }
@@ -186,7 +187,9 @@ struct ProgressServer::Impl {
       }
       if (changed) {
         LRTS_INFO("subscriber {} ({})", fresh ? "joined" : "changed its filter",
-                  s.all ? "all bars" : s.application_id.empty() ? "by session" : s.application_id);
+                  s.all                      ? "all bars"
+                  : s.application_id.empty() ? "by session"
+                                             : s.application_id);
         auto snap = store.snapshot(now, [&](uint64_t session) { return wants(s, session); });
         send_update(peer, snap, true);
       }
@@ -255,11 +258,10 @@ int ProgressServer::run() {
   for (;;) {
     TimePoint now = Clock::now();
     const TimePoint deadline =
-        std::min({s.next_push, s.store.next_expiry(), s.next_subscriber_check,
-                  s.next_worker_check, listener.next_deadline()});
-    const long timeout = deadline == TimePoint::max()
-                             ? -1
-                             : std::max<long>(0, to_ms(deadline - now) + 1);
+        std::min({s.next_push, s.store.next_expiry(), s.next_subscriber_check, s.next_worker_check,
+                  listener.next_deadline()});
+    const long timeout =
+        deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
     void* mon = listener.monitor_socket();
     zmq_pollitem_t items[3] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signals.fd(), ZMQ_POLLIN, 0},

@@ -16,8 +16,8 @@ struct ProgressServerOptions {
   std::string address = "127.0.0.1";
   int port = 5454;
   size_t max_message_bytes = 64u << 20;
-  Duration push_interval = milliseconds(100);   // at most ~10 updates a second per subscriber
-  Duration subscriber_timeout = seconds(10);    // a subscriber must renew within this
+  Duration push_interval = milliseconds(100);  // at most ~10 updates a second per subscriber
+  Duration subscriber_timeout = seconds(10);   // a subscriber must renew within this
   // A worker with open bars sends at least every few seconds; silent this long, its open bars
   // end lost (it died with them, or cannot reach us).
   Duration worker_silence = seconds(10);

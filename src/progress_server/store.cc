@@ -124,7 +124,8 @@ void ProgressStore::fill(const Entry& e, TimePoint now, protocol::BarState& out)
   if (!e.state.closed() && e.state.total > e.state.count && e.rate > 0) {
     out.eta_seconds = static_cast<double>(e.state.total - e.state.count) / e.rate;
   } else {
-    out.eta_seconds = e.state.closed() || (e.state.total && e.state.count >= e.state.total) ? 0 : -1;
+    out.eta_seconds =
+        e.state.closed() || (e.state.total && e.state.count >= e.state.total) ? 0 : -1;
   }
 }
 

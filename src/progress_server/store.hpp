@@ -59,7 +59,7 @@ class ProgressStore {
   };
   struct Entry {
     protocol::BarState state;
-    TimePoint started;       // when the bar was created (from its elapsed time)
+    TimePoint started;  // when the bar was created (from its elapsed time)
     TimePoint last_update;
     TimePoint closed_at{};
     double rate = 0;

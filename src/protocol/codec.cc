@@ -29,34 +29,50 @@ bool parse_service_id(std::string_view id, TaskKey* key) {
 
 const char* status_name(TaskStatus s) {
   switch (s) {
-    case TaskStatus::kFinished: return "finished";
-    case TaskStatus::kFailed: return "failed";
-    case TaskStatus::kCancelled: return "cancelled";
-    case TaskStatus::kTimedOut: return "timed_out";
-    case TaskStatus::kLost: return "lost";
+    case TaskStatus::kFinished:
+      return "finished";
+    case TaskStatus::kFailed:
+      return "failed";
+    case TaskStatus::kCancelled:
+      return "cancelled";
+    case TaskStatus::kTimedOut:
+      return "timed_out";
+    case TaskStatus::kLost:
+      return "lost";
   }
   return "unknown";
 }
 
 const char* phase_name(BarPhase p) {
   switch (p) {
-    case BarPhase::kOpen: return "running";
-    case BarPhase::kDone: return "done";
-    case BarPhase::kFailed: return "failed";
-    case BarPhase::kLost: return "lost";
-    case BarPhase::kCancelled: return "cancelled";
-    case BarPhase::kTimedOut: return "timed out";
+    case BarPhase::kOpen:
+      return "running";
+    case BarPhase::kDone:
+      return "done";
+    case BarPhase::kFailed:
+      return "failed";
+    case BarPhase::kLost:
+      return "lost";
+    case BarPhase::kCancelled:
+      return "cancelled";
+    case BarPhase::kTimedOut:
+      return "timed out";
   }
   return "unknown";
 }
 
 BarPhase phase_for(TaskStatus status) {
   switch (status) {
-    case TaskStatus::kFinished: return BarPhase::kDone;
-    case TaskStatus::kFailed: return BarPhase::kFailed;
-    case TaskStatus::kCancelled: return BarPhase::kCancelled;
-    case TaskStatus::kTimedOut: return BarPhase::kTimedOut;
-    case TaskStatus::kLost: return BarPhase::kLost;
+    case TaskStatus::kFinished:
+      return BarPhase::kDone;
+    case TaskStatus::kFailed:
+      return BarPhase::kFailed;
+    case TaskStatus::kCancelled:
+      return BarPhase::kCancelled;
+    case TaskStatus::kTimedOut:
+      return BarPhase::kTimedOut;
+    case TaskStatus::kLost:
+      return BarPhase::kLost;
   }
   return BarPhase::kFailed;
 }

@@ -19,11 +19,11 @@
 namespace lrts::protocol {
 
 enum class DecodeCode : uint8_t {
-  kTooLarge = 1,     // over the receiver's size limit
-  kNotLrts = 2,      // not [version, type, ...]
-  kVersion = 3,      // another protocol version
-  kUnexpected = 4,   // a type this receiver does not take
-  kMalformed = 5,    // fields of the wrong type, count or range
+  kTooLarge = 1,    // over the receiver's size limit
+  kNotLrts = 2,     // not [version, type, ...]
+  kVersion = 3,     // another protocol version
+  kUnexpected = 4,  // a type this receiver does not take
+  kMalformed = 5,   // fields of the wrong type, count or range
 };
 
 struct DecodeError {
@@ -61,8 +61,7 @@ void encode(const std::variant<Ms...>& v, std::string& out) {
 namespace detail {
 
 template <class V, size_t I = 0>
-bool decode_alternative(uint8_t type, uint32_t nfields, mp::Reader& r, V& out,
-                        const char** name) {
+bool decode_alternative(uint8_t type, uint32_t nfields, mp::Reader& r, V& out, const char** name) {
   if constexpr (I < std::variant_size_v<V>) {
     using M = std::variant_alternative_t<I, V>;
     if (static_cast<uint8_t>(M::kType) != type) {
@@ -100,10 +99,9 @@ Decoded<V> decode(std::string_view bytes, size_t max_bytes = kDefaultMaxMessageB
   const uint64_t version = r.uint();
   if (!r.ok()) return DecodeError{DecodeCode::kNotLrts, "not an lrts message (bad version field)"};
   if (version != kVersion) {
-    return DecodeError{DecodeCode::kVersion,
-                       "protocol version " + std::to_string(version) +
-                           " is not supported (this side speaks version " +
-                           std::to_string(kVersion) + ")"};
+    return DecodeError{DecodeCode::kVersion, "protocol version " + std::to_string(version) +
+                                                 " is not supported (this side speaks version " +
+                                                 std::to_string(kVersion) + ")"};
   }
   const uint64_t type = r.uint_max(255);
   if (!r.ok()) return DecodeError{DecodeCode::kNotLrts, "bad message type field"};

@@ -41,8 +41,13 @@ void write_value(Reader& r, std::string& out, int depth, size_t limit) {
   if (out.size() > limit) return r.fail("the JSON text would be too large");
   char buf[40];
   switch (r.peek()) {
-    case Reader::Type::kNil: r.nil(); out += "null"; return;
-    case Reader::Type::kBool: out += r.boolean() ? "true" : "false"; return;
+    case Reader::Type::kNil:
+      r.nil();
+      out += "null";
+      return;
+    case Reader::Type::kBool:
+      out += r.boolean() ? "true" : "false";
+      return;
     case Reader::Type::kUint:
       std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(r.uint()));
       out += buf;
@@ -70,7 +75,9 @@ void write_value(Reader& r, std::string& out, int depth, size_t limit) {
       out += buf;
       return;
     }
-    case Reader::Type::kStr: append_json_string(out, r.str()); return;
+    case Reader::Type::kStr:
+      append_json_string(out, r.str());
+      return;
     case Reader::Type::kBin:
       out += '"';
       append_base64(out, r.bin());
@@ -126,11 +133,21 @@ void append_json_string(std::string& out, std::string_view s) {
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];

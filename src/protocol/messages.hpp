@@ -156,8 +156,8 @@ struct AppHello {
   static constexpr const char* kName = "application hello";
   std::string_view application_id;
   uint64_t session = 0;
-  uint64_t grace_ms = 0;        // 0: the scheduler's default (it caps what is asked)
-  uint64_t max_message = 0;     // largest message this application accepts
+  uint64_t grace_ms = 0;     // 0: the scheduler's default (it caps what is asked)
+  uint64_t max_message = 0;  // largest message this application accepts
   // A collector of a detached application (`lrts results`): the application stays detached, so
   // that if the collector dies its tasks still run to the end and their results stay kept.
   bool keep_detached = false;
@@ -170,14 +170,16 @@ struct AppHello {
 
 struct SubmitTask {
   uint64_t seq = 0;
-  uint32_t name_index = 0;      // into Submit::names
-  std::string_view fields;      // MessagePack map of the service's fields, opaque here
-  uint64_t stream = 0;          // non-zero: the fields came as this stream instead
+  uint32_t name_index = 0;  // into Submit::names
+  std::string_view fields;  // MessagePack map of the service's fields, opaque here
+  uint64_t stream = 0;      // non-zero: the fields came as this stream instead
   uint32_t max_retries = 0;
-  uint32_t timeout_ms = 0;      // 0: none
+  uint32_t timeout_ms = 0;  // 0: none
   static constexpr auto describe() {
-    return std::tuple{wire::u(&SubmitTask::seq), wire::u(&SubmitTask::name_index),
-                      wire::bin(&SubmitTask::fields), wire::u(&SubmitTask::stream),
+    return std::tuple{wire::u(&SubmitTask::seq),
+                      wire::u(&SubmitTask::name_index),
+                      wire::bin(&SubmitTask::fields),
+                      wire::u(&SubmitTask::stream),
                       wire::u(&SubmitTask::max_retries, kMaxRetries),
                       wire::u(&SubmitTask::timeout_ms)};
   }
@@ -241,8 +243,8 @@ struct AppWelcome {
   uint64_t ready = 0;
   static constexpr auto describe() {
     return std::tuple{wire::u(&AppWelcome::scheduler_epoch), wire::flag(&AppWelcome::known),
-                      wire::u(&AppWelcome::heartbeat_ms), wire::u(&AppWelcome::max_message),
-                      wire::u(&AppWelcome::outstanding), wire::u(&AppWelcome::ready)};
+                      wire::u(&AppWelcome::heartbeat_ms),    wire::u(&AppWelcome::max_message),
+                      wire::u(&AppWelcome::outstanding),     wire::u(&AppWelcome::ready)};
   }
 };
 
@@ -295,9 +297,12 @@ struct AppResult {
   std::string_view worker;
   uint64_t run_ns = 0;
   static constexpr auto describe() {
-    return std::tuple{wire::key(&AppResult::key), wire::u(&AppResult::attempt),
-                      wire::u(&AppResult::status, kMaxTaskStatus), wire::bin(&AppResult::payload),
-                      wire::u(&AppResult::stream), wire::str(&AppResult::worker, 0, kMaxNameBytes),
+    return std::tuple{wire::key(&AppResult::key),
+                      wire::u(&AppResult::attempt),
+                      wire::u(&AppResult::status, kMaxTaskStatus),
+                      wire::bin(&AppResult::payload),
+                      wire::u(&AppResult::stream),
+                      wire::str(&AppResult::worker, 0, kMaxNameBytes),
                       wire::u(&AppResult::run_ns)};
   }
 };
@@ -344,7 +349,8 @@ struct WorkerHello {
     return std::tuple{wire::u(&WorkerHello::worker_uid),
                       wire::str(&WorkerHello::name, 1, kMaxNameBytes),
                       wire::u(&WorkerHello::slots, kMaxSlotsPerWorker),
-                      wire::u(&WorkerHello::capacity), wire::u(&WorkerHello::max_message),
+                      wire::u(&WorkerHello::capacity),
+                      wire::u(&WorkerHello::max_message),
                       wire::strs(&WorkerHello::services, kMaxServicesPerWorker, kMaxNameBytes),
                       wire::list(&WorkerHello::held)};
   }
@@ -366,9 +372,11 @@ struct WorkerResult {
   uint64_t stream = 0;       // non-zero: the payload came as this stream instead
   uint64_t run_ns = 0;
   static constexpr auto describe() {
-    return std::tuple{wire::key(&WorkerResult::key), wire::u(&WorkerResult::attempt),
+    return std::tuple{wire::key(&WorkerResult::key),
+                      wire::u(&WorkerResult::attempt),
                       wire::u(&WorkerResult::status, kMaxTaskStatus),
-                      wire::bin(&WorkerResult::payload), wire::u(&WorkerResult::stream),
+                      wire::bin(&WorkerResult::payload),
+                      wire::u(&WorkerResult::stream),
                       wire::u(&WorkerResult::run_ns)};
   }
 };
@@ -417,12 +425,12 @@ struct AssignTask {
   uint32_t name_index = 0;  // into Assign::names
   uint32_t app_index = 0;   // into Assign::apps
   std::string_view fields;
-  uint64_t stream = 0;      // non-zero: the fields came as this stream instead
+  uint64_t stream = 0;  // non-zero: the fields came as this stream instead
   uint32_t timeout_ms = 0;
   static constexpr auto describe() {
-    return std::tuple{wire::key(&AssignTask::key), wire::u(&AssignTask::attempt),
+    return std::tuple{wire::key(&AssignTask::key),      wire::u(&AssignTask::attempt),
                       wire::u(&AssignTask::name_index), wire::u(&AssignTask::app_index),
-                      wire::bin(&AssignTask::fields), wire::u(&AssignTask::stream),
+                      wire::bin(&AssignTask::fields),   wire::u(&AssignTask::stream),
                       wire::u(&AssignTask::timeout_ms)};
   }
 };
@@ -464,13 +472,12 @@ struct CancelTasks {
 
 // ---- what each receiver accepts ---------------------------------------------------------------
 
-using ToScheduler =
-    std::variant<AppHello, Submit, Received, Cancel, AppHeartbeat, AppBye, Collected, Detach,
-                 WorkerHello, WorkerHeartbeat, WorkerResults, WorkerBye, WorkerReturn, Chunk,
-                 ChunkAck>;
+using ToScheduler = std::variant<AppHello, Submit, Received, Cancel, AppHeartbeat, AppBye,
+                                 Collected, Detach, WorkerHello, WorkerHeartbeat, WorkerResults,
+                                 WorkerBye, WorkerReturn, Chunk, ChunkAck>;
 using ToApp = std::variant<AppWelcome, AppOutstanding, SubmitAck, CollectedAck, AppResults,
                            HeartbeatAck, ErrorMsg, Chunk, ChunkAck, AppCounts>;
-using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, CancelTasks, HeartbeatAck,
-                              ErrorMsg, Chunk, ChunkAck>;
+using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, CancelTasks, HeartbeatAck, ErrorMsg,
+                              Chunk, ChunkAck>;
 
 }  // namespace lrts::protocol

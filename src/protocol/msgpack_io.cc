@@ -195,11 +195,21 @@ uint64_t Reader::uint() {
     return b;
   }
   switch (b) {
-    case 0xcc: ++p_; return get_be(1);
-    case 0xcd: ++p_; return get_be(2);
-    case 0xce: ++p_; return get_be(4);
-    case 0xcf: ++p_; return get_be(8);
-    default: fail("expected an unsigned integer"); return 0;
+    case 0xcc:
+      ++p_;
+      return get_be(1);
+    case 0xcd:
+      ++p_;
+      return get_be(2);
+    case 0xce:
+      ++p_;
+      return get_be(4);
+    case 0xcf:
+      ++p_;
+      return get_be(8);
+    default:
+      fail("expected an unsigned integer");
+      return 0;
   }
 }
 
@@ -224,9 +234,15 @@ int64_t Reader::sint() {
     return static_cast<int8_t>(b);
   }
   switch (b) {
-    case 0xcc: ++p_; return static_cast<int64_t>(get_be(1));
-    case 0xcd: ++p_; return static_cast<int64_t>(get_be(2));
-    case 0xce: ++p_; return static_cast<int64_t>(get_be(4));
+    case 0xcc:
+      ++p_;
+      return static_cast<int64_t>(get_be(1));
+    case 0xcd:
+      ++p_;
+      return static_cast<int64_t>(get_be(2));
+    case 0xce:
+      ++p_;
+      return static_cast<int64_t>(get_be(4));
     case 0xcf: {
       ++p_;
       const uint64_t v = get_be(8);
@@ -236,11 +252,21 @@ int64_t Reader::sint() {
       }
       return static_cast<int64_t>(v);
     }
-    case 0xd0: ++p_; return static_cast<int8_t>(get_be(1));
-    case 0xd1: ++p_; return static_cast<int16_t>(get_be(2));
-    case 0xd2: ++p_; return static_cast<int32_t>(get_be(4));
-    case 0xd3: ++p_; return static_cast<int64_t>(get_be(8));
-    default: fail("expected an integer"); return 0;
+    case 0xd0:
+      ++p_;
+      return static_cast<int8_t>(get_be(1));
+    case 0xd1:
+      ++p_;
+      return static_cast<int16_t>(get_be(2));
+    case 0xd2:
+      ++p_;
+      return static_cast<int32_t>(get_be(4));
+    case 0xd3:
+      ++p_;
+      return static_cast<int64_t>(get_be(8));
+    default:
+      fail("expected an integer");
+      return 0;
   }
 }
 
@@ -270,26 +296,40 @@ std::string_view Reader::str() {
     return take(b & 0x1f);
   }
   switch (b) {
-    case 0xd9: ++p_; return take(get_be(1));
-    case 0xda: ++p_; return take(get_be(2));
-    case 0xdb: ++p_; return take(get_be(4));
-    default: fail("expected a string"); return {};
+    case 0xd9:
+      ++p_;
+      return take(get_be(1));
+    case 0xda:
+      ++p_;
+      return take(get_be(2));
+    case 0xdb:
+      ++p_;
+      return take(get_be(4));
+    default:
+      fail("expected a string");
+      return {};
   }
 }
 
 std::string_view Reader::bin() {
   if (!need(1)) return {};
   switch (static_cast<uint8_t>(*p_)) {
-    case 0xc4: ++p_; return take(get_be(1));
-    case 0xc5: ++p_; return take(get_be(2));
-    case 0xc6: ++p_; return take(get_be(4));
-    default: fail("expected binary data"); return {};
+    case 0xc4:
+      ++p_;
+      return take(get_be(1));
+    case 0xc5:
+      ++p_;
+      return take(get_be(2));
+    case 0xc6:
+      ++p_;
+      return take(get_be(4));
+    default:
+      fail("expected binary data");
+      return {};
   }
 }
 
-std::string_view Reader::bytes() {
-  return peek() == Type::kBin ? bin() : str();
-}
+std::string_view Reader::bytes() { return peek() == Type::kBin ? bin() : str(); }
 
 Reader::Type Reader::peek() const {
   if (!ok() || p_ >= end_) return Type::kInvalid;
@@ -300,31 +340,76 @@ Reader::Type Reader::peek() const {
   if ((b & 0xe0) == 0xa0) return Type::kStr;
   if (b >= 0xe0) return Type::kSint;
   switch (b) {
-    case 0xc0: return Type::kNil;
-    case 0xc2: case 0xc3: return Type::kBool;
-    case 0xc4: case 0xc5: case 0xc6: return Type::kBin;
-    case 0xc7: case 0xc8: case 0xc9: case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+    case 0xc0:
+      return Type::kNil;
+    case 0xc2:
+    case 0xc3:
+      return Type::kBool;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+      return Type::kBin;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
       return Type::kExt;
-    case 0xca: case 0xcb: return Type::kFloat;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf: return Type::kUint;
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: return Type::kSint;
-    case 0xd9: case 0xda: case 0xdb: return Type::kStr;
-    case 0xdc: case 0xdd: return Type::kArray;
-    case 0xde: case 0xdf: return Type::kMap;
-    default: return Type::kInvalid;  // 0xc1 is never used
+    case 0xca:
+    case 0xcb:
+      return Type::kFloat;
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+      return Type::kUint;
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
+      return Type::kSint;
+    case 0xd9:
+    case 0xda:
+    case 0xdb:
+      return Type::kStr;
+    case 0xdc:
+    case 0xdd:
+      return Type::kArray;
+    case 0xde:
+    case 0xdf:
+      return Type::kMap;
+    default:
+      return Type::kInvalid;  // 0xc1 is never used
   }
 }
 
 void Reader::skip_depth(int depth) {
   if (depth > kMaxDepth) return fail("nesting too deep");
   switch (peek()) {
-    case Type::kNil: nil(); return;
-    case Type::kBool: boolean(); return;
-    case Type::kUint: uint(); return;
-    case Type::kSint: sint(); return;
-    case Type::kFloat: f64(); return;
-    case Type::kStr: str(); return;
-    case Type::kBin: bin(); return;
+    case Type::kNil:
+      nil();
+      return;
+    case Type::kBool:
+      boolean();
+      return;
+    case Type::kUint:
+      uint();
+      return;
+    case Type::kSint:
+      sint();
+      return;
+    case Type::kFloat:
+      f64();
+      return;
+    case Type::kStr:
+      str();
+      return;
+    case Type::kBin:
+      bin();
+      return;
     case Type::kArray: {
       const uint32_t n = array();
       for (uint32_t i = 0; i < n && ok(); ++i) skip_depth(depth + 1);
@@ -339,14 +424,30 @@ void Reader::skip_depth(int depth) {
       const uint8_t b = static_cast<uint8_t>(*p_++);
       size_t len = 0;
       switch (b) {
-        case 0xd4: len = 1; break;
-        case 0xd5: len = 2; break;
-        case 0xd6: len = 4; break;
-        case 0xd7: len = 8; break;
-        case 0xd8: len = 16; break;
-        case 0xc7: len = get_be(1); break;
-        case 0xc8: len = get_be(2); break;
-        case 0xc9: len = get_be(4); break;
+        case 0xd4:
+          len = 1;
+          break;
+        case 0xd5:
+          len = 2;
+          break;
+        case 0xd6:
+          len = 4;
+          break;
+        case 0xd7:
+          len = 8;
+          break;
+        case 0xd8:
+          len = 16;
+          break;
+        case 0xc7:
+          len = get_be(1);
+          break;
+        case 0xc8:
+          len = get_be(2);
+          break;
+        case 0xc9:
+          len = get_be(4);
+          break;
       }
       take(len + 1);  // type byte + data
       return;

@@ -48,7 +48,8 @@ void StreamSender::pump(TimePoint now, const std::function<void(const Chunk&)>& 
     const uint64_t size = s.source->size();
     if (s.sent == s.acked && s.sent < size) s.last_ack = now;  // the clock starts as bytes leave
     while (s.sent < size && unacked < options_.window_bytes) {
-      const size_t len = static_cast<size_t>(std::min<uint64_t>(options_.chunk_bytes, size - s.sent));
+      const size_t len =
+          static_cast<size_t>(std::min<uint64_t>(options_.chunk_bytes, size - s.sent));
       Chunk c;
       c.stream = s.id;
       c.total = size;
@@ -141,8 +142,8 @@ StreamReceiver::Answer StreamReceiver::on_chunk(const Chunk& c) {
   if (it == open_.end()) {
     if (c.offset != 0) return a;  // we have nothing of it: start from the beginning
     if (open_.size() >= limits_.max_streams) {
-      a.refused = "too many payload streams at once (at most " +
-                  std::to_string(limits_.max_streams) + ")";
+      a.refused =
+          "too many payload streams at once (at most " + std::to_string(limits_.max_streams) + ")";
       return a;
     }
     if (c.total > limits_.max_stream_bytes) {

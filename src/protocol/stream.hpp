@@ -97,11 +97,11 @@ class StreamSender {
   struct Stream {
     uint64_t id = 0;
     std::unique_ptr<PayloadSource> source;
-    uint64_t sent = 0;    // bytes sent
-    uint64_t acked = 0;   // bytes the receiver holds
+    uint64_t sent = 0;                 // bytes sent
+    uint64_t acked = 0;                // bytes the receiver holds
     uint64_t rewound_to = UINT64_MAX;  // went back here after a refusal
-    TimePoint last_ack{};  // or when the unacknowledged bytes went out
-    bool progressed = false;  // acknowledged more since the last pump
+    TimePoint last_ack{};              // or when the unacknowledged bytes went out
+    bool progressed = false;           // acknowledged more since the last pump
   };
   Stream* find(uint64_t id);
   StreamOptions options_;
@@ -122,7 +122,7 @@ class StreamStorage {
 };
 
 struct StreamLimits {
-  size_t max_streams = 64;                    // unfinished at once
+  size_t max_streams = 64;  // unfinished at once
   uint64_t max_stream_bytes = kMaxPayloadBytes;
 };
 

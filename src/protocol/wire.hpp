@@ -8,7 +8,8 @@
 //     std::string_view application_id;
 //     uint64_t session = 0;
 //     static constexpr auto describe() {
-//       return std::tuple{wire::str(&AppHello::application_id, 1, 256), wire::u(&AppHello::session)};
+//       return std::tuple{wire::str(&AppHello::application_id, 1, 256),
+//       wire::u(&AppHello::session)};
 //     }
 //   };
 //

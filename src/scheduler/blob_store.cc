@@ -39,8 +39,8 @@ class FileSource final : public protocol::PayloadSource {
     scratch.resize(len);
     size_t got = 0;
     while (got < len) {
-      const ssize_t n = ::pread(fd_, scratch.data() + got, len - got,
-                                static_cast<off_t>(offset + got));
+      const ssize_t n =
+          ::pread(fd_, scratch.data() + got, len - got, static_cast<off_t>(offset + got));
       if (n <= 0) {
         if (n < 0 && errno == EINTR) continue;
         break;  // the file shrank: the receiver sees a short stream and it is sent again

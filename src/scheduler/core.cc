@@ -130,7 +130,8 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   const uint32_t ai = ensure_app(app_id);
   App& a = apps_[ai];
   if (!known || !a.connected) {
-    LRTS_INFO("application '{}' {}", app_id, a.detached ? "came back for its results" : "connected");
+    LRTS_INFO("application '{}' {}", app_id,
+              a.detached ? "came back for its results" : "connected");
   } else if (a.session != m.session) {
     LRTS_INFO("application '{}' reconnected with a new session", app_id);
   }
@@ -295,9 +296,10 @@ void SchedulerCore::on_app(uint32_t ai, const protocol::Detach&, TimePoint now) 
   App& a = apps_[ai];
   a.detached = true;
   journal_app(a);
-  LRTS_INFO("application '{}' detached; its {} task(s) run on and their results wait for it "
-            "(at most {} each)",
-            a.app_id, a.tasks.size, format_duration(options_.keep_results));
+  LRTS_INFO(
+      "application '{}' detached; its {} task(s) run on and their results wait for it "
+      "(at most {} each)",
+      a.app_id, a.tasks.size, format_duration(options_.keep_results));
   disconnect_app(ai);
   arm_app_timer(ai, now);
 }
@@ -347,7 +349,8 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
     const uint32_t name = worker_names_.acquire(m.name);
     if (name == NameTable::kNone) {
       ++stats_.refused;
-      return send_error(peer, ErrorCode::kRefused, "the scheduler holds the most worker names it may");
+      return send_error(peer, ErrorCode::kRefused,
+                        "the scheduler holds the most worker names it may");
     }
     wi = workers_.alloc();
     Worker& fresh = workers_[wi];
@@ -466,8 +469,8 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
       continue;
     }
     Task& task = tasks_[t];
-    const bool current = task.state == TaskState::kAssigned && task.worker == wi &&
-                         task.attempt == item.attempt;
+    const bool current =
+        task.state == TaskState::kAssigned && task.worker == wi && task.attempt == item.attempt;
     if (item.status == TaskStatus::kLost) {
       release_payload(payload);
       if (current) {
@@ -517,8 +520,7 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::Chunk& m, TimePoint) 
   auto answer = w.streams->rx.on_chunk(m);
   if (!answer.refused.empty()) {
     ++stats_.refused;
-    LRTS_WARN("worker '{}': a result stream is refused: {}", worker_names_[w.name],
-              answer.refused);
+    LRTS_WARN("worker '{}': a result stream is refused: {}", worker_names_[w.name], answer.refused);
     return;
   }
   transport_.send_worker(w.peer, answer.ack);

@@ -123,14 +123,14 @@ struct CoreOptions {
   Duration app_grace = seconds(600);  // ... and this much longer, its work is dropped (also the
                                       // most an application may ask for)
   Duration keep_results = std::chrono::hours(7 * 24);  // a detached application's results wait
-  Duration result_resend = seconds(5);    // a result not RECEIVED is sent again after this
-  Duration reclaim_grace = seconds(10);   // after a restart: wait for workers to claim tasks
+  Duration result_resend = seconds(5);   // a result not RECEIVED is sent again after this
+  Duration reclaim_grace = seconds(10);  // after a restart: wait for workers to claim tasks
   // Tasks of a service no connected worker offers go to any worker (to fail there with the
   // reason) after this long; while no worker is connected at all, they simply wait.
   Duration unoffered_service_wait = seconds(5);
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;  // what peers may send us
-  uint32_t max_assign_batch = 4096;  // tasks per ASSIGN message
-  uint32_t max_result_batch = 4096;  // results per RESULTS message
+  uint32_t max_assign_batch = 4096;                              // tasks per ASSIGN message
+  uint32_t max_result_batch = 4096;                              // results per RESULTS message
   // Bounds on what peers can make the scheduler hold.
   size_t max_apps = 100'000;
   size_t max_service_names = 65'536;
@@ -144,9 +144,9 @@ struct CoreStats {
   uint64_t duplicates = 0;  // results dropped as stale or duplicate
   uint64_t requeued = 0;
   uint64_t bad_messages = 0;
-  uint64_t refused = 0;     // well-formed requests over a limit
-  uint64_t congested = 0;   // peers dropped because they did not read what they were sent
-  size_t queued = 0;        // including tasks waiting to be reclaimed after a restart
+  uint64_t refused = 0;    // well-formed requests over a limit
+  uint64_t congested = 0;  // peers dropped because they did not read what they were sent
+  size_t queued = 0;       // including tasks waiting to be reclaimed after a restart
   size_t assigned = 0;
   size_t done = 0;
   size_t workers = 0;

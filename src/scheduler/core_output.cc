@@ -205,9 +205,10 @@ bool SchedulerCore::drop_congested() {
         lost_worker = true;
       }
     } else if (apps_.used(ref.index) && apps_[ref.index].connected) {
-      LRTS_WARN("application '{}' does not read what it is sent (its queue is full); it is "
-                "disconnected and gets everything again when it says hello",
-                apps_[ref.index].app_id);
+      LRTS_WARN(
+          "application '{}' does not read what it is sent (its queue is full); it is "
+          "disconnected and gets everything again when it says hello",
+          apps_[ref.index].app_id);
       disconnect_app(ref.index);
     }
   }

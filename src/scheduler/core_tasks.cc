@@ -40,12 +40,16 @@ void SchedulerCore::erase_task(uint32_t t) {
   Task& task = tasks_[t];
   switch (task.state) {
     case TaskState::kQueued:
-    case TaskState::kLimbo: --stats_.queued; break;
+    case TaskState::kLimbo:
+      --stats_.queued;
+      break;
     case TaskState::kAssigned:
       unassign(t);
       --stats_.queued;  // unassign counted it as waiting again
       break;
-    case TaskState::kDone: --stats_.done; break;
+    case TaskState::kDone:
+      --stats_.done;
+      break;
   }
   if (task.state != TaskState::kDone) count_app(task.app, -1, 0);
   if (task.stream && task.app != kNone && apps_[task.app].streams) {
@@ -288,8 +292,7 @@ void SchedulerCore::check_app(uint32_t ai, TimePoint now) {
     disconnect_app(ai);
   }
   if (silent_at + a.grace > now) return arm_app_timer(ai, silent_at + a.grace);
-  LRTS_WARN("application '{}' did not come back; dropping its {} task(s)", a.app_id,
-            a.tasks.size);
+  LRTS_WARN("application '{}' did not come back; dropping its {} task(s)", a.app_id, a.tasks.size);
   drop_app(ai);
 }
 
@@ -379,7 +382,8 @@ TimePoint SchedulerCore::next_deadline() const {
     }
   }
   for (uint32_t a = 0; a < apps_.capacity(); ++a) {
-    if (apps_.used(a) && apps_[a].streams) next = std::min(next, apps_[a].streams->tx.next_deadline());
+    if (apps_.used(a) && apps_[a].streams)
+      next = std::min(next, apps_[a].streams->tx.next_deadline());
   }
   return next;
 }
@@ -442,9 +446,10 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     arm_app_timer(ai, a.detached ? now : now + options_.app_timeout);
   }
   if (!limbo_.empty()) reclaim_at_ = now + options_.reclaim_grace;
-  LRTS_INFO("restored {} application(s); {} task(s) queued, {} waiting {} ms for their workers to "
-            "claim them, {} result(s) awaiting collection",
-            app_by_id_.size(), waiting, reclaim, to_ms(options_.reclaim_grace), done);
+  LRTS_INFO(
+      "restored {} application(s); {} task(s) queued, {} waiting {} ms for their workers to "
+      "claim them, {} result(s) awaiting collection",
+      app_by_id_.size(), waiting, reclaim, to_ms(options_.reclaim_grace), done);
 }
 
 // ---- checks ---------------------------------------------------------------------------------
@@ -459,7 +464,9 @@ Status SchedulerCore::verify() const {
     if (task.attempt > task.max_retries + 1) return make_error("task over its attempt limit");
     switch (task.state) {
       case TaskState::kQueued:
-      case TaskState::kLimbo: ++queued; break;
+      case TaskState::kLimbo:
+        ++queued;
+        break;
       case TaskState::kAssigned: {
         ++assigned;
         if (task.worker == kNone || !workers_.used(task.worker)) {
@@ -468,7 +475,9 @@ Status SchedulerCore::verify() const {
         if (task.attempt == 0) return make_error("assigned task with attempt 0");
         break;
       }
-      case TaskState::kDone: ++done; break;
+      case TaskState::kDone:
+        ++done;
+        break;
     }
     if (task.state != TaskState::kAssigned && task.worker != kNone) {
       return make_error("unassigned task linked to a worker");
@@ -511,10 +520,18 @@ std::optional<TaskInfo> SchedulerCore::task(const TaskKey& key) const {
   TaskInfo info;
   info.key = key;
   switch (task.state) {
-    case TaskState::kQueued: info.state = "queued"; break;
-    case TaskState::kLimbo: info.state = "reclaiming"; break;
-    case TaskState::kAssigned: info.state = "running"; break;
-    case TaskState::kDone: info.state = "done"; break;
+    case TaskState::kQueued:
+      info.state = "queued";
+      break;
+    case TaskState::kLimbo:
+      info.state = "reclaiming";
+      break;
+    case TaskState::kAssigned:
+      info.state = "running";
+      break;
+    case TaskState::kDone:
+      info.state = "done";
+      break;
   }
   info.application_id = apps_[task.app].app_id;
   if (task.service != NameTable::kNone) info.service = service_names_[task.service];

@@ -89,9 +89,10 @@ void Journal::writer_loop() {
         stopping = stopping_;
       }
       if (stopping && attempt > 3) {
-        LRTS_ERROR("journal: giving up on {} batch(es) while stopping; the work they hold was "
-                   "never acknowledged to its senders, who will send it again",
-                   batches.size());
+        LRTS_ERROR(
+            "journal: giving up on {} batch(es) while stopping; the work they hold was "
+            "never acknowledged to its senders, who will send it again",
+            batches.size());
         return;
       }
       LRTS_ERROR("journal: {} (attempt {}); acknowledgements wait until it succeeds", st.error(),

@@ -37,9 +37,10 @@ struct Submit {
   uint32_t max_retries = 0;
   uint32_t timeout_ms = 0;
   static constexpr auto describe() {
-    return std::tuple{wire::key(&Submit::key), wire::str(&Submit::app_id), wire::str(&Submit::name),
-                      wire::bin(&Submit::fields), wire::u(&Submit::fields_blob),
-                      wire::u(&Submit::max_retries), wire::u(&Submit::timeout_ms)};
+    return std::tuple{wire::key(&Submit::key),       wire::str(&Submit::app_id),
+                      wire::str(&Submit::name),      wire::bin(&Submit::fields),
+                      wire::u(&Submit::fields_blob), wire::u(&Submit::max_retries),
+                      wire::u(&Submit::timeout_ms)};
   }
 };
 
@@ -62,10 +63,11 @@ struct Finish {
   std::string_view worker;
   uint64_t run_ns = 0;
   static constexpr auto describe() {
-    return std::tuple{wire::key(&Finish::key), wire::u(&Finish::status, protocol::kMaxTaskStatus),
-                      wire::bin(&Finish::payload), wire::u(&Finish::payload_blob),
-                      wire::u(&Finish::attempt), wire::str(&Finish::worker),
-                      wire::u(&Finish::run_ns)};
+    return std::tuple{
+        wire::key(&Finish::key),     wire::u(&Finish::status, protocol::kMaxTaskStatus),
+        wire::bin(&Finish::payload), wire::u(&Finish::payload_blob),
+        wire::u(&Finish::attempt),   wire::str(&Finish::worker),
+        wire::u(&Finish::run_ns)};
   }
 };
 

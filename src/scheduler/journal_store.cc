@@ -114,7 +114,9 @@ std::string_view column_blob(sqlite3_stmt* s, int i) {
 // A query run to its end, finalized whatever happens.
 class Query {
  public:
-  Query(sqlite3* db, const char* sql) { ok_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) == SQLITE_OK; }
+  Query(sqlite3* db, const char* sql) {
+    ok_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) == SQLITE_OK;
+  }
   ~Query() { sqlite3_finalize(s_); }
   Query(const Query&) = delete;
   Query& operator=(const Query&) = delete;
@@ -289,8 +291,8 @@ Result<RecoveredState> JournalStore::load() {
       // How long ago it was recorded, by the wall clock (the only clock that survives a
       // restart): its --keep-results time goes on from there. Unknown (format 2): from now.
       if (sqlite3_column_type(s, 14) != SQLITE_NULL) {
-        t.done_ms_ago = static_cast<uint64_t>(
-            std::max<int64_t>(0, wall_ms() - sqlite3_column_int64(s, 14)));
+        t.done_ms_ago =
+            static_cast<uint64_t>(std::max<int64_t>(0, wall_ms() - sqlite3_column_int64(s, 14)));
       }
     }
     state.tasks.push_back(std::move(t));
@@ -356,15 +358,28 @@ Status JournalStore::apply(const std::vector<std::string>& batches, JournalStats
               if (skipped(x.key)) return;
               const int64_t s = to_db(x.key.session), q = to_db(x.key.seq);
               if constexpr (std::is_same_v<R, records::Submit>) {
-                ok = st.submit.i64(1, s).i64(2, q).text(3, x.app_id).text(4, x.name)
-                         .blob(5, x.fields).i64(6, to_db(x.fields_blob))
-                         .i64(7, x.max_retries).i64(8, x.timeout_ms).run();
+                ok = st.submit.i64(1, s)
+                         .i64(2, q)
+                         .text(3, x.app_id)
+                         .text(4, x.name)
+                         .blob(5, x.fields)
+                         .i64(6, to_db(x.fields_blob))
+                         .i64(7, x.max_retries)
+                         .i64(8, x.timeout_ms)
+                         .run();
               } else if constexpr (std::is_same_v<R, records::Assign>) {
                 ok = st.assign.i64(1, s).i64(2, q).i64(3, x.attempt).run();
               } else if constexpr (std::is_same_v<R, records::Finish>) {
-                ok = st.finish.i64(1, s).i64(2, q).i64(3, static_cast<int64_t>(x.status))
-                         .blob(4, x.payload).i64(5, to_db(x.payload_blob)).i64(6, x.attempt)
-                         .text(7, x.worker).i64(8, to_db(x.run_ns)).i64(9, wall_ms()).run();
+                ok = st.finish.i64(1, s)
+                         .i64(2, q)
+                         .i64(3, static_cast<int64_t>(x.status))
+                         .blob(4, x.payload)
+                         .i64(5, to_db(x.payload_blob))
+                         .i64(6, x.attempt)
+                         .text(7, x.worker)
+                         .i64(8, to_db(x.run_ns))
+                         .i64(9, wall_ms())
+                         .run();
               } else {
                 ok = st.remove.i64(1, s).i64(2, q).run();
               }

@@ -89,9 +89,10 @@ void Placement::pump(TimePoint now, Duration unoffered_wait, bool live_workers,
     if (sv.queue.empty()) continue;
     if (sv.offered_by == 0 && sv.unoffered_since == TimePoint::max() && live_workers) {
       sv.unoffered_since = now;
-      LRTS_WARN("no connected worker offers service '{}'; its tasks go to any worker in {} ms "
-                "(where they fail with the reason) unless one that offers it connects",
-                services_[n], to_ms(unoffered_wait));
+      LRTS_WARN(
+          "no connected worker offers service '{}'; its tasks go to any worker in {} ms "
+          "(where they fail with the reason) unless one that offers it connects",
+          services_[n], to_ms(unoffered_wait));
     }
     work.emplace_back(sv.queue.front().order, n);
   }

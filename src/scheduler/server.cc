@@ -7,8 +7,8 @@
 #include <random>
 
 #include "common/log.hpp"
-#include "net/endpoint.hpp"
 #include "common/signals.hpp"
+#include "net/endpoint.hpp"
 #include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
 #include "scheduler/journal.hpp"
@@ -36,7 +36,8 @@ class RouterTransport final : public Transport {
  private:
   void send(std::string_view peer, std::string_view message) {
     switch (socket_.send_to(peer, message)) {
-      case net::SendResult::kSent: return;
+      case net::SendResult::kSent:
+        return;
       case net::SendResult::kWouldBlock:
         // The peer does not read. Counted here and logged with the stats (an overloaded loop
         // should not log per message); the core drops the peer, which re-registers when it reads
@@ -44,7 +45,8 @@ class RouterTransport final : public Transport {
         if (congested_.empty() || congested_.back() != peer) congested_.emplace_back(peer);
         ++dropped_full_;
         return;
-      case net::SendResult::kUnreachable: return;  // it went away
+      case net::SendResult::kUnreachable:
+        return;  // it went away
       case net::SendResult::kError:
         LRTS_WARN("send failed: {}", net::zmq_error_text());
         return;
@@ -90,27 +92,29 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
   impl->endpoint = r.last_endpoint();
   CoreOptions core = options.core;
   core.max_message_bytes = options.max_message_bytes;
-  if (core.epoch == 1) core.epoch = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+  if (core.epoch == 1)
+    core.epoch = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
   RecoveredState recovered;
   if (!options.state_dir.empty()) {
     auto journal = Journal::open({options.state_dir, options.journal_sync_full});
     if (!journal) return Error{journal.error()};
-    auto blobs = FileBlobStore::open_dir(options.state_dir + "/payloads", options.journal_sync_full);
+    auto blobs =
+        FileBlobStore::open_dir(options.state_dir + "/payloads", options.journal_sync_full);
     if (!blobs) return Error{blobs.error()};
     impl->blobs = std::move(*blobs);
     const TimePoint t0 = Clock::now();
     auto state = (*journal)->load();
     if (!state) return Error{state.error()};
-    LRTS_INFO("journal {} (--no-journal keeps state in memory only): loaded {} task(s) and {} "
-              "application(s) in {} ms",
-              (*journal)->path(), state->tasks.size(), state->apps.size(),
-              to_ms(Clock::now() - t0));
+    LRTS_INFO(
+        "journal {} (--no-journal keeps state in memory only): loaded {} task(s) and {} "
+        "application(s) in {} ms",
+        (*journal)->path(), state->tasks.size(), state->apps.size(), to_ms(Clock::now() - t0));
     recovered = std::move(*state);
     impl->journal = std::move(*journal);
   }
   if (!impl->blobs) impl->blobs = std::make_unique<MemoryBlobStore>();
-  impl->core = std::make_unique<SchedulerCore>(core, impl->transport, *impl->blobs,
-                                               impl->journal.get());
+  impl->core =
+      std::make_unique<SchedulerCore>(core, impl->transport, *impl->blobs, impl->journal.get());
   if (impl->journal) {
     impl->core->restore(std::move(recovered), Clock::now());
     impl->journal->start();
@@ -183,8 +187,8 @@ int SchedulerServer::run() {
             peer, {protocol::DecodeCode::kNotLrts, "message has more than one frame"}, now);
         continue;
       }
-      auto msg = protocol::decode<protocol::ToScheduler>(payload.view(),
-                                                         s.options.max_message_bytes);
+      auto msg =
+          protocol::decode<protocol::ToScheduler>(payload.view(), s.options.max_message_bytes);
       if (!msg) {
         s.core->on_bad_message(peer, msg.error(), now);
         continue;
@@ -198,14 +202,16 @@ int SchedulerServer::run() {
     if (now >= next_stats) {
       next_stats = now + s.options.stats_interval;
       if (const auto [open, limit] = net::descriptor_use(); open * 10 > limit * 9) {
-        LRTS_WARN("{} of {} file descriptors in use: new workers and applications will be refused "
-                  "past the limit (raise it with ulimit -n)",
-                  open, limit);
+        LRTS_WARN(
+            "{} of {} file descriptors in use: new workers and applications will be refused "
+            "past the limit (raise it with ulimit -n)",
+            open, limit);
       }
       if (const uint64_t full = s.transport.dropped_full(); full != logged_full) {
-        LRTS_WARN("dropped {} message(s) to peers whose queue was full (they are sent again "
-                  "when it matters)",
-                  full - logged_full);
+        LRTS_WARN(
+            "dropped {} message(s) to peers whose queue was full (they are sent again "
+            "when it matters)",
+            full - logged_full);
         logged_full = full;
       }
       const CoreStats st = s.core->stats();

@@ -80,7 +80,7 @@ struct Worker {
   std::vector<uint32_t> services;  // name ids it offers
   // Results to acknowledge, each once the journal holds everything up to `first`.
   std::deque<std::pair<uint64_t, protocol::TaskAttempt>> acks;
-  std::vector<TaskKey> cancels;   // tasks it must drop
+  std::vector<TaskKey> cancels;    // tasks it must drop
   std::vector<SlabHandle> assign;  // assigned, the ASSIGN item not sent yet
   protocol::SendLimits limits;
   std::unique_ptr<PeerStreams> streams;
@@ -103,7 +103,7 @@ struct App {
   // keeps its session: an application may say hello with a new session before they leave.
   std::deque<std::pair<uint64_t, TaskKey>> submit_acks;
   std::deque<std::pair<uint64_t, TaskKey>> collected_acks;  // likewise, for COLLECTED
-  std::vector<TaskKey> outstanding;  // keys to list after a welcome
+  std::vector<TaskKey> outstanding;                         // keys to list after a welcome
   // Its unfinished tasks, and how many of them run now (sent as AppCounts when they change).
   uint64_t unfinished = 0;
   uint64_t running = 0;

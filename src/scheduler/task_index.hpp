@@ -57,9 +57,7 @@ class TaskIndex {
   static constexpr uint32_t kEmpty = UINT32_MAX;
   static constexpr uint32_t kTombstone = UINT32_MAX - 1;
 
-  size_t home(const protocol::TaskKey& key) const {
-    return protocol::TaskKeyHash{}(key) & mask_;
-  }
+  size_t home(const protocol::TaskKey& key) const { return protocol::TaskKeyHash{}(key)&mask_; }
 
   template <class KeyOf>
   void grow(KeyOf key_of) {

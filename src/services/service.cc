@@ -1,6 +1,7 @@
+#include "lrts/service.hpp"
+
 #include <algorithm>
 
-#include "lrts/service.hpp"
 #include "protocol/json.hpp"
 
 namespace lrts::detail {
@@ -54,8 +55,8 @@ void unpack_fields(Service& service, std::string_view fields,
     }
     const std::string_view name(key.via.str.ptr, key.via.str.size);
     if (std::find(declared.begin(), declared.end(), name) == declared.end()) {
-      throw FieldsError("unknown field '" + std::string(name) + "' (the service declares: " +
-                        join(declared) + ")");
+      throw FieldsError("unknown field '" + std::string(name) +
+                        "' (the service declares: " + join(declared) + ")");
     }
   }
   try {

@@ -38,7 +38,8 @@ size_t region_size(uint32_t capacity) {
 
 Result<void*> map(int fd, size_t size) {
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return make_error(std::string("mmap progress region: ") + std::strerror(errno));
+  if (p == MAP_FAILED)
+    return make_error(std::string("mmap progress region: ") + std::strerror(errno));
   return p;
 }
 
@@ -88,8 +89,7 @@ Result<ProgressRegion> ProgressRegion::attach(int fd) {
   r.size_ = static_cast<size_t>(st.st_size);
   r.fd_ = fd;
   const RegionHeader& h = r.header();
-  if (h.magic != RegionHeader::kMagic || h.version != 1 ||
-      region_size(h.capacity) > r.size_) {
+  if (h.magic != RegionHeader::kMagic || h.version != 1 || region_size(h.capacity) > r.size_) {
     return make_error("progress region: unknown layout");
   }
   return r;
@@ -163,8 +163,10 @@ ProgressBar BarAllocator::create(std::string_view description, uint64_t total,
   }
   if (!warned_full_) {
     warned_full_ = true;
-    std::fprintf(stderr, "lrts slot: all %u progress bars of this slot are in use; further bars "
-                 "of task %s are not shown\n", cap, protocol::format_service_id(key_).c_str());
+    std::fprintf(stderr,
+                 "lrts slot: all %u progress bars of this slot are in use; further bars "
+                 "of task %s are not shown\n",
+                 cap, protocol::format_service_id(key_).c_str());
   }
   return ProgressBar();
 }

@@ -26,8 +26,8 @@ namespace lrts::shm {
 struct RegionHeader {
   uint64_t magic;  // kMagic
   uint32_t version;
-  uint32_t capacity;                 // number of cells after the header
-  std::atomic<uint32_t> open_bars;   // open cells (a hint for the sampler)
+  uint32_t capacity;                // number of cells after the header
+  std::atomic<uint32_t> open_bars;  // open cells (a hint for the sampler)
   uint32_t reserved[11];
   static constexpr uint64_t kMagic = 0x3153524142535452ULL;  // "RTSBARS1" little-endian
 };

@@ -89,12 +89,18 @@ bool hidden_control(std::string_view seq) {
 
 BarStatus status_of(protocol::BarPhase phase) {
   switch (phase) {
-    case protocol::BarPhase::kOpen: return BarStatus::running;
-    case protocol::BarPhase::kDone: return BarStatus::done;
-    case protocol::BarPhase::kFailed: return BarStatus::failed;
-    case protocol::BarPhase::kLost: return BarStatus::lost;
-    case protocol::BarPhase::kCancelled: return BarStatus::cancelled;
-    case protocol::BarPhase::kTimedOut: return BarStatus::timed_out;
+    case protocol::BarPhase::kOpen:
+      return BarStatus::running;
+    case protocol::BarPhase::kDone:
+      return BarStatus::done;
+    case protocol::BarPhase::kFailed:
+      return BarStatus::failed;
+    case protocol::BarPhase::kLost:
+      return BarStatus::lost;
+    case protocol::BarPhase::kCancelled:
+      return BarStatus::cancelled;
+    case protocol::BarPhase::kTimedOut:
+      return BarStatus::timed_out;
   }
   return BarStatus::done;
 }
@@ -272,8 +278,8 @@ std::string format_status_line(std::string_view stage, double elapsed_seconds,
   candidates.push_back(full_head);
   if (!fields.empty()) {
     const std::string head = std::string(stage) + " | " + time;
-    candidates.insert(candidates.end() - 1, {line(head, 1, false), line(head, 1, true),
-                                             line(time, 1, true)});
+    candidates.insert(candidates.end() - 1,
+                      {line(head, 1, false), line(head, 1, true), line(time, 1, true)});
     std::string only = fields[0].short_text.empty() ? fields[0].text : fields[0].short_text;
     candidates.insert(candidates.end() - 1, only);
   }
@@ -286,10 +292,10 @@ std::string format_status_line(std::string_view stage, double elapsed_seconds,
 std::vector<StatusField> task_fields(const TaskCounts& c) {
   const auto n = [](uint64_t v) { return count_text(v); };
   std::vector<StatusField> out;
-  out.push_back({n(c.ok) + " ok · " + n(c.failed) + " failed · " + n(c.running) + " running · " +
-                     n(c.queued) + " queued",
-                 n(c.ok) + " ok " + n(c.failed) + " fail " + n(c.running) + " run " +
-                     n(c.queued) + " q"});
+  out.push_back(
+      {n(c.ok) + " ok · " + n(c.failed) + " failed · " + n(c.running) + " running · " +
+           n(c.queued) + " queued",
+       n(c.ok) + " ok " + n(c.failed) + " fail " + n(c.running) + " run " + n(c.queued) + " q"});
   if (c.running + c.queued > 0 && c.eta_seconds >= 0) {
     out.push_back({"ETA " + format_hms(c.eta_seconds), ""});
   }

@@ -39,12 +39,24 @@ namespace {
 
 void count_status(BarCounts& c, BarStatus s) {
   switch (s) {
-    case BarStatus::running: ++c.running; break;
-    case BarStatus::done: ++c.done; break;
-    case BarStatus::failed: ++c.failed; break;
-    case BarStatus::lost: ++c.lost; break;
-    case BarStatus::cancelled: ++c.cancelled; break;
-    case BarStatus::timed_out: ++c.timed_out; break;
+    case BarStatus::running:
+      ++c.running;
+      break;
+    case BarStatus::done:
+      ++c.done;
+      break;
+    case BarStatus::failed:
+      ++c.failed;
+      break;
+    case BarStatus::lost:
+      ++c.lost;
+      break;
+    case BarStatus::cancelled:
+      ++c.cancelled;
+      break;
+    case BarStatus::timed_out:
+      ++c.timed_out;
+      break;
   }
 }
 
@@ -124,8 +136,9 @@ std::vector<std::string> ViewModel::frame(std::string_view stage, double elapsed
     // Too many: one aggregate line, then the most recent bars, open ones first.
     const size_t keep = room - 1;
     const size_t from_open = std::min(open.size(), keep);
-    shown.assign(recent.end() - static_cast<std::ptrdiff_t>(std::min(recent.size(), keep - from_open)),
-                 recent.end());
+    shown.assign(
+        recent.end() - static_cast<std::ptrdiff_t>(std::min(recent.size(), keep - from_open)),
+        recent.end());
     shown.insert(shown.end(), open.end() - static_cast<std::ptrdiff_t>(from_open), open.end());
     const size_t hidden = open.size() + recent.size() - shown.size();
     const int pct = sum_total ? static_cast<int>(100.0 * static_cast<double>(sum_count) /
@@ -138,7 +151,8 @@ std::vector<std::string> ViewModel::frame(std::string_view stage, double elapsed
   }
   std::sort(shown.begin(), shown.end(), by_order);
   size_t label_width = 0;
-  for (const Shown* s : shown) label_width = std::max(label_width, display_width(bar_label(s->bar)));
+  for (const Shown* s : shown)
+    label_width = std::max(label_width, display_width(bar_label(s->bar)));
   label_width = std::min<size_t>(label_width, std::max<size_t>(10, width / 3));
   for (const Shown* s : shown) lines.push_back(format_bar_line(s->bar, width, label_width));
   return lines;
@@ -297,9 +311,9 @@ std::string TerminalView::draw_locked(TimePoint now, bool final) {
   }
   fields.insert(fields.end(), fields_.begin(), fields_.end());
   // One column short of the edge: a full-width line would wrap on some terminals.
-  auto lines = model_.frame(stage_, elapsed, fields, tty_ ? width - 1 : 100, height,
-                            options_.max_bar_lines, final ? seconds(3600) : options_.closed_linger,
-                            now);
+  auto lines =
+      model_.frame(stage_, elapsed, fields, tty_ ? width - 1 : 100, height, options_.max_bar_lines,
+                   final ? seconds(3600) : options_.closed_linger, now);
   dirty_ = false;
   std::string out;
   if (!tty_) {

@@ -26,7 +26,7 @@
 namespace lrts::tui {
 
 struct ViewOptions {
-  size_t max_bar_lines = 20;            // more bars collapse into an aggregate line
+  size_t max_bar_lines = 20;  // more bars collapse into an aggregate line
   Duration redraw_interval = milliseconds(100);
   Duration plain_interval = seconds(5);  // when not a terminal
   Duration closed_linger = seconds(3);   // closed bars stay on screen this long
@@ -64,7 +64,7 @@ class ViewModel {
   std::map<std::pair<std::string, uint32_t>, Shown> bars_;  // (service id, bar)
   std::map<std::string, uint32_t> attempt_of_;
   uint64_t next_order_ = 0;
-  BarCounts gone_;              // closed bars that left the screen
+  BarCounts gone_;  // closed bars that left the screen
   uint64_t finished_count_ = 0;
   uint64_t finished_total_ = 0;
 };
@@ -114,8 +114,8 @@ class TerminalView {
   bool stopping_ LRTS_GUARDED_BY(mu_) = false;
 
   struct Capture {
-    int target = -1;   // 1 or 2
-    UniqueFd saved;  // the original, restored at stop
+    int target = -1;  // 1 or 2
+    UniqueFd saved;   // the original, restored at stop
     UniqueFd read_end;
     std::thread reader;
   };

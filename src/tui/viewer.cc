@@ -3,12 +3,12 @@
 #include <signal.h>
 
 #include "common/log.hpp"
-#include "net/endpoint.hpp"
 #include "common/signals.hpp"
+#include "net/endpoint.hpp"
 #include "net/zmq_socket.hpp"
-#include "tui/view.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/progress_messages.hpp"
+#include "tui/view.hpp"
 
 namespace lrts::tui {
 
@@ -32,9 +32,8 @@ int run_viewer(const ViewerOptions& options) {
   vo.fd = 1;
   vo.capture_output = false;
   TerminalView view(vo);
-  view.set_stage(options.application_id.empty()
-                     ? "Watching " + ep->zmq
-                     : "Watching application " + options.application_id);
+  view.set_stage(options.application_id.empty() ? "Watching " + ep->zmq
+                                                : "Watching application " + options.application_id);
   view.count_bars(true);
   view.set_connection("connecting to the progress server at " + ep->zmq + " ...");
   view.start();
@@ -48,8 +47,8 @@ int run_viewer(const ViewerOptions& options) {
   sub.application_id = options.application_id;
   sub.all = options.application_id.empty();
   std::string buf;
-  const TimePoint end = options.run_for.count() > 0 ? Clock::now() + options.run_for
-                                                    : TimePoint::max();
+  const TimePoint end =
+      options.run_for.count() > 0 ? Clock::now() + options.run_for : TimePoint::max();
   TimePoint next_subscribe = Clock::now();
   net::ZmqFrame frame;
   for (;;) {

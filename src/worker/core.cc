@@ -34,8 +34,8 @@ void WorkerCore::handle(const protocol::WorkerWelcome& m, TimePoint now) {
   } else if (first) {
     std::string names;
     for (const auto& s : options_.services) names += (names.empty() ? "" : ", ") + s;
-    LRTS_INFO("registered with the scheduler: {} slot(s), services: {}",
-              executor_.slot_count(), names.empty() ? "none" : names);
+    LRTS_INFO("registered with the scheduler: {} slot(s), services: {}", executor_.slot_count(),
+              names.empty() ? "none" : names);
   }
   limits_ = protocol::send_limits_for(session_.peer_max_message());
   results_tx_.set_options(limits_.stream);
@@ -73,9 +73,12 @@ void WorkerCore::handle(const protocol::Assign& m, TimePoint now) {
       if (!got) {
         LRTS_WARN("task {} names fields that did not arrive; it is lost and retried",
                   protocol::format_service_id(t.key));
-        outcomes_.push_back(Outcome{t.key, t.attempt, TaskStatus::kLost,
+        outcomes_.push_back(Outcome{t.key,
+                                    t.attempt,
+                                    TaskStatus::kLost,
                                     Bytes(std::string("its fields did not reach the worker")),
-                                    0, {}});
+                                    0,
+                                    {}});
         continue;
       }
       fields = std::move(*got);
@@ -94,8 +97,8 @@ void WorkerCore::handle(const protocol::Assign& m, TimePoint now) {
     }
     const std::string_view app = m.apps[t.app_index];
     link_.session_owner(t.key.session, app);
-    executor_.add(LocalTask{t.key, t.attempt, std::string(m.names[t.name_index]),
-                            std::string(app), std::move(fields), t.timeout_ms});
+    executor_.add(LocalTask{t.key, t.attempt, std::string(m.names[t.name_index]), std::string(app),
+                            std::move(fields), t.timeout_ms});
   }
   (void)now;
 }
@@ -243,9 +246,10 @@ void WorkerCore::on_stop_signal(TimePoint now) {
   draining_ = true;
   if (options_.drain_timeout.count() > 0) drain_deadline_ = now + options_.drain_timeout;
   auto queued = executor_.take_queued();
-  LRTS_INFO("draining: handing back {} queued task(s), finishing {} running (send the signal "
-            "again to stop at once)",
-            queued.size(), executor_.size());
+  LRTS_INFO(
+      "draining: handing back {} queued task(s), finishing {} running (send the signal "
+      "again to stop at once)",
+      queued.size(), executor_.size());
   hand_back(std::move(queued));
 }
 
@@ -268,14 +272,17 @@ void WorkerCore::stop_now(TimePoint now) {
 void WorkerCore::on_tick(TimePoint now) {
   if (done_) return;
   switch (session_.due(now)) {
-    case protocol::PeerSession::Due::kHello: send_hello(now); break;
+    case protocol::PeerSession::Due::kHello:
+      send_hello(now);
+      break;
     case protocol::PeerSession::Due::kHeartbeat:
       if (session_.became_silent(now)) {
         LRTS_WARN("scheduler not answering; tasks keep running and results wait for it");
       }
       send_heartbeat(now);
       break;
-    case protocol::PeerSession::Due::kNothing: break;
+    case protocol::PeerSession::Due::kNothing:
+      break;
   }
   executor_.on_tick(now);
   if (!draining_ && now >= next_surplus_check_) {
@@ -299,9 +306,10 @@ void WorkerCore::on_tick(TimePoint now) {
     }
     if (executor_.size() == 0 && session_.silent() && !warned_waiting_) {
       warned_waiting_ = true;
-      LRTS_WARN("drained, but {} result(s) wait for the scheduler to acknowledge them; send the "
-                "signal again to exit now (their tasks then run again elsewhere)",
-                pending_.size());
+      LRTS_WARN(
+          "drained, but {} result(s) wait for the scheduler to acknowledge them; send the "
+          "signal again to exit now (their tasks then run again elsewhere)",
+          pending_.size());
     }
   }
 }

@@ -87,7 +87,9 @@ class WorkerCore {
                     TimePoint now) {
     executor_.on_slot_exit(slot, how, std::move(last_bars), now, outcomes_);
   }
-  void on_slot_rss(int slot, uint64_t resident_bytes) { executor_.on_slot_rss(slot, resident_bytes); }
+  void on_slot_rss(int slot, uint64_t resident_bytes) {
+    executor_.on_slot_rss(slot, resident_bytes);
+  }
 
   // ---- stopping ----
   // SIGTERM/SIGINT: the first one drains (or, without finish_on_stop, stops); a second stops.

@@ -74,8 +74,8 @@ bool Executor::add(LocalTask task) {
 
 void Executor::lost(uint32_t ref, std::string reason, std::vector<Outcome>& out) {
   Entry& e = entries_[ref];
-  out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kLost, Bytes(std::move(reason)),
-                        0, {}});
+  out.push_back(
+      Outcome{e.task.key, e.task.attempt, TaskStatus::kLost, Bytes(std::move(reason)), 0, {}});
   free_entry(ref);
 }
 
@@ -163,8 +163,8 @@ bool Executor::on_slot_results(int slot, std::vector<SlotOutcome>& results, Time
     }
     slots_[slot].failures = 0;
     Entry& e = entries_[r.ref];
-    Outcome o{e.task.key, e.task.attempt, r.status, std::move(r.payload), r.run_ns,
-              std::move(r.bars)};
+    Outcome o{e.task.key,           e.task.attempt, r.status,
+              std::move(r.payload), r.run_ns,       std::move(r.bars)};
     if (o.status == TaskStatus::kFinished &&
         over_result_limit(o.payload.size(), options_.max_result_bytes)) {
       o.status = TaskStatus::kFailed;
@@ -217,10 +217,13 @@ void Executor::on_slot_exit(int slot, const std::string& how,
       settle_bars(last_bars, e.task.key, e.task.attempt, protocol::BarPhase::kTimedOut);
       LRTS_WARN("task {} exceeded its timeout of {} ms; slot {} stopped",
                 protocol::format_service_id(e.task.key), e.task.timeout_ms, slot);
-      out.push_back(Outcome{e.task.key, e.task.attempt, TaskStatus::kTimedOut,
-                            Bytes("exceeded its timeout of " + std::to_string(e.task.timeout_ms) +
-                                  " ms"),
-                            static_cast<uint64_t>(e.task.timeout_ms) * 1'000'000, {}});
+      out.push_back(
+          Outcome{e.task.key,
+                  e.task.attempt,
+                  TaskStatus::kTimedOut,
+                  Bytes("exceeded its timeout of " + std::to_string(e.task.timeout_ms) + " ms"),
+                  static_cast<uint64_t>(e.task.timeout_ms) * 1'000'000,
+                  {}});
       free_entry(ref);
     } else if (first) {
       std::string why = s.killed_at_rss
@@ -228,9 +231,8 @@ void Executor::on_slot_exit(int slot, const std::string& how,
                                   std::to_string(options_.max_job_memory >> 20) + " MB (resident " +
                                   std::to_string(s.killed_at_rss >> 20) + " MB)"
                             : "slot process " + how + " while running the task";
-      LRTS_WARN("slot {} {} while running task {} (attempt {})", slot,
-                s.killed_at_rss ? why : how, protocol::format_service_id(e.task.key),
-                e.task.attempt);
+      LRTS_WARN("slot {} {} while running task {} (attempt {})", slot, s.killed_at_rss ? why : how,
+                protocol::format_service_id(e.task.key), e.task.attempt);
       settle_bars(last_bars, e.task.key, e.task.attempt, protocol::BarPhase::kLost);
       lost(ref, std::move(why), out);
     } else {

@@ -75,8 +75,8 @@ class SlotControl {
 
 struct ExecutorOptions {
   int slots = 1;
-  uint64_t max_job_memory = 0;     // bytes of resident memory per slot; 0: no limit
-  uint64_t max_result_bytes = 0;   // 0: no limit
+  uint64_t max_job_memory = 0;    // bytes of resident memory per slot; 0: no limit
+  uint64_t max_result_bytes = 0;  // 0: no limit
 };
 
 class Executor {
@@ -139,11 +139,11 @@ class Executor {
   struct SlotState {
     // A process was started (every slot is, when the worker starts); waiting for its hello.
     bool starting = true;
-    bool down = true;       // no process
+    bool down = true;  // no process
     TimePoint restart_at = TimePoint{};
-    int failures = 0;                // consecutive deaths without finishing a task
+    int failures = 0;                   // consecutive deaths without finishing a task
     uint32_t kill_target = UINT32_MAX;  // killed to stop this task (not the slot's fault)
-    uint64_t killed_at_rss = 0;      // killed by the memory limit, at this size
+    uint64_t killed_at_rss = 0;         // killed by the memory limit, at this size
   };
 
   uint32_t alloc(LocalTask task);

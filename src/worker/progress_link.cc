@@ -48,8 +48,7 @@ void ProgressLink::pump(TimePoint now) {
       if (!b.closed()) dirty_.try_emplace(k, std::move(b));
     }
     in_flight_bars_.clear();
-    unsent_owners_.insert(unsent_owners_.end(), in_flight_owners_.begin(),
-                          in_flight_owners_.end());
+    unsent_owners_.insert(unsent_owners_.end(), in_flight_owners_.begin(), in_flight_owners_.end());
     in_flight_owners_.clear();
     in_flight_ = false;
   }
@@ -64,7 +63,8 @@ void ProgressLink::pump(TimePoint now) {
     auto it = owners_.find(unsent_owners_[i]);
     if (it != owners_.end()) batch.owners.push_back({unsent_owners_[i], it->second});
   }
-  in_flight_owners_.assign(unsent_owners_.begin(), unsent_owners_.begin() + static_cast<long>(named));
+  in_flight_owners_.assign(unsent_owners_.begin(),
+                           unsent_owners_.begin() + static_cast<long>(named));
   unsent_owners_.erase(unsent_owners_.begin(), unsent_owners_.begin() + static_cast<long>(named));
   // At most kMaxBarsPerBatch bars (about 1 MB): the rest goes with the next batch.
   batch.bars.reserve(std::min(dirty_.size(), kMaxBarsPerBatch));

@@ -90,11 +90,11 @@ class ProgressLink {
 
   ProgressLinkOptions options_;
   net::ZmqSocket dealer_;
-  BarMap dirty_;      // changed since the last batch
+  BarMap dirty_;  // changed since the last batch
   BarMap in_flight_bars_;
-  BarMap live_;       // every open bar, for a restarted server
+  BarMap live_;                                       // every open bar, for a restarted server
   std::unordered_map<uint64_t, std::string> owners_;  // session -> application id
-  std::deque<uint64_t> owner_order_;                   // oldest first
+  std::deque<uint64_t> owner_order_;                  // oldest first
   std::vector<uint64_t> unsent_owners_;
   std::vector<uint64_t> in_flight_owners_;  // named in the batch in flight
   bool in_flight_ = false;

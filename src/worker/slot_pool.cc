@@ -308,7 +308,7 @@ std::vector<protocol::BarState> SlotPool::last_bars(Slot& s) {
     const shm::CellCopy c = shm::copy_cell(s.region.cells()[i]);
     if (c.state != detail::BarCell::kOpen) continue;
     if (c.bar_no >= protocol::kMaxBarsPerTask) continue;  // a dying slot may scribble
-    last.push_back(shm::to_bar(c, now));  // open: it ends as the attempt did
+    last.push_back(shm::to_bar(c, now));                  // open: it ends as the attempt did
   }
   s.region.reset();
   s.sampler->forget();
@@ -344,8 +344,7 @@ bool SlotPool::has_open_bars(const std::vector<int>& busy) const {
   return false;
 }
 
-void SlotPool::sample_progress(const std::vector<int>& busy,
-                               std::vector<protocol::BarState>& out) {
+void SlotPool::sample_progress(const std::vector<int>& busy, std::vector<protocol::BarState>& out) {
   const int64_t now = shm::monotonic_ns();
   for (int i : busy) {
     Slot& s = *slots_[i];

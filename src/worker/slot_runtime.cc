@@ -280,7 +280,8 @@ class Slot {
     }
     d.run_ns = static_cast<uint64_t>(to_ns(Clock::now() - start));
     if (type) d.bars = ctx_.end();
-    if (d.status == TaskStatus::kFinished && over_result_limit(d.payload.size(), max_result_bytes_)) {
+    if (d.status == TaskStatus::kFinished &&
+        over_result_limit(d.payload.size(), max_result_bytes_)) {
       d.status = TaskStatus::kFailed;
       d.payload = result_limit_error(d.payload.size(), max_result_bytes_);
     }

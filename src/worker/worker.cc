@@ -54,8 +54,9 @@ class Worker final : public WorkerLink {
       return 1;
     }
     if (services->empty()) {
-      LRTS_WARN("this worker offers no services: load a service library with --service-lib "
-                "(tasks sent here fail, naming what it has)");
+      LRTS_WARN(
+          "this worker offers no services: load a service library with --service-lib "
+          "(tasks sent here fail, naming what it has)");
     }
     auto ep = net::connect_endpoint(options_.scheduler_address, options_.scheduler_port);
     if (!ep) {
@@ -78,11 +79,10 @@ class Worker final : public WorkerLink {
     co.max_message_bytes = options_.max_message_bytes;
     co.finish_on_stop = options_.finish_on_stop;
     co.drain_timeout = options_.drain_timeout;
-    co.executor = ExecutorOptions{pool_slots(), options_.max_job_memory,
-                                  options_.max_result_bytes};
+    co.executor = ExecutorOptions{pool_slots(), options_.max_job_memory, options_.max_result_bytes};
     core_ = std::make_unique<WorkerCore>(std::move(co), pool_, *this);
-    LRTS_INFO("worker '{}' with {} slot(s); connecting to the scheduler at {}", name_,
-              pool_slots(), ep->zmq);
+    LRTS_INFO("worker '{}' with {} slot(s); connecting to the scheduler at {}", name_, pool_slots(),
+              ep->zmq);
     pool_.attach(core_.get(), Clock::now());
 
     std::vector<zmq_pollitem_t> items;
@@ -102,8 +102,8 @@ class Worker final : public WorkerLink {
       // A scan waits for the progress link to be able to send (an acknowledgement wakes us
       // through the socket before that).
       const TimePoint scan_at = std::max(next_scan_, progress_.send_allowed_at());
-      TimePoint deadline = std::min({core_->next_deadline(), progress_.next_deadline(), scan_at,
-                                     next_stats});
+      TimePoint deadline =
+          std::min({core_->next_deadline(), progress_.next_deadline(), scan_at, next_stats});
       if (core_->executor().wants_memory_check()) {
         deadline = std::min(deadline, pool_.next_memory_check());
       }
@@ -112,9 +112,8 @@ class Worker final : public WorkerLink {
       items.push_back({nullptr, signals.fd(), ZMQ_POLLIN, 0});
       items.push_back({progress_.socket(), 0, ZMQ_POLLIN, 0});
       pool_.add_poll_items(items);
-      const long timeout = deadline == TimePoint::max()
-                               ? -1
-                               : std::max<long>(0, to_ms(deadline - now) + 1);
+      const long timeout =
+          deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
       if (zmq_poll(items.data(), static_cast<int>(items.size()), timeout) < 0 &&
           zmq_errno() != EINTR) {
         LRTS_ERROR("poll failed: {}", net::zmq_error_text());
@@ -134,7 +133,8 @@ class Worker final : public WorkerLink {
       if (items[2].revents & ZMQ_POLLIN) progress_.on_readable(now);
       pool_.on_poll(items.data() + 3, now);
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) {
-        auto decoded = protocol::decode<protocol::ToWorker>(frame.view(), options_.max_message_bytes);
+        auto decoded =
+            protocol::decode<protocol::ToWorker>(frame.view(), options_.max_message_bytes);
         if (decoded) {
           core_->on_message(*decoded, now);
         } else {
@@ -174,10 +174,10 @@ class Worker final : public WorkerLink {
       next_scan_ = TimePoint::max();
     }
     if (next_scan_ == TimePoint::max() && !busy.empty()) {
-      next_scan_ = now + (pool_.has_open_bars(busy)
-                              ? options_.progress_floor
-                              : std::min<Duration>(5 * options_.progress_floor,
-                                                   options_.progress_ceiling));
+      next_scan_ =
+          now + (pool_.has_open_bars(busy)
+                     ? options_.progress_floor
+                     : std::min<Duration>(5 * options_.progress_floor, options_.progress_ceiling));
     }
     progress_.pump(now);
   }
@@ -185,18 +185,20 @@ class Worker final : public WorkerLink {
   void log_stats() {
     const auto& ps = progress_.stats();
     if (ps.batches != logged_batches_) {
-      LRTS_INFO("progress: {} batch(es) with {} bar update(s) sent, round trip {:.2f} ms (EWMA), "
-                "{} unanswered",
-                ps.batches, ps.bars_sent, ps.rtt_ewma_ms, ps.unanswered);
+      LRTS_INFO(
+          "progress: {} batch(es) with {} bar update(s) sent, round trip {:.2f} ms (EWMA), "
+          "{} unanswered",
+          ps.batches, ps.bars_sent, ps.rtt_ewma_ms, ps.unanswered);
       logged_batches_ = ps.batches;
     }
     const WorkerStats& ws = core_->stats();
     const size_t held = core_->executor().size(), unacked = core_->unacknowledged_results();
     if (ws.assigned != logged_assigned_ || held || unacked) {
-      LRTS_INFO("tasks: {} assigned, {} result(s) sent, {} handed back; now {} held ({} slot(s) "
-                "busy), {} result(s) waiting for the scheduler's acknowledgement",
-                ws.assigned, ws.results, ws.handed_back, held, core_->executor().busy_slots().size(),
-                unacked);
+      LRTS_INFO(
+          "tasks: {} assigned, {} result(s) sent, {} handed back; now {} held ({} slot(s) "
+          "busy), {} result(s) waiting for the scheduler's acknowledgement",
+          ws.assigned, ws.results, ws.handed_back, held, core_->executor().busy_slots().size(),
+          unacked);
       logged_assigned_ = ws.assigned;
     }
   }

@@ -15,9 +15,9 @@ struct WorkerOptions {
   int scheduler_port = 5555;
   std::string progress_address = "127.0.0.1";
   int progress_port = 5454;
-  int max_jobs = -1;  // resolved with resolve_max_jobs
+  int max_jobs = -1;          // resolved with resolve_max_jobs
   int max_jobs_resolved = 0;  // set by run_worker
-  int timeout = 1;    // accepted for compatibility with the original lrts
+  int timeout = 1;            // accepted for compatibility with the original lrts
   std::vector<std::string> service_libs;
   std::string name;  // default: host:pid
   // Program that runs slots (it must handle --lrts-slot); default: this executable.
@@ -31,9 +31,9 @@ struct WorkerOptions {
   // On the first SIGTERM/SIGINT: finish the running tasks (taking no new ones) or hand them
   // back at once. A second signal always hands back at once.
   bool finish_on_stop = true;
-  Duration drain_timeout{0};  // 0: no limit
-  Duration progress_floor = milliseconds(20);   // fastest progress batch cadence
-  Duration progress_ceiling = seconds(1);       // slowest; also the wait for a lost batch
+  Duration drain_timeout{0};                   // 0: no limit
+  Duration progress_floor = milliseconds(20);  // fastest progress batch cadence
+  Duration progress_ceiling = seconds(1);      // slowest; also the wait for a lost batch
 };
 
 // Runs a worker until SIGINT/SIGTERM. Returns the process exit code.

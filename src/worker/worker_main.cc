@@ -1,9 +1,10 @@
+#include "lrts/worker_main.hpp"
+
 #include <cstdio>
 
 #include "common/cpu.hpp"
 #include "common/log.hpp"
 #include "flags/flags.hpp"
-#include "lrts/worker_main.hpp"
 #include "net/endpoint.hpp"
 #include "worker/slot_runtime.hpp"
 #include "worker/worker_flags.hpp"

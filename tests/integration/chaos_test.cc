@@ -25,9 +25,10 @@ TEST_F(ChaosTest, EveryTaskEndsExactlyOnceWhateverDies) {
   std::mt19937_64 rng(seed);
   SCOPED_TRACE("LRTS_CHAOS_SEED=" + std::to_string(seed));
 
-  const std::vector<std::string> scheduler_args = {
-      "--state-dir", dir_.file("state"), "--heartbeat-interval", "0.2", "--worker-timeout", "1",
-      "--reclaim-grace", "1"};
+  const std::vector<std::string> scheduler_args = {"--state-dir",          dir_.file("state"),
+                                                   "--heartbeat-interval", "0.2",
+                                                   "--worker-timeout",     "1",
+                                                   "--reclaim-grace",      "1"};
   Daemon& scheduler = cluster_.start_scheduler(scheduler_args);
   std::vector<Daemon*> workers;
   for (int i = 0; i < 3; ++i) workers.push_back(&cluster_.start_worker(2));
@@ -84,8 +85,8 @@ TEST_F(ChaosTest, EveryTaskEndsExactlyOnceWhateverDies) {
   EXPECT_EQ(seen.size(), static_cast<size_t>(kTasks));
   EXPECT_TRUE(scheduler_killed);
   EXPECT_GT(kills + slot_kills, 5);
-  std::fprintf(stderr, "chaos: %d worker kills, %d slot kills, 1 scheduler kill; %d tasks\n",
-               kills, slot_kills, kTasks);
+  std::fprintf(stderr, "chaos: %d worker kills, %d slot kills, 1 scheduler kill; %d tasks\n", kills,
+               slot_kills, kTasks);
 }
 
 }  // namespace

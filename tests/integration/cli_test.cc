@@ -8,7 +8,9 @@
 namespace lrts::testing {
 namespace {
 
-size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+size_t count_lines(const std::string& s) {
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
 
 TEST(CliIntegrationTest, InvalidValuesExitNonZeroWithAOneLineReason) {
   struct Case {

@@ -207,14 +207,15 @@ TEST_F(ClusterTest, TaskPastItsTimeoutEndsTimedOutAndTheSlotIsReplaced) {
   app.start_application();
   test_services::SleepService slow;
   slow.ms = 60'000;
-  const std::string id = app.schedule_service(slow, TaskOptions{.max_retries = 3, .timeout = 300ms});
+  const std::string id =
+      app.schedule_service(slow, TaskOptions{.max_retries = 3, .timeout = 300ms});
   const ServiceResult r = app.wait_for(id, 30s);
   EXPECT_EQ(r.status(), ServiceStatus::timed_out);
   EXPECT_EQ(r.error(), "exceeded its timeout of 300 ms");
   EXPECT_EQ(r.attempt(), 1u);  // a timeout is not retried
-  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(2, 2)), 30s)
-                .service_result<int>(),
-            4);
+  EXPECT_EQ(
+      app.wait_for(app.schedule_service(examples::MultService(2, 2)), 30s).service_result<int>(),
+      4);
 }
 
 TEST_F(ClusterTest, CancelStopsARunningTask) {
@@ -237,9 +238,9 @@ TEST_F(ClusterTest, CancelStopsARunningTask) {
   EXPECT_FALSE(app.cancel(running));  // already complete
   // The slot running it was stopped (and a fresh one started).
   EXPECT_TRUE(wait_until([&] { return !process_alive(slot_before.at(0)); }));
-  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(2, 5)), 30s)
-                .service_result<int>(),
-            10);
+  EXPECT_EQ(
+      app.wait_for(app.schedule_service(examples::MultService(2, 5)), 30s).service_result<int>(),
+      10);
 }
 
 TEST_F(ClusterTest, LongTasksAfterShortOnesRunSideBySideOnFreeSlots) {
@@ -303,7 +304,8 @@ TEST_F(ClusterTest, SignalsStopDaemonsCleanlyAndTakeTheSlotsWithThem) {
   EXPECT_EQ(WEXITSTATUS(ws), 0);
   EXPECT_TRUE(wait_until([&] { return !process_alive(slots[0]) && !process_alive(slots[1]); }));
   EXPECT_TRUE(w.log_contains("worker stopped"));
-  EXPECT_TRUE(wait_until([&] { return cluster_.scheduler().log_contains("removed (the worker left)"); }));
+  EXPECT_TRUE(
+      wait_until([&] { return cluster_.scheduler().log_contains("removed (the worker left)"); }));
 
   cluster_.scheduler().signal(SIGINT);
   const int ss = cluster_.scheduler().wait_exit(10s);

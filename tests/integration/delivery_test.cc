@@ -16,8 +16,8 @@
 namespace lrts::testing {
 namespace {
 
-const std::vector<std::string> kFastScheduler = {"--heartbeat-interval", "0.2",
-                                                 "--worker-timeout", "1", "--app-timeout", "1"};
+const std::vector<std::string> kFastScheduler = {
+    "--heartbeat-interval", "0.2", "--worker-timeout", "1", "--app-timeout", "1"};
 
 class DeliveryTest : public ClusterFixture {
  protected:
@@ -48,8 +48,7 @@ TEST_F(DeliveryTest, AnApplicationKilledBeforeCollectingGetsEveryResultWhenItCom
   cluster_.start_worker(2);
   // It schedules 50 tasks, waits until all 50 results have arrived, and is killed before a
   // wait hands any of them out.
-  Daemon app({test_app(), std::to_string(cluster_.port()), "collector", "50", "1", "60000",
-              "hold"},
+  Daemon app({test_app(), std::to_string(cluster_.port()), "collector", "50", "1", "60000", "hold"},
              dir_.file("app.log"));
   ASSERT_TRUE(wait_until([&] { return app.log_contains("RECEIVED"); }, 60s)) << app.log();
   app.signal(SIGKILL);
@@ -93,8 +92,8 @@ TEST_F(DeliveryTest, ASubmitWithoutWaitRunsToTheEndPastTheGraceAndLrtsResultsCol
   EXPECT_EQ(early.exit_code, 3) << early.err;
   EXPECT_TRUE(json_lines(early.out).empty());
   // Long past the grace (the tasks take 1.5 s): all three, exit 0.
-  auto later = run_command(lrts({"results", "--application-id", "fire-and-forget", "--wait",
-                                 "--timeout", "30"}));
+  auto later = run_command(
+      lrts({"results", "--application-id", "fire-and-forget", "--wait", "--timeout", "30"}));
   EXPECT_EQ(later.exit_code, 0) << later.err;
   const auto lines = json_lines(later.out);
   ASSERT_EQ(lines.size(), 3u) << later.out;
@@ -117,8 +116,8 @@ TEST_F(DeliveryTest, ACollectorKilledWhileItWaitsLeavesTheApplicationDetached) {
   Daemon& scheduler = cluster_.start_scheduler(flags);
   cluster_.start_worker(2);
   for (const char* fields : {R"({"ms":100,"value":1})", R"({"ms":5000,"value":2})"}) {
-    auto sub = run_command(lrts({"submit", "test.sleep", "--fields", fields, "--application-id",
-                                 "collected"}));
+    auto sub = run_command(
+        lrts({"submit", "test.sleep", "--fields", fields, "--application-id", "collected"}));
     ASSERT_EQ(sub.exit_code, 0) << sub.err;
   }
   Daemon collector(lrts({"results", "--application-id", "collected", "--wait"}),
@@ -129,8 +128,8 @@ TEST_F(DeliveryTest, ACollectorKilledWhileItWaitsLeavesTheApplicationDetached) {
   ASSERT_NE(collector.wait_exit(), -1);
   ASSERT_TRUE(wait_until([&] { return scheduler.log_contains("went silent; its tasks run on"); }))
       << scheduler.log();
-  auto rest = run_command(lrts({"results", "--application-id", "collected", "--wait",
-                                "--timeout", "30"}));
+  auto rest =
+      run_command(lrts({"results", "--application-id", "collected", "--wait", "--timeout", "30"}));
   EXPECT_EQ(rest.exit_code, 0) << rest.err;
   const auto lines = json_lines(rest.out);
   ASSERT_EQ(lines.size(), 1u) << rest.out;
@@ -143,14 +142,13 @@ TEST_F(DeliveryTest, SubmitThatGivesUpWaitingLeavesItsTasksRunningToBeCollected)
   flags.insert(flags.end(), {"--app-grace", "1"});
   cluster_.start_scheduler(flags);
   cluster_.start_worker(2);
-  auto sub = run_command(lrts({"submit", "test.sleep", "--fields", R"({"ms":2500,"value":5})",
-                               "--count", "2", "--wait", "--wait-timeout", "0.5",
-                               "--application-id", "impatient"}));
+  auto sub =
+      run_command(lrts({"submit", "test.sleep", "--fields", R"({"ms":2500,"value":5})", "--count",
+                        "2", "--wait", "--wait-timeout", "0.5", "--application-id", "impatient"}));
   EXPECT_EQ(sub.exit_code, 3) << sub.err;
-  EXPECT_NE(sub.err.find("lrts results --application-id impatient"), std::string::npos)
-      << sub.err;
-  auto rest = run_command(lrts({"results", "--application-id", "impatient", "--wait",
-                                "--timeout", "30"}));
+  EXPECT_NE(sub.err.find("lrts results --application-id impatient"), std::string::npos) << sub.err;
+  auto rest =
+      run_command(lrts({"results", "--application-id", "impatient", "--wait", "--timeout", "30"}));
   EXPECT_EQ(rest.exit_code, 0) << rest.err;
   const auto lines = json_lines(rest.out);
   ASSERT_EQ(lines.size(), 2u) << rest.out;
@@ -160,8 +158,8 @@ TEST_F(DeliveryTest, SubmitThatGivesUpWaitingLeavesItsTasksRunningToBeCollected)
 }
 
 TEST_F(DeliveryTest, AResultHeldByAWorkerThroughASchedulerRestartKeepsItsAttempt) {
-  const std::vector<std::string> durable = {"--reclaim-grace", "5", "--heartbeat-interval",
-                                            "0.2", "--worker-timeout", "2"};
+  const std::vector<std::string> durable = {"--reclaim-grace",  "5", "--heartbeat-interval", "0.2",
+                                            "--worker-timeout", "2"};
   Daemon& first = cluster_.start_scheduler(durable);
   cluster_.start_worker(1);
   ClientApplication app(info());
@@ -218,11 +216,13 @@ TEST_F(DeliveryTest, FieldsAndResultsLargerThanAnyMessageTravelInChunks) {
   EXPECT_EQ(got.fields_size, b.data.size());
   EXPECT_EQ(got.fields_hash, test_services::fnv1a(b.data));
   EXPECT_EQ(got.data.size(), b.result_bytes);
-  EXPECT_EQ(test_services::fnv1a(got.data), test_services::fnv1a(test_services::pattern(64u << 20, 4)));
+  EXPECT_EQ(test_services::fnv1a(got.data),
+            test_services::fnv1a(test_services::pattern(64u << 20, 4)));
 }
 
 TEST_F(DeliveryTest, AGibibyteOfFieldsAndAGibibyteOfResultArriveIntactAndTheSchedulerHoldsNeither) {
-  if (kUnderAddressSanitizer) GTEST_SKIP() << "gigabyte payloads take minutes under AddressSanitizer";
+  if (kUnderAddressSanitizer)
+    GTEST_SKIP() << "gigabyte payloads take minutes under AddressSanitizer";
   Daemon& scheduler = cluster_.start_scheduler();  // with its journal: payloads are spooled
   Daemon& worker = cluster_.start_worker(1);
   ClientApplication app(info());
@@ -242,7 +242,8 @@ TEST_F(DeliveryTest, AGibibyteOfFieldsAndAGibibyteOfResultArriveIntactAndTheSche
     EXPECT_EQ(got.fields_size, kGiB);
     EXPECT_EQ(got.fields_hash, fields_hash);
     ASSERT_EQ(got.data.size(), kGiB);
-    EXPECT_EQ(test_services::fnv1a(got.data), test_services::fnv1a(test_services::pattern(kGiB, 6)));
+    EXPECT_EQ(test_services::fnv1a(got.data),
+              test_services::fnv1a(test_services::pattern(kGiB, 6)));
   }
   // A few chunks at a time, never the payload: the scheduler streams both through its state
   // directory. The worker holds each payload once (the fields until the task ends, the result
@@ -288,7 +289,8 @@ TEST_F(DeliveryTest, AThousandLargeResultsReachAnApplicationThatComesBackAfterIt
     app.detach_application();
   }
   // Away longer than --app-timeout while the results pile up.
-  ASSERT_TRUE(wait_until([&] { return cluster_.scheduler_logs().find("detached") != std::string::npos; }));
+  ASSERT_TRUE(
+      wait_until([&] { return cluster_.scheduler_logs().find("detached") != std::string::npos; }));
   ClientApplication back(info("returns-late"));
   back.start_application();
   ASSERT_TRUE(back.wait_connected(20s));
@@ -319,8 +321,7 @@ TEST_F(DeliveryTest, AResultOverTheWorkersLimitFailsOnceNamingItsSizeAndTheLimit
 }
 
 TEST_F(DeliveryTest, ResultsAWorkerHeldThroughASchedulerOutageAllArrive) {
-  const std::vector<std::string> durable = {"--heartbeat-interval", "0.2", "--worker-timeout",
-                                            "5"};
+  const std::vector<std::string> durable = {"--heartbeat-interval", "0.2", "--worker-timeout", "5"};
   Daemon& first = cluster_.start_scheduler(durable);
   cluster_.start_worker(2);
   ClientApplication app(info());

@@ -29,8 +29,7 @@ class JournalTest : public ClusterFixture {
   // Twenty tasks submitted and left: there is no worker yet, so they wait in the queue.
   void submit_twenty() {
     auto sub = run_command(lrts({"submit", "Multiplication Service Example", "--fields",
-                                 R"({"a":6,"b":7})", "--count", "20", "--application-id",
-                                 "kept"}));
+                                 R"({"a":6,"b":7})", "--count", "20", "--application-id", "kept"}));
     ASSERT_EQ(sub.exit_code, 0) << sub.err;
   }
 };
@@ -38,10 +37,11 @@ class JournalTest : public ClusterFixture {
 TEST_F(JournalTest, ASchedulerStartedWithNoFlagsKeepsItsQueueThroughSigkill) {
   // No --state-dir and no --no-journal: the default state directory, under this HOME.
   const std::string home = dir_.file("home");
-  const std::vector<std::string> argv = {"env", "-u", "XDG_STATE_HOME", "HOME=" + home,
-                                         lrts_bin(), "scheduler", "-address", "127.0.0.1",
-                                         "-port", std::to_string(cluster_.port())};
-  const std::string state = home + "/.local/state/lrts/scheduler-" + std::to_string(cluster_.port());
+  const std::vector<std::string> argv = {
+      "env",       "-u",       "XDG_STATE_HOME", "HOME=" + home, lrts_bin(),
+      "scheduler", "-address", "127.0.0.1",      "-port",        std::to_string(cluster_.port())};
+  const std::string state =
+      home + "/.local/state/lrts/scheduler-" + std::to_string(cluster_.port());
   Daemon first(argv, dir_.file("first.log"));
   ASSERT_TRUE(wait_until([&] { return first.log_contains("listening"); })) << first.log();
   EXPECT_TRUE(first.log_contains("journal " + state + "/lrts-state.db")) << first.log();
@@ -53,8 +53,8 @@ TEST_F(JournalTest, ASchedulerStartedWithNoFlagsKeepsItsQueueThroughSigkill) {
   ASSERT_TRUE(wait_until([&] { return second.log_contains("listening"); })) << second.log();
   EXPECT_TRUE(second.log_contains("loaded 20 task(s)")) << second.log();
   cluster_.start_worker(2);
-  auto got = run_command(lrts({"results", "--application-id", "kept", "--wait", "--timeout",
-                               "30"}));
+  auto got =
+      run_command(lrts({"results", "--application-id", "kept", "--wait", "--timeout", "30"}));
   EXPECT_EQ(got.exit_code, 0) << got.err;
   EXPECT_EQ(json_lines(got.out), 20u) << got.out;
   EXPECT_EQ(occurrences(got.out, "\"service_result\":42"), 20u) << got.out;

@@ -53,12 +53,11 @@ long cpu_used_over(pid_t pid, std::chrono::milliseconds window) {
   return cpu_ticks(pid) - before;
 }
 
-
 class LimitsTest : public ClusterFixture {};
 
-
 TEST_F(LimitsTest, OnePeerCannotGrowTheSchedulerOrTheProgressServerWithoutBound) {
-  if (kUnderAddressSanitizer) GTEST_SKIP() << "resident memory is not meaningful under AddressSanitizer";
+  if (kUnderAddressSanitizer)
+    GTEST_SKIP() << "resident memory is not meaningful under AddressSanitizer";
   Daemon& sched = cluster_.start_scheduler();
   Daemon& ps = cluster_.start_progress_server();
   cluster_.start_worker(1);
@@ -114,9 +113,9 @@ TEST_F(LimitsTest, OnePeerCannotGrowTheSchedulerOrTheProgressServerWithoutBound)
   // Both still answer, and neither kept what it was sent.
   ClientApplication app(app_info());
   app.start_application();
-  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(3, 4)), 30s)
-                .service_result<int>(),
-            12);
+  EXPECT_EQ(
+      app.wait_for(app.schedule_service(examples::MultService(3, 4)), 30s).service_result<int>(),
+      12);
   EXPECT_TRUE(sched.running());
   EXPECT_TRUE(ps.running());
   EXPECT_LT(memory_mib(sched.pid()) - sched_before, 150) << memory_mib(sched.pid());
@@ -124,10 +123,10 @@ TEST_F(LimitsTest, OnePeerCannotGrowTheSchedulerOrTheProgressServerWithoutBound)
 }
 
 TEST_F(LimitsTest, ASchedulerOutOfDescriptorsStaysIdleWarnsOnceAndServesAgain) {
-  Daemon scheduler({"prlimit", "--nofile=64", lrts_bin(), "scheduler", "-address", "127.0.0.1",
-                    "-port", std::to_string(cluster_.port()), "--state-dir", dir_.file("state"),
-                    "--log-level", "debug"},
-                   dir_.file("scheduler.log"));
+  Daemon scheduler(
+      {"prlimit", "--nofile=64", lrts_bin(), "scheduler", "-address", "127.0.0.1", "-port",
+       std::to_string(cluster_.port()), "--state-dir", dir_.file("state"), "--log-level", "debug"},
+      dir_.file("scheduler.log"));
   cluster_.start_worker(1);
   ClientApplication app(app_info());
   app.start_application();
@@ -156,9 +155,8 @@ TEST_F(LimitsTest, ASchedulerOutOfDescriptorsStaysIdleWarnsOnceAndServesAgain) {
 }
 
 TEST_F(LimitsTest, AProgressServerOutOfDescriptorsStaysIdleAndServesAgain) {
-  Daemon progress({"prlimit", "--nofile=64", lrts_bin(), "progress-server", "-address",
-                   "127.0.0.1", "-port", std::to_string(cluster_.progress_port()),
-                   "--log-level", "debug"},
+  Daemon progress({"prlimit", "--nofile=64", lrts_bin(), "progress-server", "-address", "127.0.0.1",
+                   "-port", std::to_string(cluster_.progress_port()), "--log-level", "debug"},
                   dir_.file("progress.log"));
   ASSERT_TRUE(wait_until([&] { return progress.log_contains("listening"); })) << progress.log();
   ConnectionFlood flood(cluster_.progress_port(), 200);

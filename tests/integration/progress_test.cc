@@ -32,16 +32,17 @@ class ProgressTest : public ClusterFixture {
     ASSERT_EQ(final_bars(app, id, 1).size(), 1u) << "progress never reached the application";
   }
 
-  // Bars of `id` as the application sees them, once all are closed (or empty on timeout).
+  // Bars of `id` as the application sees them, once all of attempt `attempt` (or a later one)
+  // are closed — or what there is on timeout.
   static std::vector<ProgressSnapshot> final_bars(ClientApplication& app, const std::string& id,
-                                                  size_t expected) {
+                                                  size_t expected, uint32_t attempt = 1) {
     std::vector<ProgressSnapshot> bars;
     wait_until(
         [&] {
           bars = app.progress(id);
           if (bars.size() != expected) return false;
           for (const auto& b : bars) {
-            if (!b.closed) return false;
+            if (!b.closed || b.attempt < attempt) return false;
           }
           return true;
         },
@@ -175,7 +176,8 @@ TEST_F(ProgressTest, ARetriedTaskShowsItsNewAttempt) {
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r.attempt(), 2u);
   EXPECT_EQ(r.service_result<int64_t>(), 2);
-  const auto bars = final_bars(app, id, 1);
+  // The first attempt's bar ends lost before the second's arrives: wait for the second's.
+  const auto bars = final_bars(app, id, 1, 2);
   ASSERT_EQ(bars.size(), 1u);
   EXPECT_EQ(bars[0].attempt, 2u);
   EXPECT_EQ(bars[0].description, "attempt 2");
@@ -223,9 +225,10 @@ TEST_F(ProgressTest, WithoutATerminalTheViewPrintsPlainLines) {
   cluster_.start_progress_server();
   cluster_.start_worker(3);
   warm_up();
-  auto r = run_command({examples_dir() + "/example_detailed_progress", std::to_string(cluster_.port()),
-                        std::to_string(cluster_.progress_port()), "2", "10"},
-                       60s);
+  auto r =
+      run_command({examples_dir() + "/example_detailed_progress", std::to_string(cluster_.port()),
+                   std::to_string(cluster_.progress_port()), "2", "10"},
+                  60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
   EXPECT_NE(r.err.find("[lrts] lrts | Stage: Done"), std::string::npos) << r.err;
@@ -250,8 +253,8 @@ TEST_F(ProgressTest, TheProgressCommandShowsEveryApplicationOrOne) {
   auto all = run_command({lrts_bin(), "progress", "-port", port, "--seconds", "1.5"}, 30s);
   EXPECT_EQ(all.exit_code, 0) << all.err;
   EXPECT_NE(all.out.find("bar 1"), std::string::npos) << all.out;
-  auto mine = run_command({lrts_bin(), "progress", "-port", port, "--application-id",
-                           "watched-app", "--seconds", "1.5"},
+  auto mine = run_command({lrts_bin(), "progress", "-port", port, "--application-id", "watched-app",
+                           "--seconds", "1.5"},
                           30s);
   EXPECT_NE(mine.out.find("bar 0"), std::string::npos) << mine.out;
   auto other = run_command({lrts_bin(), "progress", "-port", port, "--application-id",
@@ -269,9 +272,8 @@ std::vector<ProgressSnapshot> bars_with_status(ClientApplication& app, const std
   wait_until(
       [&] {
         bars = app.progress(id);
-        return !bars.empty() && std::all_of(bars.begin(), bars.end(), [&](const auto& b) {
-          return b.status == status;
-        });
+        return !bars.empty() && std::all_of(bars.begin(), bars.end(),
+                                            [&](const auto& b) { return b.status == status; });
       },
       t);
   return bars;
@@ -313,7 +315,8 @@ TEST_F(ProgressTest, BarsOfAWorkerKilledMidTaskEndLostInsteadOfRunningOn) {
   test_services::ProgressService slow;
   slow.step_ms = 3000;  // 30 s
   std::vector<std::string> ids = {app.schedule_service(slow), app.schedule_service(slow)};
-  for (const auto& id : ids) ASSERT_FALSE(bars_with_status(app, id, BarStatus::running, 20s).empty());
+  for (const auto& id : ids)
+    ASSERT_FALSE(bars_with_status(app, id, BarStatus::running, 20s).empty());
   w.signal(SIGKILL);
   ASSERT_NE(w.wait_exit(), -1);
   // Within the silence and a push: both bars lost, frozen, no longer counted as running.
@@ -332,10 +335,10 @@ TEST_F(ProgressTest, TheProgressCommandFindsTasksSubmittedByTheCli) {
   cluster_.start_progress_server();
   cluster_.start_worker(2);
   const std::string port = std::to_string(cluster_.port());
-  auto sub = run_command({lrts_bin(), "submit", "test.progress", "--fields",
-                          R"({"bars":1,"step_ms":400})", "--count", "2", "--application-id",
-                          "from-the-cli", "--scheduler-port", port},
-                         30s);
+  auto sub =
+      run_command({lrts_bin(), "submit", "test.progress", "--fields", R"({"bars":1,"step_ms":400})",
+                   "--count", "2", "--application-id", "from-the-cli", "--scheduler-port", port},
+                  30s);
   ASSERT_EQ(sub.exit_code, 0) << sub.err;
   const std::string pport = std::to_string(cluster_.progress_port());
   std::string seen;
@@ -356,9 +359,8 @@ TEST_F(ProgressTest, TheProgressCommandFindsTasksSubmittedByTheCli) {
 }
 
 TEST_F(ProgressTest, TheProgressCommandSaysWhenNoServerAnswers) {
-  auto r = run_command({lrts_bin(), "progress", "-port", std::to_string(free_port()),
-                        "--seconds", "4"},
-                       30s);
+  auto r = run_command(
+      {lrts_bin(), "progress", "-port", std::to_string(free_port()), "--seconds", "4"}, 30s);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("no progress server answers"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("no progress server answered"), std::string::npos) << r.err;

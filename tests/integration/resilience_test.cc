@@ -7,12 +7,12 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
-#include <algorithm>
 
 #include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
@@ -26,8 +26,8 @@ namespace lrts::testing {
 namespace {
 
 // Fast failure detection for tests: heartbeats every 200 ms, a worker lost after 1 s.
-const std::vector<std::string> kFastScheduler = {"--heartbeat-interval", "0.2",
-                                                 "--worker-timeout", "1", "--app-timeout", "1"};
+const std::vector<std::string> kFastScheduler = {
+    "--heartbeat-interval", "0.2", "--worker-timeout", "1", "--app-timeout", "1"};
 
 class ResilienceTest : public ClusterFixture {
  protected:
@@ -110,9 +110,9 @@ TEST_F(ResilienceTest, ATaskThatAlwaysCrashesFailsWithTheReasonAfterItsRetries) 
             "gave up after 3 attempts: slot process killed by signal 11 (Segmentation fault) "
             "while running the task");
   // The worker is still there for the next task.
-  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(3, 5)), 30s)
-                .service_result<int>(),
-            15);
+  EXPECT_EQ(
+      app.wait_for(app.schedule_service(examples::MultService(3, 5)), 30s).service_result<int>(),
+      15);
 }
 
 TEST_F(ResilienceTest, ASlotKilledFromOutsideIsReplacedAndItsTaskRetried) {
@@ -136,7 +136,8 @@ TEST_F(ResilienceTest, ASlotKilledFromOutsideIsReplacedAndItsTaskRetried) {
 }
 
 TEST_F(ResilienceTest, ASlotOverTheMemoryLimitIsStoppedWithThatReason) {
-  if (kUnderAddressSanitizer) GTEST_SKIP() << "a slot's own memory is over 64 MB under AddressSanitizer";
+  if (kUnderAddressSanitizer)
+    GTEST_SKIP() << "a slot's own memory is over 64 MB under AddressSanitizer";
   cluster_.start_scheduler();
   cluster_.start_worker(1, {"--max-job-memory-mb", "64"});
   ClientApplication app(info());
@@ -182,9 +183,8 @@ TEST_F(ResilienceTest, AWorkerCutOffAndBackDeliversEachResultOnce) {
   ASSERT_EQ(seen.size(), ids.size());
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(seen[ids[i]], 1);
   // It came back and registered again.
-  EXPECT_TRUE(wait_until([&] {
-    return occurrences(cluster_.scheduler_logs(), "worker 'worker0' registered") == 2;
-  }));
+  EXPECT_TRUE(wait_until(
+      [&] { return occurrences(cluster_.scheduler_logs(), "worker 'worker0' registered") == 2; }));
 }
 
 TEST_F(ResilienceTest, WorkersJoinAndLeaveDuringARunAndADrainingWorkerFinishesItsTasks) {
@@ -239,9 +239,10 @@ TEST_F(ResilienceTest, HandBackOnStopReturnsARunningTaskWithoutUsingAnAttempt) {
 }
 
 TEST_F(ResilienceTest, ASchedulerKilledAndRestartedLosesNothingAndDuplicatesNothing) {
-  const std::vector<std::string> durable = {"--state-dir", dir_.file("state"),
-                                            "--reclaim-grace", "2", "--heartbeat-interval",
-                                            "0.2", "--worker-timeout", "2"};
+  const std::vector<std::string> durable = {"--state-dir",          dir_.file("state"),
+                                            "--reclaim-grace",      "2",
+                                            "--heartbeat-interval", "0.2",
+                                            "--worker-timeout",     "2"};
   Daemon& first = cluster_.start_scheduler(durable);
   cluster_.start_worker(2);
   cluster_.start_worker(2);
@@ -302,13 +303,13 @@ TEST_F(ResilienceTest, AnApplicationRestartedWithinItsGraceGetsAllItsResults) {
 TEST_F(ResilienceTest, AnApplicationGoneLongerThanItsGraceLosesItsWork) {
   cluster_.start_scheduler(kFastScheduler);
   Daemon& w = cluster_.start_worker(1);
-  Daemon crashing({test_app(), std::to_string(cluster_.port()), "forgotten", "3", "60000",
-                   "1000"},
+  Daemon crashing({test_app(), std::to_string(cluster_.port()), "forgotten", "3", "60000", "1000"},
                   dir_.file("app.log"));
   ASSERT_TRUE(wait_until([&] { return crashing.log_contains("READY"); }));
   ASSERT_TRUE(wait_until([&] { return children_of(w.pid()).size() == 1; }));
   crashing.signal(SIGKILL);
-  ASSERT_TRUE(scheduler_logged("application 'forgotten' did not come back; dropping its 3 task(s)"));
+  ASSERT_TRUE(
+      scheduler_logged("application 'forgotten' did not come back; dropping its 3 task(s)"));
   // The running task was stopped on the worker.
   EXPECT_TRUE(wait_until([&] { return w.log_contains("to cancel the task it runs"); }));
   ApplicationInformation i = info();
@@ -337,11 +338,13 @@ void send_raw_tcp(int port, const std::string& bytes) {
 std::string receive(net::ZmqSocket& s, std::chrono::milliseconds timeout = 5s) {
   std::string out;
   net::ZmqFrame f;
-  wait_until([&] {
-    if (!s.recv(f)) return false;
-    out.assign(f.view());
-    return true;
-  }, timeout);
+  wait_until(
+      [&] {
+        if (!s.recv(f)) return false;
+        out.assign(f.view());
+        return true;
+      },
+      timeout);
   return out;
 }
 
@@ -390,8 +393,9 @@ TEST_F(ResilienceTest, BadInputOnEveryPortNeverBringsADaemonDown) {
   ASSERT_TRUE(reply.ok()) << reply.error().text;
   const auto& err = std::get<protocol::ErrorMsg>(*reply);
   EXPECT_EQ(err.code, protocol::ErrorCode::kVersionMismatch);
-  EXPECT_NE(std::string(err.text).find("protocol version " + std::to_string(protocol::kVersion + 7)),
-            std::string::npos);
+  EXPECT_NE(
+      std::string(err.text).find("protocol version " + std::to_string(protocol::kVersion + 7)),
+      std::string::npos);
 
   // A fake worker: registers twice (duplicate registration), then reports a result for a task
   // that does not exist; it is acknowledged and dropped.
@@ -433,9 +437,9 @@ TEST_F(ResilienceTest, BadInputOnEveryPortNeverBringsADaemonDown) {
   EXPECT_TRUE(w.running());
   ClientApplication app(info());
   app.start_application();
-  EXPECT_EQ(app.wait_for(app.schedule_service(examples::MultService(7, 6)), 30s)
-                .service_result<int>(),
-            42);
+  EXPECT_EQ(
+      app.wait_for(app.schedule_service(examples::MultService(7, 6)), 30s).service_result<int>(),
+      42);
   EXPECT_TRUE(sched.log_contains("dropped a bad message"));
 }
 

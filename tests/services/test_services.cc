@@ -63,7 +63,8 @@ int64_t ProgressService::run(lrts::TaskContext& ctx) {
   }
   for (int step = 0; step < 10; ++step) {
     if (step_ms) std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
-    for (int i = 0; i < bars; ++i) handles[static_cast<size_t>(i)].advance(static_cast<uint64_t>(i + 1));
+    for (int i = 0; i < bars; ++i)
+      handles[static_cast<size_t>(i)].advance(static_cast<uint64_t>(i + 1));
     if (step == 5 && bars > 0) handles[0].set_total(20);
   }
   int64_t sum = 0;

@@ -1,9 +1,8 @@
 // Services used by the integration tests (library: libtest_services.so).
 #pragma once
 
-#include <lrts/lrts.hpp>
-
 #include <cstdint>
+#include <lrts/lrts.hpp>
 #include <map>
 #include <string>
 #include <vector>
@@ -93,9 +92,9 @@ class ProgressService : public lrts::Service {
   LRTS_FIELDS(bars, step_ms);
 };
 
-// Dies (`mode`: "segv", "abort", "exit", "kill"; "throw" fails without dying) on attempts up to `crash_attempts` after
-// advancing a bar to 7 and writing `started` (if set); later attempts advance a bar
-// "attempt <n>" to 10 and return the attempt number.
+// Dies (`mode`: "segv", "abort", "exit", "kill"; "throw" fails without dying) on attempts up to
+// `crash_attempts` after advancing a bar to 7 and writing `started` (if set); later attempts
+// advance a bar "attempt <n>" to 10 and return the attempt number.
 class CrashService : public lrts::Service {
  public:
   std::string mode = "segv";

@@ -1,6 +1,5 @@
 #include "support/harness.hpp"
 
-#include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -11,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -114,8 +114,7 @@ bool Daemon::log_contains(const std::string& text) const {
   return log().find(text) != std::string::npos;
 }
 
-CommandResult run_command(const std::vector<std::string>& argv,
-                          std::chrono::milliseconds timeout) {
+CommandResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   CommandResult result;
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) return result;
@@ -224,8 +223,8 @@ std::string Cluster::scheduler_logs() const {
 }
 
 Daemon& Cluster::start_scheduler(std::vector<std::string> extra) {
-  std::vector<std::string> argv = {lrts_bin(), "scheduler", "-address", "127.0.0.1", "-port",
-                                   std::to_string(port_), "--log-level", "debug"};
+  std::vector<std::string> argv = {lrts_bin(), "scheduler",           "-address",    "127.0.0.1",
+                                   "-port",    std::to_string(port_), "--log-level", "debug"};
   // The journal lives in the test's directory (not the user's default state directory), unless
   // the test chose its own or none.
   const bool chose = std::find_if(extra.begin(), extra.end(), [](const std::string& a) {
@@ -241,8 +240,10 @@ Daemon& Cluster::start_scheduler(std::vector<std::string> extra) {
 }
 
 Daemon& Cluster::start_progress_server(std::vector<std::string> extra) {
-  std::vector<std::string> argv = {lrts_bin(), "progress-server", "-address", "127.0.0.1",
-                                   "-port", std::to_string(progress_port_), "--log-level", "debug"};
+  std::vector<std::string> argv = {lrts_bin(),    "progress-server",
+                                   "-address",    "127.0.0.1",
+                                   "-port",       std::to_string(progress_port_),
+                                   "--log-level", "debug"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   progress_server_ =
       Daemon(argv, dir_.file("progress." + std::to_string(progress_starts_++) + ".log"));
@@ -250,11 +251,14 @@ Daemon& Cluster::start_progress_server(std::vector<std::string> extra) {
 }
 
 Daemon& Cluster::start_worker(int slots, std::vector<std::string> extra) {
-  std::vector<std::string> argv = {lrts_bin(), "worker", "-scheduler-address", "127.0.0.1",
-                                   "-scheduler-port", std::to_string(port_),
-                                   "-progress-port", std::to_string(progress_port_), "-max-jobs",
-                                   std::to_string(slots), "--service-lib", example_services_lib(),
-                                   "--service-lib", test_services_lib(), "--log-level", "debug"};
+  std::vector<std::string> argv = {lrts_bin(),           "worker",
+                                   "-scheduler-address", "127.0.0.1",
+                                   "-scheduler-port",    std::to_string(port_),
+                                   "-progress-port",     std::to_string(progress_port_),
+                                   "-max-jobs",          std::to_string(slots),
+                                   "--service-lib",      example_services_lib(),
+                                   "--service-lib",      test_services_lib(),
+                                   "--log-level",        "debug"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   const std::string name = "worker" + std::to_string(workers_.size());
   argv.push_back("--name");

@@ -8,11 +8,10 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <lrts/client.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <lrts/client.hpp>
 
 #include "common/process.hpp"
 

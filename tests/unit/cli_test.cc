@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include "flags/flags.hpp"
 #include "common/cpu.hpp"
+#include "flags/flags.hpp"
 #include "net/endpoint.hpp"
 
 namespace lrts {
@@ -18,8 +18,7 @@ TEST(CliTest, SeedSingleDashFlagsBecomeGnuFlags) {
             (std::vector<std::string>{"worker", "--scheduler-port", "5555", "--max-jobs", "-1",
                                       "--timeout", "1"}));
   EXPECT_EQ(normalize({"--port", "1", "-h", "-3", "-max-jobs=-2", "{\"a\":-1}"}),
-            (std::vector<std::string>{"--port", "1", "-h", "-3", "--max-jobs=-2",
-                                      "{\"a\":-1}"}));
+            (std::vector<std::string>{"--port", "1", "-h", "-3", "--max-jobs=-2", "{\"a\":-1}"}));
 }
 
 TEST(CliTest, MaxJobsFollowsTheOriginalRules) {

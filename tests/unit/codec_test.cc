@@ -1,6 +1,8 @@
 // The wire codec: every message kind round-trips through its one description, and decoders
 // reject truncations, trailing bytes, other versions, messages meant for another receiver, and
 // values outside their limits, without ever crashing on mutated input.
+#include "protocol/codec.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,7 +10,6 @@
 #include <cstring>
 #include <random>
 
-#include "protocol/codec.hpp"
 #include "protocol/framing.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/msgpack_io.hpp"
@@ -25,7 +26,11 @@ std::vector<std::string> scheduler_samples() {
   Submit s;
   s.session = 77;
   s.names = {"svc.a", "svc.b"};
-  s.tasks = {{1, 0, "\x81\xa1" "a\x01", 0, 3, 0}, {2, 1, "", 9, 0, 1000}};
+  s.tasks = {{1, 0,
+              "\x81\xa1"
+              "a\x01",
+              0, 3, 0},
+             {2, 1, "", 9, 0, 1000}};
   add(s);
   add(Received{{{1, 2}, {3, 4}}});
   add(Cancel{{{1, 2}}});

@@ -12,10 +12,27 @@ namespace lrts::protocol::mp {
 namespace {
 
 TEST(MsgpackIoTest, RoundTripsIntegersAtEveryEncodingBoundary) {
-  const uint64_t uints[] = {0, 1, 127, 128, 255, 256, 65535, 65536, 0xffffffffULL,
-                            0x100000000ULL, std::numeric_limits<uint64_t>::max()};
-  const int64_t sints[] = {0, -1, -32, -33, -128, -129, -32768, -32769,
-                           std::numeric_limits<int32_t>::min(), std::numeric_limits<int64_t>::min(),
+  const uint64_t uints[] = {0,
+                            1,
+                            127,
+                            128,
+                            255,
+                            256,
+                            65535,
+                            65536,
+                            0xffffffffULL,
+                            0x100000000ULL,
+                            std::numeric_limits<uint64_t>::max()};
+  const int64_t sints[] = {0,
+                           -1,
+                           -32,
+                           -33,
+                           -128,
+                           -129,
+                           -32768,
+                           -32769,
+                           std::numeric_limits<int32_t>::min(),
+                           std::numeric_limits<int64_t>::min(),
                            std::numeric_limits<int64_t>::max()};
   std::string buf;
   Writer w(buf);
@@ -29,9 +46,9 @@ TEST(MsgpackIoTest, RoundTripsIntegersAtEveryEncodingBoundary) {
 }
 
 TEST(MsgpackIoTest, RoundTripsStringsBinariesAndContainers) {
-  const std::string lengths[] = {std::string(), std::string(31, 'a'), std::string(32, 'b'),
-                                 std::string(255, 'c'), std::string(256, 'd'),
-                                 std::string(70000, 'e')};
+  const std::string lengths[] = {std::string(),         std::string(31, 'a'),
+                                 std::string(32, 'b'),  std::string(255, 'c'),
+                                 std::string(256, 'd'), std::string(70000, 'e')};
   std::string buf;
   Writer w(buf);
   w.array(static_cast<uint32_t>(std::size(lengths)) * 2);
@@ -81,7 +98,9 @@ TEST(MsgpackIoTest, RejectsContainerCountsLargerThanTheMessage) {
   Reader r(huge_array);
   EXPECT_EQ(r.array(), 0u);
   EXPECT_FALSE(r.ok());
-  const std::string huge_str = "\xdb\x7f\xff\xff\xff" "abc";
+  const std::string huge_str =
+      "\xdb\x7f\xff\xff\xff"
+      "abc";
   Reader r2(huge_str);
   EXPECT_TRUE(r2.str().empty());
   EXPECT_FALSE(r2.ok());

@@ -1,6 +1,6 @@
-#include "progress_server/store.hpp"
-
 #include <gtest/gtest.h>
+
+#include "progress_server/store.hpp"
 
 namespace lrts::progress_server {
 namespace {

@@ -1,11 +1,10 @@
-#include "scheduler/core.hpp"
-
 #include <gtest/gtest.h>
 
 #include <map>
 #include <utility>
 
 #include "protocol/codec.hpp"
+#include "scheduler/core.hpp"
 
 namespace lrts::scheduler {
 namespace {
@@ -93,8 +92,8 @@ class SchedulerCoreTest : public ::testing::Test {
     h.held = std::move(running);
     deliver(peer, h);
   }
-  void result(const std::string& worker, protocol::TaskKey key, uint32_t attempt,
-              TaskStatus status, std::string payload, uint32_t capacity = 1) {
+  void result(const std::string& worker, protocol::TaskKey key, uint32_t attempt, TaskStatus status,
+              std::string payload, uint32_t capacity = 1) {
     payloads_.push_back(std::move(payload));
     protocol::WorkerResults r;
     r.capacity = capacity;
@@ -398,7 +397,8 @@ TEST_F(SchedulerCoreTest, UnknownPeerIsAskedToSayHello) {
 }
 
 TEST_F(SchedulerCoreTest, BadMessageIsAnsweredAndCounted) {
-  core_.on_bad_message("X", {protocol::DecodeCode::kMalformed, "malformed submit: truncated message"}, now_);
+  core_.on_bad_message(
+      "X", {protocol::DecodeCode::kMalformed, "malformed submit: truncated message"}, now_);
   auto msgs = to_worker("X");
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(std::get<protocol::ErrorMsg>(msgs[0]).code, protocol::ErrorCode::kBadMessage);

@@ -309,8 +309,8 @@ struct SimApp final : client::SessionLink {
   bool welcomed = false;
   Wire wire;
   std::unique_ptr<client::SessionCore> core;
-  std::set<TaskKey> delivered;                  // this run
-  std::map<TaskKey, ServiceResult> results;     // delivered, not yet collected by the user
+  std::set<TaskKey> delivered;               // this run
+  std::map<TaskKey, ServiceResult> results;  // delivered, not yet collected by the user
   std::set<TaskKey> adopted;
   std::string failure;
 };
@@ -433,10 +433,11 @@ class Simulation {
           where += " result of attempt " + std::to_string(a) + " unacknowledged at " + w->peer;
         }
         if (ex.holds(k)) {
-          where += " held by " + w->peer + (w->up ? "" : " (down)") +
-                   (w->connected ? "" : " (cut off)");
+          where +=
+              " held by " + w->peer + (w->up ? "" : " (down)") + (w->connected ? "" : " (cut off)");
           for (size_t i = 0; i < w->slots_.size(); ++i) {
-            where += " slot" + std::to_string(i) + ":q" + std::to_string(w->slots_[i].queue.size()) +
+            where += " slot" + std::to_string(i) + ":q" +
+                     std::to_string(w->slots_[i].queue.size()) +
                      (w->slots_[i].starting ? ",starting" : "") + ",inflight" +
                      std::to_string(ex.dispatch().in_flight(static_cast<int>(i)).size()) +
                      (ex.dispatch().is_up(static_cast<int>(i)) ? ",up" : ",down");
@@ -445,8 +446,8 @@ class Simulation {
         }
       }
       return std::to_string(missing()) + " acknowledged task(s) never collected (e.g. seq " +
-             std::to_string(k.seq) + " of session " + std::to_string(k.session) + "; core: " +
-             std::to_string(st.queued) + " queued, " + std::to_string(st.assigned) +
+             std::to_string(k.seq) + " of session " + std::to_string(k.session) +
+             "; core: " + std::to_string(st.queued) + " queued, " + std::to_string(st.assigned) +
              " assigned, " + std::to_string(st.done) + " done, " + std::to_string(st.workers) +
              " workers, " + std::to_string(st.apps) + " apps; restarts " +
              std::to_string(restarts_) + ";" + where + ")";
@@ -509,7 +510,8 @@ class Simulation {
               } else if constexpr (requires { x.held; }) {
                 for (const auto& i : x.held) {
                   if (i.key.seq == trace_seq()) {
-                    keys += protocol::format_service_id(i.key) + ":" + std::to_string(i.attempt) + " ";
+                    keys +=
+                        protocol::format_service_id(i.key) + ":" + std::to_string(i.attempt) + " ";
                   }
                 }
               } else if constexpr (requires { x.returned; }) {
@@ -522,7 +524,8 @@ class Simulation {
                 }
               } else if constexpr (requires { x.tasks; }) {
                 for (const auto& t : x.tasks) {
-                  if (t.seq == trace_seq()) keys += std::to_string(x.session) + ":" + std::to_string(t.seq) + " ";
+                  if (t.seq == trace_seq())
+                    keys += std::to_string(x.session) + ":" + std::to_string(t.seq) + " ";
                 }
               }
               if (!keys.empty() || std::is_same_v<X, protocol::WorkerHello>) {
@@ -552,7 +555,9 @@ class Simulation {
   }
 
   void deliver_to_peers() {
-    for (auto& [peer, msgs] : transport_.to_peer) {
+    for (auto& entry : transport_.to_peer) {
+      const auto& peer = entry.first;  // a plain name: lambdas below capture it
+      auto& msgs = entry.second;
       SimWorker* w = worker_by_peer(peer);
       const bool is_app = peer == app_->peer;
       const bool reachable = is_app ? app_->linked : (w && w->up && w->connected);
@@ -574,7 +579,8 @@ class Simulation {
                   std::string keys;
                   if constexpr (requires { x.items; }) {
                     for (const auto& i : x.items) {
-                      if (i.key.seq == trace_seq()) keys += protocol::format_service_id(i.key) + " ";
+                      if (i.key.seq == trace_seq())
+                        keys += protocol::format_service_id(i.key) + " ";
                     }
                   } else if constexpr (requires { x.keys; }) {
                     for (const auto& k : x.keys) {
@@ -621,7 +627,8 @@ class Simulation {
                     }
                   } else if constexpr (requires { x.acked; }) {
                     for (const auto& i : x.acked) {
-                      if (i.key.seq == trace_seq()) keys += protocol::format_service_id(i.key) + " ";
+                      if (i.key.seq == trace_seq())
+                        keys += protocol::format_service_id(i.key) + " ";
                     }
                   } else if constexpr (requires { x.keys; }) {
                     for (const auto& k : x.keys) {
@@ -633,8 +640,8 @@ class Simulation {
                     }
                   }
                   if (!keys.empty()) {
-                    std::fprintf(stderr, "trace: to worker %s: %s %s\n", w->peer.c_str(),
-                                 X::kName, keys.c_str());
+                    std::fprintf(stderr, "trace: to worker %s: %s %s\n", w->peer.c_str(), X::kName,
+                                 keys.c_str());
                   }
                 },
                 *m);
@@ -744,7 +751,8 @@ class Simulation {
       }
       keys.push_back(it->first);
       if (it->first.seq == trace_seq()) {
-        std::fprintf(stderr, "trace: collected %s\n", protocol::format_service_id(it->first).c_str());
+        std::fprintf(stderr, "trace: collected %s\n",
+                     protocol::format_service_id(it->first).c_str());
       }
       collected_[it->first]++;
       it = app_->results.erase(it);
@@ -769,7 +777,8 @@ class Simulation {
       if (checked_.count({app_.get(), key})) continue;
       checked_.insert({app_.get(), key});
       if (journal_.removed(key)) {
-        failure_ = "task " + std::to_string(key.seq) + " came back after its collection was "
+        failure_ = "task " + std::to_string(key.seq) +
+                   " came back after its collection was "
                    "committed";
         return;
       }

@@ -59,8 +59,7 @@ TEST(ServiceTest, FieldsTravelByNameAndResultsComeBackTyped) {
 
 TEST(ServiceTest, MissingFieldsKeepTheirDefaults) {
   FakeContext ctx;
-  const std::string out =
-      services::find_service("test.echo")->invoke(ctx, pack_map("text", "x"));
+  const std::string out = services::find_service("test.echo")->invoke(ctx, pack_map("text", "x"));
   auto oh = msgpack::unpack(out.data(), out.size());
   EXPECT_TRUE(oh.get().as<test_services::EchoResult>().numbers.empty());
 }

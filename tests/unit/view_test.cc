@@ -112,7 +112,8 @@ TEST(ViewFormatTest, ANarrowStatusLineDropsTheLeastUsefulPartsFirst) {
 TEST(ViewFormatTest, FrozenBarsSayHowTheyEndedInsteadOfARateAndEta) {
   ProgressSnapshot s = bar(20, 42, 33, 36, 0.61);
   s.closed = true;
-  for (auto [status, word] : {std::pair{BarStatus::failed, "failed"}, {BarStatus::lost, "lost"},
+  for (auto [status, word] : {std::pair{BarStatus::failed, "failed"},
+                              {BarStatus::lost, "lost"},
                               {BarStatus::cancelled, "cancelled"},
                               {BarStatus::timed_out, "timed out"}}) {
     s.status = status;
@@ -139,13 +140,17 @@ TEST(ViewFormatTest, NarrowBarLinesDropWholeFieldsNotHalves) {
 
 TEST(ViewFormatTest, ControlCharactersNeverReachTheTerminal) {
   // OSC 0 (window title), OSC 52 (clipboard), CSI, C1 controls, bidi overrides, bad UTF-8.
-  EXPECT_EQ(printable("a\x1b]0;pwned\x07" "b"), "a]0;pwnedb");
+  EXPECT_EQ(printable("a\x1b]0;pwned\x07"
+                      "b"),
+            "a]0;pwnedb");
   EXPECT_EQ(printable("\x1b]52;c;ZWNobyBoaQ==\x07x"), "]52;c;ZWNobyBoaQ==x");
   EXPECT_EQ(printable("\x1b[2J\r\n\t\x7f"), "[2J");
-  EXPECT_EQ(printable("\xc2\x9b" "31m"), "31m");           // C1 CSI
-  EXPECT_EQ(printable("x\xe2\x80\xaey"), "xy");            // right-to-left override
-  EXPECT_EQ(printable("\xff\xfe ok \xc3"), " ok ");         // malformed UTF-8
-  EXPECT_EQ(printable("Grüße 進捗 ✓"), "Grüße 進捗 ✓");      // text stays
+  EXPECT_EQ(printable("\xc2\x9b"
+                      "31m"),
+            "31m");                                      // C1 CSI
+  EXPECT_EQ(printable("x\xe2\x80\xaey"), "xy");          // right-to-left override
+  EXPECT_EQ(printable("\xff\xfe ok \xc3"), " ok ");      // malformed UTF-8
+  EXPECT_EQ(printable("Grüße 進捗 ✓"), "Grüße 進捗 ✓");  // text stays
   protocol::BarState b;
   b.description = "evil\x1b]52;c;AAAA\x07";
   b.unit = "\x1b[31mred";
@@ -209,7 +214,7 @@ TEST(ViewModelTest, FailedLostAndCancelledBarsAreCountedApart) {
   TimePoint now{};
   std::vector<ProgressSnapshot> bars;
   const BarStatus statuses[] = {BarStatus::running, BarStatus::running, BarStatus::done,
-                                BarStatus::failed, BarStatus::lost, BarStatus::cancelled};
+                                BarStatus::failed,  BarStatus::lost,    BarStatus::cancelled};
   for (size_t i = 0; i < std::size(statuses); ++i) {
     ProgressSnapshot s = bar(5, 10, 1, 1, 5);
     s.service_id = "00000000000000ab-" + std::to_string(i + 1);
