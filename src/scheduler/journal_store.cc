@@ -155,18 +155,20 @@ Result<std::unique_ptr<JournalStore>> JournalStore::open(const std::string& dir,
   }
   std::unique_ptr<JournalStore> j(new JournalStore(path, sync_full));
   j->lock_ = std::move(lock);
-  if (sqlite3_open_v2(j->path_.c_str(), &j->db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    return make_error(sql_error(j->db_, ("cannot open " + j->path_).c_str()));
-  }
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(j->path_.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  j->db_.reset(db);  // owned even when the open failed (SQLite hands back a handle to close)
+  if (rc != SQLITE_OK) return make_error(sql_error(db, ("cannot open " + j->path_).c_str()));
   if (auto s = j->init_schema(); !s) return Error{s.error()};
   return j;
 }
 
+void JournalStore::CloseDb::operator()(sqlite3* db) const { sqlite3_close(db); }
+
 JournalStore::~JournalStore() {
-  stmts_.reset();
-  if (db_) sqlite3_close(db_);
+  stmts_.reset();  // statements are finalized before the database closes
 }
 
 Status JournalStore::init_schema() {
@@ -174,13 +176,13 @@ Status JournalStore::init_schema() {
       std::string("PRAGMA journal_mode=WAL;") +
       (sync_full_ ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;") +
       "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384;";
-  if (sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return make_error(path_ + " is not a journal lrts can use (" + sqlite3_errmsg(db_) +
+  if (sqlite3_exec(db_.get(), pragmas.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return make_error(path_ + " is not a journal lrts can use (" + sqlite3_errmsg(db_.get()) +
                       "): move the state directory aside to start with an empty queue");
   }
   {
     // A damaged journal is refused rather than half read.
-    Query check(db_, "PRAGMA quick_check");
+    Query check(db_.get(), "PRAGMA quick_check");
     std::string verdict = "unreadable";
     if (check.ok() && sqlite3_step(check.get()) == SQLITE_ROW) {
       verdict.assign(column_text(check.get(), 0));
@@ -196,7 +198,7 @@ Status JournalStore::init_schema() {
   }
   int version = 0;
   {
-    Query v(db_, "PRAGMA user_version");
+    Query v(db_.get(), "PRAGMA user_version");
     if (v.ok() && sqlite3_step(v.get()) == SQLITE_ROW) version = sqlite3_column_int(v.get(), 0);
   }
   if (version > kSchemaVersion) {
@@ -213,27 +215,27 @@ Status JournalStore::init_schema() {
       "run_ns INTEGER, fields_blob INTEGER NOT NULL DEFAULT 0, "
       "result_blob INTEGER NOT NULL DEFAULT 0, done_ms INTEGER, "
       "PRIMARY KEY(session, seq)) WITHOUT ROWID;";
-  if (sqlite3_exec(db_, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return make_error(sql_error(db_, "create journal tables"));
+  if (sqlite3_exec(db_.get(), schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return make_error(sql_error(db_.get(), "create journal tables"));
   }
   if (version == 1) {  // format 1: no payload files, no detached applications
     const char* migrate =
         "ALTER TABLE apps ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE tasks ADD COLUMN fields_blob INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE tasks ADD COLUMN result_blob INTEGER NOT NULL DEFAULT 0;";
-    if (sqlite3_exec(db_, migrate, nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return make_error(sql_error(db_, "upgrade the journal from format 1"));
+    if (sqlite3_exec(db_.get(), migrate, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return make_error(sql_error(db_.get(), "upgrade the journal from format 1"));
     }
   }
   if (version == 1 || version == 2) {  // format 2: no time a result was recorded
-    if (sqlite3_exec(db_, "ALTER TABLE tasks ADD COLUMN done_ms INTEGER;", nullptr, nullptr,
+    if (sqlite3_exec(db_.get(), "ALTER TABLE tasks ADD COLUMN done_ms INTEGER;", nullptr, nullptr,
                      nullptr) != SQLITE_OK) {
-      return make_error(sql_error(db_, "upgrade the journal from format 2"));
+      return make_error(sql_error(db_.get(), "upgrade the journal from format 2"));
     }
     LRTS_INFO("journal {} upgraded from state format {} to {}", path_, version, kSchemaVersion);
   }
-  sqlite3_exec(db_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), nullptr,
-               nullptr, nullptr);
+  sqlite3_exec(db_.get(), ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(),
+               nullptr, nullptr, nullptr);
   auto st = std::make_unique<Statements>();
   for (auto [stmt, sql] : std::initializer_list<std::pair<Stmt*, const char*>>{
            {&st->submit,
@@ -246,7 +248,7 @@ Status JournalStore::init_schema() {
            {&st->remove, "DELETE FROM tasks WHERE session=?1 AND seq=?2"},
            {&st->app, "INSERT OR REPLACE INTO apps(app, grace_ms, detached) VALUES(?1, ?2, ?3)"},
            {&st->app_remove, "DELETE FROM apps WHERE app=?1"}}) {
-    if (auto s = stmt->prepare(db_, sql); !s) return s;
+    if (auto s = stmt->prepare(db_.get(), sql); !s) return s;
   }
   stmts_ = std::move(st);
   return {};
@@ -255,18 +257,18 @@ Status JournalStore::init_schema() {
 Result<RecoveredState> JournalStore::load() {
   RecoveredState state;
   {
-    Query q(db_, "SELECT app, grace_ms, detached FROM apps");
-    if (!q.ok()) return make_error(sql_error(db_, "read applications"));
+    Query q(db_.get(), "SELECT app, grace_ms, detached FROM apps");
+    if (!q.ok()) return make_error(sql_error(db_.get(), "read applications"));
     while (sqlite3_step(q.get()) == SQLITE_ROW) {
       state.apps.push_back({std::string(column_text(q.get(), 0)),
                             static_cast<uint64_t>(sqlite3_column_int64(q.get(), 1)),
                             sqlite3_column_int64(q.get(), 2) != 0});
     }
   }
-  Query q(db_,
+  Query q(db_.get(),
           "SELECT session, seq, app, name, fields, max_retries, timeout_ms, attempts, status, "
           "result, worker, run_ns, fields_blob, result_blob, done_ms FROM tasks");
-  if (!q.ok()) return make_error(sql_error(db_, "read tasks"));
+  if (!q.ok()) return make_error(sql_error(db_.get(), "read tasks"));
   sqlite3_stmt* s = q.get();
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -297,7 +299,7 @@ Result<RecoveredState> JournalStore::load() {
     }
     state.tasks.push_back(std::move(t));
   }
-  if (rc != SQLITE_DONE) return make_error(sql_error(db_, "read tasks"));
+  if (rc != SQLITE_DONE) return make_error(sql_error(db_.get(), "read tasks"));
   return state;
 }
 
@@ -334,8 +336,8 @@ Status JournalStore::apply(const std::vector<std::string>& batches, JournalStats
   }
 
   Statements& st = *stmts_;
-  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return make_error(sql_error(db_, "begin"));
+  if (sqlite3_exec(db_.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return make_error(sql_error(db_.get(), "begin"));
   }
   bool ok = true;
   auto skipped = [&](const TaskKey& k) {
@@ -391,13 +393,13 @@ Status JournalStore::apply(const std::vector<std::string>& batches, JournalStats
     if (!r.ok()) ok = false;
   }
   if (!ok) {
-    const std::string why = sql_error(db_, "write");
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    const std::string why = sql_error(db_.get(), "write");
+    sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
     return make_error(why);
   }
-  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    const std::string why = sql_error(db_, "commit");
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  if (sqlite3_exec(db_.get(), "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    const std::string why = sql_error(db_.get(), "commit");
+    sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
     return make_error(why);
   }
   return {};

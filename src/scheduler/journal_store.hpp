@@ -47,7 +47,10 @@ class JournalStore {
   std::string path_;
   bool sync_full_;
   UniqueFd lock_;  // the state directory, locked for the life of the store
-  sqlite3* db_ = nullptr;
+  struct CloseDb {
+    void operator()(sqlite3* db) const;
+  };
+  std::unique_ptr<sqlite3, CloseDb> db_;
   std::unique_ptr<Statements> stmts_;
 };
 
