@@ -163,8 +163,13 @@ bool Executor::on_slot_results(int slot, std::vector<SlotOutcome>& results, Time
     }
     slots_[slot].failures = 0;
     Entry& e = entries_[r.ref];
-    Outcome o{e.task.key,           e.task.attempt, r.status,
-              std::move(r.payload), r.run_ns,       std::move(r.bars)};
+    Outcome o;
+    o.key = e.task.key;
+    o.attempt = e.task.attempt;
+    o.status = r.status;
+    o.payload = std::move(r.payload);
+    o.run_ns = r.run_ns;
+    o.bars = std::move(r.bars);
     if (o.status == TaskStatus::kFinished &&
         over_result_limit(o.payload.size(), options_.max_result_bytes)) {
       o.status = TaskStatus::kFailed;
