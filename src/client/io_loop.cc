@@ -15,6 +15,8 @@ namespace lrts::client {
 
 namespace {
 constexpr Duration kSubscribeRenewal = seconds(2);
+// The most an application that stops waits for its collections to be confirmed.
+constexpr Duration kLeaveWait = seconds(2);
 }  // namespace
 
 // ---- Outbox ---------------------------------------------------------------------------------
@@ -113,14 +115,23 @@ class IoLoop final : public SessionLink {
       if (!work.cancels.empty()) core_.cancel(work.cancels);
       core_.collected(c_.board->take_collected());
       if (work.stopping) {
-        if (work.detach) {
+        // Before leaving, wait a moment (connected only) until the scheduler confirms the
+        // results the user has: a run that starts right after this one with the same id must
+        // not be handed them again.
+        if (leave_by_ == TimePoint{}) {
+          leave_by_ = now + kLeaveWait;
           core_.flush(now);
-          core_.detach();
-        } else {
-          core_.bye();
         }
-        dealer_.set_int(ZMQ_LINGER, 500);  // give the goodbye a moment to leave
-        return;
+        if (core_.collections_confirmed() || !core_.session().welcomed() || now >= leave_by_) {
+          if (work.detach) {
+            core_.flush(now);
+            core_.detach();
+          } else {
+            core_.bye();
+          }
+          dealer_.set_int(ZMQ_LINGER, 500);  // give the goodbye a moment to leave
+          return;
+        }
       }
       core_.on_tick(now);
       core_.flush(now);
@@ -131,6 +142,7 @@ class IoLoop final : public SessionLink {
                                  {nullptr, c_.outbox->wake_fd(), ZMQ_POLLIN, 0},
                                  {progress_.get(), 0, ZMQ_POLLIN, 0}};
       TimePoint deadline = std::min(core_.next_deadline(), next_subscribe_);
+      if (leave_by_ != TimePoint{}) deadline = std::min(deadline, leave_by_);
       if (c_.view && shown_outstanding_ > 0) deadline = std::min(deadline, next_view_);
       const long timeout =
           deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
@@ -273,6 +285,7 @@ class IoLoop final : public SessionLink {
   std::string buf_;
   uint64_t scheduled_ = 0, adopted_ = 0, completed_ = 0, failed_ = 0, running_ = 0;
   uint64_t shown_completed_ = UINT64_MAX, shown_outstanding_ = 0, shown_running_ = 0;
+  TimePoint leave_by_{};    // stopping: leave by then, confirmed or not
   TimePoint first_work_{};  // the first submission or adopted task: the rate counts from it
   TimePoint next_view_{};
 };

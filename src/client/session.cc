@@ -51,6 +51,7 @@ void SessionCore::collected(const std::vector<TaskKey>& keys) {
   for (const TaskKey& k : keys) {
     received_.erase(k);
     to_collect_.push_back(k);
+    unconfirmed_collected_.insert(k);
     // Collected is the end of a task: its submission need not go again, acknowledged or not.
     if (k.session == options_.session) mark_acked(k.seq);
     // Until the scheduler's journal holds it, an earlier run's task may be listed again by a
@@ -124,7 +125,10 @@ void SessionCore::handle(const protocol::AppOutstanding& m, TimePoint) {
 }
 
 void SessionCore::handle(const protocol::CollectedAck& m, TimePoint) {
-  for (const TaskKey& k : m.keys) collected_earlier_.erase(k);
+  for (const TaskKey& k : m.keys) {
+    collected_earlier_.erase(k);
+    unconfirmed_collected_.erase(k);
+  }
 }
 
 void SessionCore::check_ready() {

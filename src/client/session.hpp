@@ -107,6 +107,10 @@ class SessionCore {
 
   size_t unacknowledged() const { return unacked_count_; }
   const protocol::PeerSession& session() const { return session_; }
+  // Whether every result the user was handed is confirmed collected (COLLECTED_ACK: the
+  // scheduler's journal holds it). An application that leaves waits a moment for this, so that a
+  // run started right after it with the same id is not handed those results again.
+  bool collections_confirmed() const { return unconfirmed_collected_.empty(); }
 
  private:
   struct Entry {
@@ -155,6 +159,7 @@ class SessionCore {
   std::unordered_set<TaskKey, TaskKeyHash> cancels_;   // asked, result not yet in
   // Earlier runs' tasks collected here whose collection the scheduler has not confirmed.
   std::unordered_set<TaskKey, TaskKeyHash> collected_earlier_;
+  std::unordered_set<TaskKey, TaskKeyHash> unconfirmed_collected_;  // COLLECTED not yet acked
   std::vector<TaskKey> to_cancel_, to_receive_, to_collect_;
 
   // After a welcome: how many earlier tasks and ready results are still to come.

@@ -30,18 +30,8 @@ Executor::Executor(ExecutorOptions options, SlotControl& control)
       slots_(static_cast<size_t>(std::max(1, options.slots))) {}
 
 uint32_t Executor::alloc(LocalTask task) {
-  uint32_t ref;
-  if (free_.empty()) {
-    ref = static_cast<uint32_t>(entries_.size());
-    entries_.emplace_back();
-  } else {
-    ref = free_.back();
-    free_.pop_back();
-  }
-  Entry& e = entries_[ref];
-  e = Entry{};
-  e.task = std::move(task);
-  e.used = true;
+  const uint32_t ref = entries_.alloc();
+  entries_[ref].task = std::move(task);
   return ref;
 }
 
@@ -49,12 +39,11 @@ void Executor::free_entry(uint32_t ref) {
   Entry& e = entries_[ref];
   auto it = by_key_.find(e.task.key);
   if (it != by_key_.end() && it->second == ref) by_key_.erase(it);  // cancelled ones are detached
-  e = Entry{};
-  free_.push_back(ref);
+  entries_.free(ref);
 }
 
 const LocalTask* Executor::task(uint32_t ref) const {
-  return ref < entries_.size() && entries_[ref].used ? &entries_[ref].task : nullptr;
+  return entries_.used(ref) ? &entries_[ref].task : nullptr;
 }
 
 bool Executor::add(LocalTask task) {
@@ -156,8 +145,7 @@ void Executor::on_slot_hello(int slot, TimePoint now) {
 bool Executor::on_slot_results(int slot, std::vector<SlotOutcome>& results, TimePoint now,
                                std::vector<Outcome>& out) {
   for (SlotOutcome& r : results) {
-    if (r.ref >= entries_.size() || !entries_[r.ref].used ||
-        !dispatch_.on_result(slot, r.ref, r.run_ns, now)) {
+    if (!entries_.used(r.ref) || !dispatch_.on_result(slot, r.ref, r.run_ns, now)) {
       LRTS_ERROR("slot {} answered for a task it was not running; restarting it", slot);
       return false;
     }
@@ -188,7 +176,7 @@ void Executor::on_slot_recalled(int slot, const std::vector<uint32_t>& refs,
                                 std::vector<Outcome>& out) {
   dispatch_.on_recalled(slot, refs);
   for (uint32_t ref : refs) {
-    if (ref >= entries_.size() || !entries_[ref].used || entries_[ref].slot != slot) continue;
+    if (!entries_.used(ref) || entries_[ref].slot != slot) continue;
     Entry& e = entries_[ref];
     e.slot = -1;
     if (e.cancelled) {

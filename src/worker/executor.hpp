@@ -23,6 +23,7 @@
 
 #include "common/bytes.hpp"
 #include "common/clock.hpp"
+#include "common/slab.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/progress_messages.hpp"
 #include "worker/dispatch.hpp"
@@ -131,7 +132,6 @@ class Executor {
  private:
   struct Entry {
     LocalTask task;
-    bool used = false;
     bool cancelled = false;  // detached from by_key_; settles when its slot answers or dies
     bool timed_out = false;
     int slot = -1;  // the slot holding it, or -1 while it waits
@@ -155,8 +155,7 @@ class Executor {
   SlotControl& control_;
   Dispatch dispatch_;
   std::vector<SlotState> slots_;
-  std::vector<Entry> entries_;
-  std::vector<uint32_t> free_;
+  Slab<Entry> entries_;
   std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> by_key_;
   std::vector<Dispatch::Batch> runs_, recalls_;  // scratch
 };
