@@ -27,7 +27,7 @@ for target in wire frames journal json scheduler; do
     tail -40 "$build/fuzz_$target.log"
     status=1
   else
-    grep -E "^Done|stat::number_of_executed_units" "$build/fuzz_$target.log" | head -2
+    grep -a -E "^Done|stat::number_of_executed_units" "$build/fuzz_$target.log" | head -2
   fi
 done
 exit $status

@@ -209,6 +209,28 @@ std::vector<std::string> registered_services();
               _Pragma("GCC diagnostic ignored \"-Wsuggest-override\"")
 #define LRTS_DETAIL_NO_OVERRIDE_WARNINGS_END _Pragma("GCC diagnostic pop")
 
+// A service's name and its fields in one line, the name checked as the service compiles (a
+// string literal, not empty, at most 256 bytes: what the wire carries):
+//
+//   class MultService : public lrts::Service {
+//    public:
+//     double a = 0, b = 0;
+//     double run() { return a * b; }
+//     LRTS_SERVICE("Multiplication Service Example", a, b);
+//   };
+#define LRTS_SERVICE(name, ...)                              \
+  LRTS_DETAIL_CHECK_SERVICE_NAME(name)                       \
+  std::string service_name() const override { return name; } \
+  LRTS_FIELDS(__VA_ARGS__)
+// The same for a service without fields.
+#define LRTS_SERVICE_NO_FIELDS(name)                         \
+  LRTS_DETAIL_CHECK_SERVICE_NAME(name)                       \
+  std::string service_name() const override { return name; } \
+  LRTS_NO_FIELDS()
+#define LRTS_DETAIL_CHECK_SERVICE_NAME(name)                           \
+  static_assert(sizeof(name) > 1, "a service name must not be empty"); \
+  static_assert(sizeof(name) <= 257, "a service name has at most 256 bytes");
+
 // For a service without fields.
 #define LRTS_NO_FIELDS()                                               \
   void lrts_pack_fields(::msgpack::sbuffer& lrts_out) const override { \

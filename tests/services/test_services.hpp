@@ -31,9 +31,8 @@ class EchoService : public lrts::Service {
  public:
   std::string text;
   std::vector<int> numbers;
-  std::string service_name() const override { return "test.echo"; }
   EchoResult run(lrts::TaskContext& ctx);
-  LRTS_FIELDS(text, numbers);
+  LRTS_SERVICE("test.echo", text, numbers);  // name and fields in one place
 };
 
 // Sleeps `ms` milliseconds (a wait in the task, not in the test), returns `value`. If
@@ -52,9 +51,8 @@ class SleepService : public lrts::Service {
 // Returns nothing (nil result).
 class NoopService : public lrts::Service {
  public:
-  std::string service_name() const override { return "test.noop"; }
   void run() {}
-  LRTS_NO_FIELDS();
+  LRTS_SERVICE_NO_FIELDS("test.noop");
 };
 
 // Returns a map, to check structured results.

@@ -36,6 +36,9 @@ TEST(ServiceTest, RegisteredServicesAreFoundByName) {
   EXPECT_EQ(services::find_service("nope"), nullptr);
   const auto names = registered_services();
   EXPECT_NE(std::find(names.begin(), names.end(), "test.throw"), names.end());
+  // LRTS_SERVICE / LRTS_SERVICE_NO_FIELDS name the service too.
+  EXPECT_EQ(test_services::EchoService().service_name(), "test.echo");
+  EXPECT_EQ(test_services::NoopService().service_name(), "test.noop");
 }
 
 TEST(ServiceTest, FieldsTravelByNameAndResultsComeBackTyped) {
