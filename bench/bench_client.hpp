@@ -1,19 +1,15 @@
-// What the benchmark applications share: the client side of the `bench.noop` service (its
-// worker side is in bench_services.cc) and a stopwatch.
+// What the benchmark applications share: the `bench.noop` service and a stopwatch.
 #pragma once
 
 #include <chrono>
 #include <lrts/lrts.hpp>
 #include <string>
 
+#include "bench_services.hpp"
+
 namespace lrts::bench {
 
-class Noop : public lrts::Service {
- public:
-  std::string service_name() const override { return "bench.noop"; }
-  void run() {}
-  LRTS_NO_FIELDS();
-};
+using Noop = bench_services::Noop;
 
 using Clock = std::chrono::steady_clock;
 

@@ -12,18 +12,9 @@
 
 #include "bench_cluster.hpp"
 #include "bench_json.hpp"
+#include "bench_services.hpp"
 
-namespace {
-
-class Spin : public lrts::Service {
- public:
-  int64_t ms = 0;
-  std::string service_name() const override { return "bench.spin"; }
-  void run() {}
-  LRTS_FIELDS(ms);
-};
-
-}  // namespace
+using bench_services::Spin;
 
 int main(int argc, char** argv) {
   double seconds = 60;

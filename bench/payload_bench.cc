@@ -18,35 +18,15 @@
 
 #include "bench_cluster.hpp"
 #include "bench_json.hpp"
+#include "bench_services.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-class Noop : public lrts::Service {
- public:
-  std::string service_name() const override { return "bench.noop"; }
-  void run() {}
-  LRTS_NO_FIELDS();
-};
-
-class Sleep : public lrts::Service {
- public:
-  int64_t ms = 0;
-  std::string service_name() const override { return "bench.sleep"; }
-  void run() {}
-  LRTS_FIELDS(ms);
-};
-
-class Bytes : public lrts::Service {
- public:
-  std::string data;
-  int64_t result_bytes = 0;
-  std::string service_name() const override { return "bench.bytes"; }
-  void run() {}
-  LRTS_FIELDS(data, result_bytes);
-};
+using bench_services::Bytes;
+using bench_services::Noop;
+using bench_services::Sleep;
 
 // Peak resident memory of a process (VmHWM), in MiB.
 double peak_mib(int pid) {

@@ -21,24 +21,12 @@
 
 #include "bench_cluster.hpp"
 #include "bench_json.hpp"
+#include "bench_services.hpp"
 
 namespace {
 
-class SpinProgress : public lrts::Service {
- public:
-  int64_t ms = 1000;
-  std::string service_name() const override { return "bench.spin_progress"; }
-  void run() {}
-  LRTS_FIELDS(ms);
-};
-
-class ClockService : public lrts::Service {
- public:
-  int64_t ms = 1000;
-  std::string service_name() const override { return "bench.clock"; }
-  void run() {}
-  LRTS_FIELDS(ms);
-};
+using bench_services::SpinProgress;
+using ClockService = bench_services::Clock;
 
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(

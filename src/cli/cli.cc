@@ -5,9 +5,29 @@
 
 #include "cli/commands.hpp"
 #include "flags/flags.hpp"
+#include "protocol/messages.hpp"
 #include "worker/slot_runtime.hpp"
 
 namespace lrts::cli {
+
+void add_scheduler_flags(CLI::App& command, std::string& address, int& port) {
+  command.add_option("--scheduler-address", address, "Address of the scheduler")
+      ->capture_default_str()
+      ->check(flags::non_empty());
+  command.add_option("--scheduler-port", port, "TCP port of the scheduler")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+}
+
+CLI::Validator application_id_check() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        if (v.empty()) return "must not be empty";
+        if (v.size() > protocol::kMaxAppIdBytes) return "an application id has at most 256 bytes";
+        return "";
+      },
+      "TEXT");
+}
 
 namespace {
 constexpr const char* kVersion = "0.1.0";

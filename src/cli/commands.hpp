@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <string>
 
 namespace lrts::cli {
 
@@ -15,6 +16,11 @@ class Command {
   // Runs it after parsing; returns the process exit code.
   virtual int run() = 0;
 };
+
+// --scheduler-address and --scheduler-port, for the commands that talk to the scheduler.
+void add_scheduler_flags(CLI::App& command, std::string& address, int& port);
+// Checks an --application-id: not empty, at most protocol::kMaxAppIdBytes.
+CLI::Validator application_id_check();
 
 std::unique_ptr<Command> scheduler_command(CLI::App& lrts);
 std::unique_ptr<Command> worker_command(CLI::App& lrts);

@@ -100,25 +100,13 @@ class ResultsCommand final : public Command {
     CLI::App& a = *app_;
     a.add_option("--application-id", o_.application_id, "The application id the tasks run under")
         ->required()
-        ->check(CLI::Validator(
-            [](std::string& v) -> std::string {
-              if (v.empty()) return "must not be empty";
-              if (v.size() > protocol::kMaxAppIdBytes)
-                return "an application id has at most 256 bytes";
-              return "";
-            },
-            "TEXT"));
+        ->check(application_id_check());
     a.add_flag("--wait", o_.wait, "Wait until every task has a result, printing each as it comes");
     a.add_option("--timeout", o_.timeout_s,
                  "With --wait: give up after this many seconds (0: wait as long as it takes)")
         ->capture_default_str()
         ->check(flags::number(0, 365.0 * 86400));
-    a.add_option("--scheduler-address", o_.scheduler_address, "Address of the scheduler")
-        ->capture_default_str()
-        ->check(flags::non_empty());
-    a.add_option("--scheduler-port", o_.scheduler_port, "TCP port of the scheduler")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 65535));
+    add_scheduler_flags(a, o_.scheduler_address, o_.scheduler_port);
   }
   CLI::App* app() const override { return app_; }
   int run() override {

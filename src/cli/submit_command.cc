@@ -135,12 +135,7 @@ class SubmitCommand final : public Command {
     a.add_flag("--wait", o_.wait,
                "Wait and print one JSON line per result as each completes; exit status 1 if any "
                "task did not finish");
-    a.add_option("--scheduler-address", o_.scheduler_address, "Address of the scheduler")
-        ->capture_default_str()
-        ->check(flags::non_empty());
-    a.add_option("--scheduler-port", o_.scheduler_port, "TCP port of the scheduler")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 65535));
+    add_scheduler_flags(a, o_.scheduler_address, o_.scheduler_port);
     a.add_option("--max-retries", o_.max_retries,
                  "Further attempts when an attempt is lost (worker or slot died)")
         ->capture_default_str()
@@ -155,14 +150,7 @@ class SubmitCommand final : public Command {
         ->check(flags::number(0, 365.0 * 86400));
     a.add_option("--application-id", o_.application_id,
                  "Application id to submit under (default: a fresh one); at most 256 bytes")
-        ->check(CLI::Validator(
-            [](std::string& v) -> std::string {
-              if (v.empty()) return "must not be empty";
-              if (v.size() > protocol::kMaxAppIdBytes)
-                return "an application id has at most 256 bytes";
-              return "";
-            },
-            "TEXT"));
+        ->check(application_id_check());
   }
   CLI::App* app() const override { return app_; }
   int run() override {

@@ -8,7 +8,6 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "services/test_services.hpp"
 #include "support/harness.hpp"
@@ -167,13 +166,13 @@ TEST_F(DeliveryTest, AResultHeldByAWorkerThroughASchedulerRestartKeepsItsAttempt
   test_services::SleepService started;  // marks the task running, then it sleeps
   started.ms = 1000;
   started.started = dir_.file("started");
+  started.finished = dir_.file("finished");
   const std::string id = app.schedule_service(started);
   ASSERT_TRUE(wait_for_file(started.started));
   first.signal(SIGKILL);
   ASSERT_NE(first.wait_exit(), -1);
   // The task ends while the scheduler is down: its worker holds the result.
-  ASSERT_TRUE(wait_until([&] { return children_of(cluster_.worker(0).pid()).size() == 1; }));
-  std::this_thread::sleep_for(1500ms);  // a task's own run time, not a synchronisation
+  ASSERT_TRUE(wait_for_file(started.finished));
   cluster_.start_scheduler(durable);
   const auto r = app.wait_for(id, 30s);
   ASSERT_TRUE(r.ok()) << r.error();

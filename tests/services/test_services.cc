@@ -15,6 +15,7 @@ EchoResult EchoService::run(lrts::TaskContext& ctx) {
 int64_t SleepService::run(lrts::TaskContext& ctx) {
   if (!started.empty()) std::ofstream(started) << ctx.service_id() << "\n";
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  if (!finished.empty()) std::ofstream(finished) << ctx.service_id() << "\n";
   return value;
 }
 

@@ -43,9 +43,10 @@ class SleepService : public lrts::Service {
   int ms = 0;
   int64_t value = 0;
   std::string started;
+  std::string finished;  // if set, a file written when the sleep is over
   std::string service_name() const override { return "test.sleep"; }
   int64_t run(lrts::TaskContext& ctx);
-  LRTS_FIELDS(ms, value, started);
+  LRTS_FIELDS(ms, value, started, finished);
 };
 
 // Returns nothing (nil result).
