@@ -319,6 +319,25 @@ TEST_F(DeliveryTest, AResultOverTheWorkersLimitFailsOnceNamingItsSizeAndTheLimit
   EXPECT_NE(r.error().find("1.0 MB"), std::string::npos) << r.error();
 }
 
+TEST_F(DeliveryTest, AResultOfExactlyTheLimitPassesAndOneKibibyteBeyondItsAllowanceFails) {
+  // The limit counts what run returns; the encoding around it (here a BlobResult's other
+  // fields) has a 64 KiB allowance.
+  cluster_.start_scheduler();
+  cluster_.start_worker(1, {"--max-result-mb", "1"});
+  ClientApplication app(info());
+  app.start_application();
+  test_services::BlobService at;
+  at.result_bytes = 1u << 20;
+  const auto ok = app.wait_for(app.schedule_service(at), 60s);
+  ASSERT_TRUE(ok.ok()) << ok.error();
+  EXPECT_EQ(ok.service_result<test_services::BlobResult>().data.size(), 1u << 20);
+  test_services::BlobService past;
+  past.result_bytes = (1u << 20) + (65u << 10);
+  const auto r = app.wait_for(app.schedule_service(past), 60s);
+  EXPECT_EQ(r.status(), ServiceStatus::failed);
+  EXPECT_NE(r.error().find("--max-result-mb"), std::string::npos) << r.error();
+}
+
 TEST_F(DeliveryTest, ResultsAWorkerHeldThroughASchedulerOutageAllArrive) {
   const std::vector<std::string> durable = {"--heartbeat-interval", "0.2", "--worker-timeout", "5"};
   Daemon& first = cluster_.start_scheduler(durable);
