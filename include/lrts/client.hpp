@@ -55,6 +55,11 @@ struct ApplicationInformation {
   // does): the application stays detached, so if this process dies, its tasks still run to the
   // end and their results stay kept (--keep-results). Leave with detach_application().
   bool collect_only = false;
+  // A directory with this application's key (application.key) and the cluster's scheduler.pub,
+  // as made by `lrts keygen` (the cluster directory itself, or a member's from --add NAME --role
+  // application): every connection is encrypted and authenticated with it (ZeroMQ CURVE). Needed
+  // when the scheduler runs with --auth; empty: $LRTS_AUTH_DIR if set, else connect without.
+  std::string auth_dir;
 
   // Follow the progress bars of this application's tasks through the progress server (when one
   // runs): progress(), on_progress() and the terminal view need it.

@@ -19,6 +19,23 @@ void add_scheduler_flags(CLI::App& command, std::string& address, int& port) {
       ->check(CLI::Range(1, 65535));
 }
 
+void add_auth_flag(CLI::App& command, std::string& dir, const std::string& what) {
+  command
+      .add_option("--auth", dir,
+                  "Directory of cluster keys made by `lrts keygen DIR` (or a member's, from "
+                  "--add): every connection is encrypted and authenticated with ZeroMQ CURVE "
+                  "(default: $LRTS_AUTH_DIR); " +
+                      what)
+      ->envname("LRTS_AUTH_DIR")
+      ->check(CLI::ExistingDirectory);
+}
+
+void add_insecure_flag(CLI::App& command, bool& insecure) {
+  command.add_flag("--insecure", insecure,
+                   "Listen on a non-loopback address without --auth (anyone who can reach the "
+                   "port may then register workers, submit tasks and read results): warns loudly");
+}
+
 CLI::Validator application_id_check() {
   return CLI::Validator(
       [](std::string& v) -> std::string {
@@ -49,6 +66,7 @@ int main(int argc, char** argv) {
   commands.push_back(progress_command(app));
   commands.push_back(submit_command(app));
   commands.push_back(results_command(app));
+  commands.push_back(keygen_command(app));
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

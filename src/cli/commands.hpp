@@ -19,6 +19,10 @@ class Command {
 
 // --scheduler-address and --scheduler-port, for the commands that talk to the scheduler.
 void add_scheduler_flags(CLI::App& command, std::string& address, int& port);
+// --auth DIR: the directory of keys from `lrts keygen` this command uses (`what` says which).
+void add_auth_flag(CLI::App& command, std::string& dir, const std::string& what);
+// --insecure, for the daemons that listen.
+void add_insecure_flag(CLI::App& command, bool& insecure);
 // Checks an --application-id: not empty, at most protocol::kMaxAppIdBytes.
 CLI::Validator application_id_check();
 
@@ -28,5 +32,6 @@ std::unique_ptr<Command> progress_server_command(CLI::App& lrts);
 std::unique_ptr<Command> progress_command(CLI::App& lrts);
 std::unique_ptr<Command> submit_command(CLI::App& lrts);
 std::unique_ptr<Command> results_command(CLI::App& lrts);
+std::unique_ptr<Command> keygen_command(CLI::App& lrts);
 
 }  // namespace lrts::cli

@@ -40,6 +40,10 @@ class ProgressServerCommand final : public Command {
                  "Bars held at most (oldest finished ones are forgotten first)")
         ->capture_default_str()
         ->check(CLI::Range(1, 100'000'000));
+    add_auth_flag(a, pso_.auth_dir,
+                  "the progress server uses scheduler.key and accepts the keys in `members`: "
+                  "workers send bars, a viewer key sees all, an application key its own");
+    add_insecure_flag(a, pso_.insecure);
     flags::add_log_level(a, log_level_);
   }
   CLI::App* app() const override { return app_; }
@@ -83,6 +87,9 @@ class ProgressCommand final : public Command {
     a.add_option("--seconds", seconds_, "Stop after this many seconds (0: until Ctrl-C)")
         ->capture_default_str()
         ->check(flags::number(0, 365.0 * 86400));
+    add_auth_flag(a, vo_.auth_dir,
+                  "the viewer uses viewer.key (every bar), or application.key when there is none "
+                  "(that application's bars only)");
   }
   CLI::App* app() const override { return app_; }
   int run() override {

@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "flags/flags.hpp"
 #include "lrts/client.hpp"
+#include "net/auth.hpp"
 #include "net/endpoint.hpp"
 #include "protocol/messages.hpp"
 
@@ -20,6 +21,7 @@ struct ResultsOptions {
   std::string scheduler_address = "127.0.0.1";
   int scheduler_port = 5555;
   std::string application_id;
+  std::string auth_dir;
   bool wait = false;
   double timeout_s = 0;
 };
@@ -29,10 +31,17 @@ int collect(const ResultsOptions& o) {
     std::fprintf(stderr, "lrts results: --scheduler-address: %s\n", ep.error().c_str());
     return 2;
   }
+  if (!o.auth_dir.empty()) {
+    if (auto a = net::load_client_auth(o.auth_dir, net::Role::kApplication); !a) {
+      std::fprintf(stderr, "lrts results: %s\n", a.error().c_str());
+      return 2;
+    }
+  }
   ApplicationInformation info;
   info.scheduler_address = o.scheduler_address;
   info.scheduler_port = o.scheduler_port;
   info.application_id = o.application_id;
+  info.auth_dir = o.auth_dir;
   info.track_progress = false;
   info.collect_only = true;  // interrupted, it leaves the application detached as it was
   ClientApplication app(info);
@@ -107,6 +116,8 @@ class ResultsCommand final : public Command {
         ->capture_default_str()
         ->check(flags::number(0, 365.0 * 86400));
     add_scheduler_flags(a, o_.scheduler_address, o_.scheduler_port);
+    add_auth_flag(a, o_.auth_dir,
+                  "collects with application.key (only the key that created the application may)");
   }
   CLI::App* app() const override { return app_; }
   int run() override {

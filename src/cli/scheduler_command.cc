@@ -97,6 +97,21 @@ class SchedulerCommand final : public Command {
                  "larger than a message travel in chunks)")
         ->capture_default_str()
         ->check(flags::number(1, 4095));
+    add_auth_flag(a, so_.auth_dir,
+                  "the scheduler uses scheduler.key and accepts the keys listed in `members` "
+                  "(re-read when it changes)");
+    add_insecure_flag(a, so_.insecure);
+    a.add_option("--hoard-timeout", hoard_timeout_,
+                 "A worker that holds tasks and, while it heartbeats, runs none of them and "
+                 "finishes none for this long is flagged as hoarding: its tasks go to other "
+                 "workers (a task that runs, however long, never counts): seconds, or 90m, 12h")
+        ->capture_default_str()
+        ->check(flags::duration(1, 10.0 * 365 * 86400));
+    a.add_option("--max-worker-capacity", so_.core.max_worker_capacity,
+                 "Most tasks one worker may hold at once, whatever it asks for (it is held to "
+                 "256 per slot too)")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 1u << 24));
     flags::add_log_level(a, log_level_);
   }
 
@@ -127,6 +142,9 @@ class SchedulerCommand final : public Command {
     double keep_s = 0;
     flags::parse_duration(keep_results_, &keep_s);
     so_.core.keep_results = flags::seconds(keep_s);
+    double hoard_s = 0;
+    flags::parse_duration(hoard_timeout_, &hoard_s);
+    so_.core.hoard_timeout = flags::seconds(hoard_s);
     so_.core.unoffered_service_wait = flags::seconds(unoffered_wait_s_);
     so_.core.reclaim_grace = flags::seconds(reclaim_s_ >= 0 ? reclaim_s_ : worker_timeout_s_);
     so_.max_message_bytes = static_cast<size_t>(max_mb_ * 1024 * 1024);
@@ -145,6 +163,7 @@ class SchedulerCommand final : public Command {
   std::string log_level_ = "info";
   std::string journal_sync_ = "normal";
   std::string keep_results_ = "7d";
+  std::string hoard_timeout_ = "5m";
   bool no_journal_ = false;
   double timeout_s_ = 1, heartbeat_s_ = 1, worker_timeout_s_ = 10, app_timeout_s_ = 10,
          app_grace_s_ = 600, max_mb_ = 64, unoffered_wait_s_ = 5, reclaim_s_ = -1;

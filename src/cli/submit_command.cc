@@ -5,6 +5,7 @@
 #include "cli/commands.hpp"
 #include "flags/flags.hpp"
 #include "lrts/client.hpp"
+#include "net/auth.hpp"
 #include "net/endpoint.hpp"
 #include "protocol/messages.hpp"
 
@@ -23,6 +24,7 @@ struct SubmitOptions {
   double task_timeout_s = 0;
   double wait_timeout_s = 0;
   std::string application_id;
+  std::string auth_dir;
 };
 
 // The command that collects what this submission leaves running.
@@ -31,7 +33,8 @@ std::string collect_command(const SubmitOptions& o, const ClientApplication& app
                                 ? ""
                                 : " --scheduler-address " + o.scheduler_address +
                                       " --scheduler-port " + std::to_string(o.scheduler_port);
-  return "lrts results --application-id " + app.application_id() + where + " --wait";
+  const std::string auth = o.auth_dir.empty() ? "" : " --auth " + o.auth_dir;
+  return "lrts results --application-id " + app.application_id() + where + auth + " --wait";
 }
 
 int submit(const SubmitOptions& o) {
@@ -53,10 +56,17 @@ int submit(const SubmitOptions& o) {
   const std::vector<uint8_t> packed = nlohmann::json::to_msgpack(fields);
   const std::string payload(packed.begin(), packed.end());
 
+  if (!o.auth_dir.empty()) {
+    if (auto a = net::load_client_auth(o.auth_dir, net::Role::kApplication); !a) {
+      std::fprintf(stderr, "lrts submit: %s\n", a.error().c_str());
+      return 2;
+    }
+  }
   ApplicationInformation info;
   info.scheduler_address = o.scheduler_address;
   info.scheduler_port = o.scheduler_port;
   info.application_id = o.application_id;
+  info.auth_dir = o.auth_dir;
   ClientApplication app(info);
   app.start_application();
 
@@ -136,6 +146,7 @@ class SubmitCommand final : public Command {
                "Wait and print one JSON line per result as each completes; exit status 1 if any "
                "task did not finish");
     add_scheduler_flags(a, o_.scheduler_address, o_.scheduler_port);
+    add_auth_flag(a, o_.auth_dir, "submits with application.key");
     a.add_option("--max-retries", o_.max_retries,
                  "Further attempts when an attempt is lost (worker or slot died)")
         ->capture_default_str()

@@ -4,6 +4,7 @@
 // view.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -15,6 +16,7 @@
 #include "client/progress_cache.hpp"
 #include "common/clock.hpp"
 #include "lrts/client.hpp"
+#include "net/auth.hpp"
 #include "protocol/messages.hpp"
 #include "tui/view.hpp"
 
@@ -61,6 +63,7 @@ struct ClientApplication::Impl {
   bool started LRTS_GUARDED_BY(mu) = false;
   bool stopping LRTS_GUARDED_BY(mu) = false;
   std::thread io;
+  std::optional<net::ClientAuth> auth;
 };
 
 ClientApplication::ClientApplication(ApplicationInformation info)
@@ -68,6 +71,14 @@ ClientApplication::ClientApplication(ApplicationInformation info)
   if (info.application_id.size() > protocol::kMaxAppIdBytes) {
     throw std::invalid_argument("application id of " + std::to_string(info.application_id.size()) +
                                 " bytes: at most " + std::to_string(protocol::kMaxAppIdBytes));
+  }
+  if (const char* env = std::getenv("LRTS_AUTH_DIR"); info.auth_dir.empty() && env && *env) {
+    info.auth_dir = env;  // so that a program runs unchanged against a cluster with --auth
+  }
+  if (!info.auth_dir.empty()) {
+    auto auth = net::load_client_auth(info.auth_dir, net::Role::kApplication);
+    if (!auth) throw std::invalid_argument(auth.error());
+    impl_->auth = std::move(*auth);
   }
   impl_->info = std::move(info);
   impl_->app_id = impl_->info.application_id;
@@ -108,6 +119,7 @@ void ClientApplication::start_application() {
   c.progress = &impl_->progress;
   c.view = impl_->view.get();
   c.outbox = &impl_->outbox;
+  c.auth = impl_->auth;
   impl_->io = std::thread([c = std::move(c)]() mutable { client::run_io(std::move(c)); });
 }
 

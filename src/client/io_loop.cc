@@ -97,6 +97,10 @@ class IoLoop final : public SessionLink {
     dealer_.set_int(ZMQ_RCVHWM, 0);
     dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
     dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
+    if (c_.auth) {
+      net::secure_client(dealer_, *c_.auth);
+      handshakes_ = std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep->zmq, "the scheduler");
+    }
     if (auto s = dealer_.connect(ep->zmq); !s) return fatal(s.error());
     endpoint_ = ep->zmq;
     sessions_.insert(c_.session);
@@ -138,19 +142,26 @@ class IoLoop final : public SessionLink {
       if (progress_.get() && now >= next_subscribe_) subscribe(now);
       update_view(now);
 
-      zmq_pollitem_t items[3] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
+      void* mon = handshakes_ ? handshakes_->monitor_socket() : nullptr;
+      zmq_pollitem_t items[4] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, c_.outbox->wake_fd(), ZMQ_POLLIN, 0},
+                                 {mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0},
                                  {progress_.get(), 0, ZMQ_POLLIN, 0}};
       TimePoint deadline = std::min(core_.next_deadline(), next_subscribe_);
+      if (handshakes_) deadline = std::min(deadline, handshakes_->next_deadline());
       if (leave_by_ != TimePoint{}) deadline = std::min(deadline, leave_by_);
       if (c_.view && shown_outstanding_ > 0) deadline = std::min(deadline, next_view_);
       const long timeout =
           deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
-      if (zmq_poll(items, progress_.get() ? 3 : 2, timeout) < 0 && zmq_errno() != EINTR) {
+      if (zmq_poll(items, progress_.get() ? 4 : 3, timeout) < 0 && zmq_errno() != EINTR) {
         return fatal("poll failed: " + net::zmq_error_text());
       }
       now = Clock::now();
       if (items[1].revents & ZMQ_POLLIN) c_.outbox->drain_wake();
+      if (handshakes_) {
+        if (items[2].revents & ZMQ_POLLIN) handshakes_->on_readable(now);
+        handshakes_->on_tick(now);
+      }
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) {
         auto decoded = protocol::decode<protocol::ToApp>(frame.view());
         if (decoded) {
@@ -211,6 +222,7 @@ class IoLoop final : public SessionLink {
     progress_.set_int(ZMQ_SNDHWM, 2);  // subscriptions wait for the server; at most two queue
     progress_.set_int(ZMQ_RECONNECT_IVL, 200);
     progress_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
+    if (c_.auth) net::secure_client(progress_, *c_.auth);
     if (auto s = progress_.connect(ep->zmq); !s) {
       LRTS_WARN("progress: {}", s.error());
       progress_.close();
@@ -278,6 +290,7 @@ class IoLoop final : public SessionLink {
   SessionCore core_;
   net::ZmqContext ctx_;
   net::ZmqSocket dealer_{ctx_, ZMQ_DEALER};
+  std::unique_ptr<net::HandshakeGuard> handshakes_;  // with --auth
   net::ZmqSocket progress_;                // to the progress server, when progress is followed
   std::unordered_set<uint64_t> sessions_;  // whose bars we follow
   TimePoint next_subscribe_ = TimePoint::max();

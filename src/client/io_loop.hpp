@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "client/session.hpp"
 #include "common/unique_fd.hpp"
 #include "lrts/client.hpp"
+#include "net/auth.hpp"
 #include "tui/view.hpp"
 
 namespace lrts::client {
@@ -55,6 +57,7 @@ struct IoContext {
   ProgressCache* progress = nullptr;
   tui::TerminalView* view = nullptr;  // the terminal view, when shown
   Outbox* outbox = nullptr;
+  std::optional<net::ClientAuth> auth;  // from info.auth_dir
 };
 
 // Runs until the outbox says stop (then says BYE or DETACH), or the connection cannot work.

@@ -199,7 +199,8 @@ void SessionCore::handle(const protocol::HeartbeatAck& m, TimePoint now) {
 void SessionCore::handle(const protocol::ErrorMsg& m, TimePoint now) {
   if (m.code == protocol::ErrorCode::kHelloRequired) {
     if (session_.on_hello_required(now)) send_hello(now);
-  } else if (m.code == protocol::ErrorCode::kVersionMismatch) {
+  } else if (m.code == protocol::ErrorCode::kVersionMismatch ||
+             m.code == protocol::ErrorCode::kForbidden) {
     link_.fatal("scheduler rejected this application: " + std::string(m.text));
   } else {
     LRTS_ERROR("scheduler reports: {}", m.text);

@@ -10,6 +10,7 @@
 #include "common/log.hpp"
 #include "common/log_limit.hpp"
 #include "common/signals.hpp"
+#include "net/auth.hpp"
 #include "net/endpoint.hpp"
 #include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
@@ -29,6 +30,7 @@ constexpr size_t kMaxOwners = 1u << 18;
 constexpr size_t kMaxWorkers = 100'000;
 
 struct Subscriber {
+  std::string key;  // with --auth, an application key: it sees only its applications' bars
   std::string application_id;
   std::unordered_set<uint64_t> sessions;
   bool all = false;
@@ -40,6 +42,7 @@ struct Subscriber {
 struct ProgressServer::Impl {
   ProgressServerOptions options;
   net::ZmqContext ctx;
+  std::unique_ptr<net::Authenticator> auth;
   net::ZmqSocket router{ctx, ZMQ_ROUTER};
   std::string endpoint;
   uint64_t epoch = 0;
@@ -49,6 +52,7 @@ struct ProgressServer::Impl {
   // applications' subscriptions: for viewers that ask for one application's tasks.
   struct Owner {
     std::string app;
+    std::string key;  // the key the application belongs to (--auth)
     std::list<uint64_t>::iterator order;
   };
   std::unordered_map<uint64_t, Owner> owners;
@@ -71,6 +75,10 @@ struct ProgressServer::Impl {
   explicit Impl(const ProgressServerOptions& o) : options(o), store(o.store) {}
 
   bool wants(const Subscriber& s, uint64_t session) const {
+    if (!s.key.empty()) {  // only what belongs to its key, whatever it asked for
+      auto it = owners.find(session);
+      if (it == owners.end() || it->second.key != s.key) return false;
+    }
     if (s.all) return true;
     if (s.sessions.count(session)) return true;
     if (s.application_id.empty()) return false;
@@ -78,11 +86,12 @@ struct ProgressServer::Impl {
     return it != owners.end() && it->second.app == s.application_id;
   }
 
-  void learn_owner(uint64_t session, std::string_view app) {
+  void learn_owner(uint64_t session, std::string_view app, std::string_view key) {
     auto it = owners.find(session);
     if (it != owners.end()) {
       owner_order.splice(owner_order.end(), owner_order, it->second.order);
       if (it->second.app != app) it->second.app.assign(app);
+      if (it->second.key != key) it->second.key.assign(key);
       return;
     }
     if (owners.size() >= kMaxOwners) {
@@ -90,7 +99,8 @@ struct ProgressServer::Impl {
       owner_order.pop_front();
     }
     owner_order.push_back(session);
-    owners.emplace(session, Owner{std::string(app), std::prev(owner_order.end())});
+    owners.emplace(session,
+                   Owner{std::string(app), std::string(key), std::prev(owner_order.end())});
   }
 
   uint32_t source_of(std::string_view worker, TimePoint now) {
@@ -141,7 +151,17 @@ struct ProgressServer::Impl {
     } while (i < bars.size());
   }
 
-  void on_message(const std::string& peer, std::string_view bytes, TimePoint now) {
+  // Drops a message its sender's key does not allow (logged now and then).
+  void refuse(const net::Member& m, const char* what, TimePoint now) {
+    ++bad;
+    uint64_t suppressed = 0;
+    if (log_limiter.allow(std::string("role ") + m.name, now, &suppressed)) {
+      LRTS_WARN("refused '{}' ({} key): it may not {}", m.name, net::role_name(m.role), what);
+    }
+  }
+
+  void on_message(const std::string& peer, std::string_view bytes, TimePoint now,
+                  const net::Member* member) {
     auto msg = protocol::decode<protocol::ToProgressServer>(bytes, options.max_message_bytes);
     if (!msg) {
       ++bad;
@@ -154,7 +174,8 @@ struct ProgressServer::Impl {
       return;
     }
     if (auto* batch = std::get_if<protocol::ProgressBatch>(&*msg)) {
-      for (const auto& o : batch->owners) learn_owner(o.session, o.application_id);
+      if (member && member->role != net::Role::kWorker) return refuse(*member, "send bars", now);
+      for (const auto& o : batch->owners) learn_owner(o.session, o.application_id, o.key);
       const uint32_t source = source_of(batch->worker, now);
       for (const auto& b : batch->bars) store.apply(b, now, source);
       ++batches;
@@ -165,6 +186,7 @@ struct ProgressServer::Impl {
         next_push = now + options.push_interval;
       }
     } else if (auto* sub = std::get_if<protocol::Subscribe>(&*msg)) {
+      if (member && member->role == net::Role::kWorker) return refuse(*member, "subscribe", now);
       if (subscribers.size() >= kMaxSubscribers && !subscribers.count(peer)) {
         uint64_t suppressed = 0;
         if (log_limiter.allow("subscribers", now, &suppressed)) {
@@ -177,13 +199,16 @@ struct ProgressServer::Impl {
       std::unordered_set<uint64_t> sessions(sub->sessions.begin(), sub->sessions.end());
       const bool changed = fresh || s.all != sub->all || s.sessions != sessions ||
                            s.application_id != sub->application_id;
+      s.key = member && member->role == net::Role::kApplication ? member->name : std::string();
       s.application_id.assign(sub->application_id);
       s.sessions = std::move(sessions);
       s.all = sub->all;
       s.last_seen = now;
       next_subscriber_check = std::min(next_subscriber_check, now + options.subscriber_timeout);
-      if (!sub->application_id.empty()) {
-        for (uint64_t session : sub->sessions) learn_owner(session, sub->application_id);
+      // Without --auth a subscriber names its own sessions' application; with it, only workers
+      // (told by the scheduler) say whose a session is.
+      if (!sub->application_id.empty() && !auth) {
+        for (uint64_t session : sub->sessions) learn_owner(session, sub->application_id, {});
       }
       if (changed) {
         LRTS_INFO("subscriber {} ({})", fresh ? "joined" : "changed its filter",
@@ -235,7 +260,18 @@ Result<std::unique_ptr<ProgressServer>> ProgressServer::create(
     const ProgressServerOptions& options) {
   auto ep = net::bind_endpoint(options.address, options.port);
   if (!ep) return Error{ep.error()};
+  if (auto s = net::check_exposure(options.address, !options.auth_dir.empty(), options.insecure,
+                                   "progress server");
+      !s) {
+    return Error{s.error()};
+  }
   auto impl = std::make_unique<Impl>(options);
+  if (!options.auth_dir.empty()) {
+    auto auth = net::Authenticator::create(impl->ctx, options.auth_dir);
+    if (!auth) return Error{auth.error()};
+    impl->auth = std::move(*auth);
+    impl->auth->secure_server(impl->router);
+  }
   impl->router.set_int(ZMQ_ROUTER_MANDATORY, 1);
   impl->router.set_int(ZMQ_SNDHWM, 10000);
   impl->router.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
@@ -259,14 +295,16 @@ int ProgressServer::run() {
     TimePoint now = Clock::now();
     const TimePoint deadline =
         std::min({s.next_push, s.store.next_expiry(), s.next_subscriber_check, s.next_worker_check,
-                  listener.next_deadline()});
+                  listener.next_deadline(), s.auth ? s.auth->next_deadline() : TimePoint::max()});
     const long timeout =
         deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
     void* mon = listener.monitor_socket();
-    zmq_pollitem_t items[3] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
+    void* zap = s.auth ? s.auth->socket() : nullptr;
+    zmq_pollitem_t items[4] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signals.fd(), ZMQ_POLLIN, 0},
-                               {mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0}};
-    if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR) {
+                               {mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0},
+                               {zap, zap ? 0 : -1, zap ? short{ZMQ_POLLIN} : short{0}, 0}};
+    if (zmq_poll(items, 4, timeout) < 0 && zmq_errno() != EINTR) {
       LRTS_ERROR("poll failed: {}", net::zmq_error_text());
       return 1;
     }
@@ -282,6 +320,10 @@ int ProgressServer::run() {
     now = Clock::now();
     if (items[2].revents & ZMQ_POLLIN) listener.on_readable(now);
     listener.on_tick(now);
+    if (s.auth) {
+      if (items[3].revents & ZMQ_POLLIN) s.auth->on_readable(now);
+      s.auth->on_tick(now);
+    }
     for (int n = 0; n < 4096; ++n) {
       if (!s.router.recv(identity)) break;
       if (!identity.more() || !s.router.recv(payload)) continue;
@@ -291,7 +333,9 @@ int ProgressServer::run() {
         ++s.bad;
         continue;
       }
-      s.on_message(std::string(identity.view()), payload.view(), now);
+      const net::Member* member = nullptr;
+      if (s.auth && !(member = s.auth->member_of(payload, now))) continue;  // revoked
+      s.on_message(std::string(identity.view()), payload.view(), now, member);
     }
     if (now >= s.next_subscriber_check) s.expire_subscribers(now);
     if (now >= s.next_worker_check) s.check_workers(now);

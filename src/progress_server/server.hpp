@@ -21,6 +21,11 @@ struct ProgressServerOptions {
   // A worker with open bars sends at least every few seconds; silent this long, its open bars
   // end lost (it died with them, or cannot reach us).
   Duration worker_silence = seconds(10);
+  // The cluster directory (lrts keygen): CURVE, members only; workers send bars, a viewer key
+  // sees every bar, an application key only its own applications'. Empty: open (refused on a
+  // non-loopback address unless `insecure`).
+  std::string auth_dir;
+  bool insecure = false;
   StoreOptions store;
 };
 

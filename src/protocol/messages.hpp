@@ -19,7 +19,7 @@
 
 namespace lrts::protocol {
 
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;
 inline constexpr size_t kDefaultMaxMessageBytes = 64u << 20;
 // A peer may announce a smaller limit than this; none may be smaller than kMinMaxMessageBytes.
 inline constexpr size_t kMinMaxMessageBytes = 1u << 20;
@@ -104,8 +104,9 @@ enum class ErrorCode : uint8_t {
   kBadMessage = 2,       // malformed or unexpected message
   kVersionMismatch = 3,  // protocol version not supported
   kRefused = 4,          // well-formed but refused (over a limit); sending it again will not help
+  kForbidden = 5,        // the sender's key does not allow it (--auth)
 };
-inline constexpr uint8_t kMaxErrorCode = 4;
+inline constexpr uint8_t kMaxErrorCode = 5;
 
 // A task and one of its attempts.
 struct TaskAttempt {
@@ -360,7 +361,11 @@ struct WorkerHeartbeat {
   static constexpr MsgType kType = MsgType::kWorkerHeartbeat;
   static constexpr const char* kName = "worker heartbeat";
   uint32_t capacity = 0;
-  static constexpr auto describe() { return std::tuple{wire::u(&WorkerHeartbeat::capacity)}; }
+  uint32_t running = 0;  // tasks its slots run now (a worker that holds tasks and runs none of
+                         // them for --hoard-timeout is taken for a hoarder)
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&WorkerHeartbeat::capacity), wire::u(&WorkerHeartbeat::running)};
+  }
 };
 
 // One result as a worker reports it.
@@ -440,13 +445,18 @@ struct Assign {
   static constexpr const char* kName = "assign";
   std::vector<std::string_view> names;  // service names
   std::vector<std::string_view> apps;   // application ids (for progress)
+  // The key each application belongs to (--auth; empty without), in the order of `apps`: the
+  // progress server shows an application's bars only to its own key.
+  std::vector<std::string_view> owners;
   std::vector<AssignTask> tasks;
   static constexpr auto describe() {
     return std::tuple{wire::strs(&Assign::names, UINT32_MAX, kMaxNameBytes),
                       wire::strs(&Assign::apps, UINT32_MAX, kMaxAppIdBytes),
+                      wire::strs(&Assign::owners, UINT32_MAX, kMaxNameBytes),
                       wire::list(&Assign::tasks)};
   }
   void check(mp::Reader& r) const {
+    if (owners.size() != apps.size()) return r.fail("one owner per application expected");
     for (const auto& t : tasks) {
       if (t.name_index >= names.size()) return r.fail("service name index out of range");
       if (t.app_index >= apps.size()) return r.fail("application index out of range");

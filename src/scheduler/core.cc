@@ -11,6 +11,19 @@ namespace lrts::scheduler {
 using protocol::ErrorCode;
 using protocol::TaskStatus;
 
+namespace {
+
+// Whether `attempt` of the task went to the worker `uid` (an owner not recorded, from a journal
+// of an older lrts, is anyone's).
+bool assigned_to(const Task& t, uint64_t uid, uint32_t attempt) {
+  const auto match = [&](const AttemptOwner& o) {
+    return o.attempt == attempt && attempt != 0 && (o.worker_uid == uid || o.worker_uid == 0);
+  };
+  return match(t.last_owner) || match(t.prev_owner);
+}
+
+}  // namespace
+
 SchedulerCore::SchedulerCore(CoreOptions options, Transport& transport, BlobStore& blobs,
                              JournalSink* journal)
     : options_(options), transport_(transport), blobs_(blobs), journal_(journal) {
@@ -26,18 +39,48 @@ void SchedulerCore::on_journal_committed(uint64_t records) {
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
-void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& msg,
-                               TimePoint now) {
+void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& msg, TimePoint now,
+                               const Caller& caller) {
   now_ = now;
+  caller_ = caller;
   std::visit([&](const auto& m) { dispatch(peer, m, now); }, msg);
+  caller_ = {};
 }
 
+// A connection's role is settled by its hello: what follows on it goes to that worker or
+// application, so only hellos need the key's say.
 void SchedulerCore::dispatch(const PeerId& peer, const protocol::AppHello& m, TimePoint now) {
+  if (!caller_.may_apply) {
+    return refuse(peer, "role",
+                  "this key is not an application key: it cannot submit or collect results");
+  }
   on_app_hello(peer, m, now);
 }
 
 void SchedulerCore::dispatch(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now) {
+  if (!caller_.may_work) {
+    return refuse(peer, "role", "this key is not a worker key: it cannot register as a worker");
+  }
   on_worker_hello(peer, m, now);
+}
+
+void SchedulerCore::refuse(const PeerId& peer, std::string_view kind, std::string_view text) {
+  ++stats_.refused;
+  uint64_t suppressed = 0;
+  const std::string who =
+      caller_.identity.empty() ? "a peer" : "'" + std::string(caller_.identity) + "'";
+  if (log_limiter_.allow(std::string(kind) + ":" + who, now_, &suppressed)) {
+    LRTS_WARN("refused {}: {}{}", who, text,
+              suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "");
+  }
+  send_error(peer, ErrorCode::kForbidden, text);
+}
+
+uint32_t SchedulerCore::capped_capacity(const Worker& w, uint32_t asked) const {
+  if (w.hoarding) return 0;
+  // What a worker may hold is bounded by what it runs (a few rounds of short tasks per slot)
+  // and by the scheduler's own limit.
+  return std::min({asked, std::max<uint32_t>(1, w.slots) * 256, options_.max_worker_capacity});
 }
 
 template <class M>
@@ -120,7 +163,14 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
     return send_error(peer, ErrorCode::kBadMessage, "a worker cannot say application hello");
   }
   const std::string app_id(m.application_id);
-  const bool known = app_by_id_.count(app_id) != 0;
+  const auto existing = app_by_id_.find(app_id);
+  const bool known = existing != app_by_id_.end();
+  if (known && !caller_.identity.empty() && !apps_[existing->second].owner.empty() &&
+      apps_[existing->second].owner != caller_.identity) {
+    // Another key's application: no hello, so no results, no cancel, no goodbye for its tasks.
+    return refuse(peer, "owner:" + app_id,
+                  "application id '" + app_id + "' belongs to another key");
+  }
   if (!known && apps_.live() >= options_.max_apps) {
     ++stats_.refused;
     return send_error(peer, ErrorCode::kRefused,
@@ -129,6 +179,9 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   }
   const uint32_t ai = ensure_app(app_id);
   App& a = apps_[ai];
+  // Bound to the key that creates it (or, made before --auth was on, the first that claims it).
+  const bool claimed = a.owner.empty() && !caller_.identity.empty();
+  if (claimed) a.owner.assign(caller_.identity);
   if (!known || !a.connected) {
     LRTS_INFO("application '{}' {}", app_id,
               a.detached ? "came back for its results" : "connected");
@@ -145,7 +198,7 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
                  : options_.app_grace;
   // A plain hello attaches a detached application again; a collector's leaves it detached.
   const bool detached = a.detached && m.keep_detached;
-  const bool changed = !known || grace != a.grace || a.detached != detached;
+  const bool changed = !known || claimed || grace != a.grace || a.detached != detached;
   a.grace = grace;
   a.detached = detached;
   if (changed) journal_app(a);
@@ -343,6 +396,9 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   uint32_t wi;
   auto it = worker_by_uid_.find(m.worker_uid);
   const bool known = it != worker_by_uid_.end();
+  if (known && workers_[it->second].identity != caller_.identity) {
+    return refuse(peer, "worker uid", "this worker id is registered with another key");
+  }
   if (known) {
     wi = it->second;
   } else {
@@ -355,6 +411,7 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
     wi = workers_.alloc();
     Worker& fresh = workers_[wi];
     fresh.uid = m.worker_uid;
+    fresh.identity.assign(caller_.identity);
     fresh.name = name;
     worker_by_uid_.emplace(m.worker_uid, wi);
   }
@@ -377,9 +434,10 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   placement_.set_services(wi, std::move(services));
   for (uint32_t n : old) service_names_.release(n);
   w.slots = m.slots;
-  // What a worker may hold is bounded by what it runs: a few rounds of short tasks per slot.
-  w.capacity = std::min<uint32_t>(m.capacity, std::max<uint32_t>(1, m.slots) * 256);
+  w.hoarding = false;  // a new session starts clear
+  w.capacity = capped_capacity(w, m.capacity);
   w.last_seen = now;
+  w.last_progress = now;
   ++w.timer_gen;
   timers_.push({now + options_.worker_timeout, workers_.handle(wi), w.timer_gen, true});
 
@@ -426,7 +484,8 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
       if (task.state == TaskState::kAssigned && task.worker == wi && task.attempt == attempt) {
         continue;  // as we thought
       }
-      if (task.state == TaskState::kQueued || task.state == TaskState::kLimbo) {
+      if ((task.state == TaskState::kQueued || task.state == TaskState::kLimbo) &&
+          assigned_to(task, w.uid, attempt)) {
         // Requeued while the worker was away (or reloaded after a restart): adopt the attempt
         // it runs, under that attempt's number, so that its result (or loss) matches. A queue
         // entry left behind goes stale (the state is no longer kQueued).
@@ -434,6 +493,8 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
         task.state = TaskState::kAssigned;
         task.attempt = attempt;  // the attempt it runs (the journal may count a handed-back one)
         task.worker = wi;
+        if (task.last_owner.attempt != attempt) std::swap(task.last_owner, task.prev_owner);
+        task.last_owner.worker_uid = w.uid;
         WorkerList::push_front(tasks_, w.tasks, t);
         ++w.assigned;
         ++stats_.assigned;
@@ -449,9 +510,10 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   placement_.mark_ready(wi);
 }
 
-void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, TimePoint) {
+void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, TimePoint now) {
   Worker& w = workers_[wi];
-  w.capacity = std::min<uint32_t>(m.capacity, std::max<uint32_t>(1, w.slots) * 256);
+  w.capacity = capped_capacity(w, m.capacity);
+  if (!m.items.empty()) w.last_progress = now;
   for (const auto& item : m.items) {
     Payload payload;
     if (item.stream) {
@@ -471,6 +533,23 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
     Task& task = tasks_[t];
     const bool current =
         task.state == TaskState::kAssigned && task.worker == wi && task.attempt == item.attempt;
+    if (!current && item.status != TaskStatus::kLost && !assigned_to(task, w.uid, item.attempt)) {
+      // Never given to this worker: a forged or confused report. Acknowledged (so an honest
+      // worker with a stale result forgets it), never applied. (A loss that is not current
+      // changes nothing anyway: it is dropped below without a word.)
+      ++stats_.forged;
+      release_payload(payload);
+      uint64_t suppressed = 0;
+      if (forged_log_.allow(std::to_string(w.uid), now, &suppressed)) {
+        LRTS_WARN(
+            "worker '{}' reported a result for {} attempt {}, which was never assigned to it: "
+            "refused{}",
+            worker_names_[w.name], protocol::format_service_id(item.key), item.attempt,
+            suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "");
+      }
+      w.acks.emplace_back(journal_seq_, protocol::TaskAttempt{item.key, item.attempt});
+      continue;
+    }
     if (item.status == TaskStatus::kLost) {
       release_payload(payload);
       if (current) {
@@ -494,7 +573,8 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
 
 void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerHeartbeat& m, TimePoint now) {
   Worker& w = workers_[wi];
-  w.capacity = std::min<uint32_t>(m.capacity, std::max<uint32_t>(1, w.slots) * 256);
+  w.capacity = capped_capacity(w, m.capacity);
+  check_hoarding(wi, m.running, now);
   placement_.mark_ready(wi);
   if (now - w.last_ack >= protocol::kHeartbeatAckEvery * options_.heartbeat_interval) {
     w.last_ack = now;
@@ -536,6 +616,33 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::ChunkAck& m, TimePoin
   }
 }
 
+// A worker that holds tasks and runs none of them while it heartbeats: after hoard_timeout its
+// tasks go to other workers (their attempts do not count) and it gets none until it says hello
+// again. One whose slots run a task, however long, is never flagged.
+void SchedulerCore::check_hoarding(uint32_t wi, uint32_t running, TimePoint now) {
+  Worker& w = workers_[wi];
+  if (w.assigned == 0 || running > 0) {
+    w.last_progress = now;
+    return;
+  }
+  if (w.hoarding || now - w.last_progress < options_.hoard_timeout) return;
+  w.hoarding = true;
+  w.capacity = 0;
+  ++stats_.hoarders;
+  std::vector<protocol::TaskAttempt> held;
+  WorkerList::for_each(tasks_, w.tasks, [&](uint32_t t) {
+    held.push_back({tasks_[t].key, tasks_[t].attempt});
+  });
+  LRTS_WARN(
+      "worker '{}' has held {} task(s) for {} without running or finishing any: flagged as "
+      "hoarding; its tasks go to other workers and it gets none until it reconnects "
+      "(--hoard-timeout)",
+      worker_names_[w.name], held.size(), format_duration(options_.hoard_timeout));
+  if (w.cancels.empty() && !held.empty()) workers_with_output_.push_back(wi);
+  for (const auto& h : held) w.cancels.push_back(h.key);  // it must drop them
+  hand_back(wi, held);
+}
+
 // Tasks handed back unfinished: queued again, the attempt does not count.
 void SchedulerCore::hand_back(uint32_t wi, const std::vector<protocol::TaskAttempt>& returned) {
   for (const auto& rt : returned) {
@@ -547,8 +654,9 @@ void SchedulerCore::hand_back(uint32_t wi, const std::vector<protocol::TaskAttem
     }
     unassign(t);
     --task.attempt;
+    task.last_owner = std::exchange(task.prev_owner, {});  // the handed-back attempt is void
     if (journal_) {
-      journal_->task_assigned(task.key, task.attempt);
+      journal_->task_assigned(task.key, task.attempt, task.last_owner.worker_uid);
       ++journal_seq_;
     }
     enqueue(t);

@@ -76,12 +76,14 @@ class JournalSink {
                               std::string_view fields, uint64_t fields_blob, uint32_t max_retries,
                               uint32_t timeout_ms) = 0;
   // Assigned for the `attempt`th time.
-  virtual void task_assigned(const TaskKey& key, uint32_t attempt) = 0;
+  virtual void task_assigned(const TaskKey& key, uint32_t attempt, uint64_t worker_uid) = 0;
   virtual void task_finished(const TaskKey& key, protocol::TaskStatus status,
                              std::string_view payload, uint64_t payload_blob, uint32_t attempt,
                              std::string_view worker, uint64_t run_ns) = 0;
   virtual void task_removed(const TaskKey& key) = 0;
-  virtual void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached) = 0;
+  // `worker_uid` identifies the worker the attempt went to.
+  virtual void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached,
+                              std::string_view owner) = 0;
   virtual void app_removed(std::string_view app_id) = 0;
 };
 
@@ -94,7 +96,8 @@ struct RecoveredTask {
   uint64_t fields_blob = 0;
   uint32_t max_retries = 0;
   uint32_t timeout_ms = 0;
-  uint32_t attempts = 0;  // assignments before the restart
+  uint32_t attempts = 0;    // assignments before the restart
+  uint64_t worker_uid = 0;  // the worker of the last one (0: not known)
   bool done = false;
   protocol::TaskStatus status = protocol::TaskStatus::kFinished;
   std::string result;
@@ -108,6 +111,7 @@ struct RecoveredApp {
   std::string app_id;
   uint64_t grace_ms = 0;
   bool detached = false;
+  std::string owner;
 };
 
 struct RecoveredState {
@@ -128,6 +132,12 @@ struct CoreOptions {
   // Tasks of a service no connected worker offers go to any worker (to fail there with the
   // reason) after this long; while no worker is connected at all, they simply wait.
   Duration unoffered_service_wait = seconds(5);
+  // A worker that holds tasks and, while heartbeating, runs none of them and finishes none for
+  // this long is taken for a hoarder: its tasks go to other workers. A task that runs, however
+  // long, keeps its worker clear of this.
+  Duration hoard_timeout = seconds(300);
+  // The most tasks one worker may hold, whatever it asks for (it is also held to 256 per slot).
+  uint32_t max_worker_capacity = 4096;
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;  // what peers may send us
   uint32_t max_assign_batch = 4096;                              // tasks per ASSIGN message
   uint32_t max_result_batch = 4096;                              // results per RESULTS message
@@ -146,6 +156,8 @@ struct CoreStats {
   uint64_t bad_messages = 0;
   uint64_t refused = 0;    // well-formed requests over a limit
   uint64_t congested = 0;  // peers dropped because they did not read what they were sent
+  uint64_t forged = 0;     // results refused: not an attempt given to the worker that sent it
+  uint64_t hoarders = 0;   // workers flagged for holding tasks they did not run
   size_t queued = 0;       // including tasks waiting to be reclaimed after a restart
   size_t assigned = 0;
   size_t done = 0;
@@ -168,6 +180,14 @@ struct TaskInfo {
   bool streaming = false;  // its payload is on its way (fields to the worker, result to the app)
 };
 
+// Who sent a message, as its connection's key says (--auth): the member's name and what its
+// role allows. Without --auth a caller has no identity and may do everything.
+struct Caller {
+  std::string_view identity;
+  bool may_work = true;
+  bool may_apply = true;
+};
+
 class SchedulerCore {
  public:
   static constexpr uint32_t kNone = kNoIndex;
@@ -180,8 +200,9 @@ class SchedulerCore {
   SchedulerCore(const SchedulerCore&) = delete;
   SchedulerCore& operator=(const SchedulerCore&) = delete;
 
-  // One decoded message from `peer`.
-  void on_message(const PeerId& peer, const protocol::ToScheduler& msg, TimePoint now);
+  // One decoded message from `peer`, sent by `caller`.
+  void on_message(const PeerId& peer, const protocol::ToScheduler& msg, TimePoint now,
+                  const Caller& caller = {});
   // A message that did not decode: answered with an error, counted, never fatal.
   void on_bad_message(const PeerId& peer, const protocol::DecodeError& error, TimePoint now);
   // Timers: lost workers, silent applications, result resends, expired results.
@@ -210,6 +231,10 @@ class SchedulerCore {
   void dispatch(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now);
   template <class M>
   void dispatch(const PeerId& peer, const M& m, TimePoint now);
+  // A request its key does not allow: refused with `text`, logged once per identity and kind.
+  void refuse(const PeerId& peer, std::string_view kind, std::string_view text);
+  uint32_t capped_capacity(const Worker& w, uint32_t asked) const;
+  void check_hoarding(uint32_t w, uint32_t running, TimePoint now);
   void on_worker(uint32_t w, const protocol::WorkerResults& m, TimePoint now);
   void on_worker(uint32_t w, const protocol::WorkerHeartbeat& m, TimePoint now);
   void on_worker(uint32_t w, const protocol::WorkerBye& m, TimePoint now);
@@ -281,6 +306,7 @@ class SchedulerCore {
   uint64_t journal_seq_ = 0;        // records appended
   uint64_t journal_committed_ = 0;  // records known durable
   TimePoint now_{};                 // of the event being handled
+  Caller caller_;                   // of the message being handled
   // Blobs to delete once the journal holds the record that stopped naming them.
   std::deque<std::pair<uint64_t, uint64_t>> blobs_to_remove_;
 
@@ -330,6 +356,7 @@ class SchedulerCore {
   std::vector<uint32_t> workers_with_output_;
 
   LogLimiter log_limiter_;
+  LogLimiter forged_log_{std::chrono::hours(1), 1, 1024};  // one line per worker an hour
   CoreStats stats_;
 };
 

@@ -76,11 +76,13 @@ void SchedulerCore::assign(uint32_t wi, uint32_t t) {
   --stats_.queued;
   ++stats_.assigned;
   task.worker = wi;
+  task.prev_owner = task.last_owner;
+  task.last_owner = {w.uid, task.attempt};
   WorkerList::push_front(tasks_, w.tasks, t);
   ++w.assigned;
   count_app(task.app, 0, 1);
   if (journal_) {
-    journal_->task_assigned(task.key, task.attempt);
+    journal_->task_assigned(task.key, task.attempt, w.uid);
     ++journal_seq_;
   }
   // Fields larger than a batch may carry go first as a stream; the item waits for it.
@@ -193,7 +195,7 @@ uint32_t SchedulerCore::ensure_app(std::string_view app_id) {
 
 void SchedulerCore::journal_app(const App& a) {
   if (!journal_) return;
-  journal_->app_registered(a.app_id, static_cast<uint64_t>(to_ms(a.grace)), a.detached);
+  journal_->app_registered(a.app_id, static_cast<uint64_t>(to_ms(a.grace)), a.detached, a.owner);
   ++journal_seq_;
 }
 
@@ -396,6 +398,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     const uint32_t ai = ensure_app(ra.app_id);
     apps_[ai].grace = std::min<Duration>(milliseconds(ra.grace_ms), options_.app_grace);
     apps_[ai].detached = ra.detached;
+    apps_[ai].owner = ra.owner;
   }
   size_t waiting = 0, reclaim = 0, done = 0;
   std::unordered_set<uint64_t> blobs;
@@ -407,6 +410,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     service_names_.release(tasks_[t].service);  // new_task took its own reference
     Task& task = tasks_[t];
     task.attempt = rt.attempts;
+    task.last_owner = {rt.worker_uid, rt.attempts};
     task.max_retries = rt.max_retries;
     task.timeout_ms = rt.timeout_ms;
     if (rt.done) {

@@ -49,8 +49,8 @@ class Journal final : public JournalSink {
                       uint32_t timeout_ms) override {
     records_.task_submitted(key, app_id, name, fields, fields_blob, max_retries, timeout_ms);
   }
-  void task_assigned(const TaskKey& key, uint32_t attempt) override {
-    records_.task_assigned(key, attempt);
+  void task_assigned(const TaskKey& key, uint32_t attempt, uint64_t worker_uid) override {
+    records_.task_assigned(key, attempt, worker_uid);
   }
   void task_finished(const TaskKey& key, protocol::TaskStatus status, std::string_view payload,
                      uint64_t payload_blob, uint32_t attempt, std::string_view worker,
@@ -58,8 +58,9 @@ class Journal final : public JournalSink {
     records_.task_finished(key, status, payload, payload_blob, attempt, worker, run_ns);
   }
   void task_removed(const TaskKey& key) override { records_.task_removed(key); }
-  void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached) override {
-    records_.app_registered(app_id, grace_ms, detached);
+  void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached,
+                      std::string_view owner) override {
+    records_.app_registered(app_id, grace_ms, detached, owner);
   }
   void app_removed(std::string_view app_id) override { records_.app_removed(app_id); }
 

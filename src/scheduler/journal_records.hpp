@@ -48,8 +48,10 @@ struct Assign {
   static constexpr Kind kKind = Kind::kAssign;
   TaskKey key;
   uint32_t attempt = 0;
+  uint64_t worker_uid = 0;
   static constexpr auto describe() {
-    return std::tuple{wire::key(&Assign::key), wire::u(&Assign::attempt)};
+    return std::tuple{wire::key(&Assign::key), wire::u(&Assign::attempt),
+                      wire::u(&Assign::worker_uid)};
   }
 };
 
@@ -82,8 +84,10 @@ struct App {
   std::string_view app_id;
   uint64_t grace_ms = 0;
   bool detached = false;
+  std::string_view owner;
   static constexpr auto describe() {
-    return std::tuple{wire::str(&App::app_id), wire::u(&App::grace_ms), wire::flag(&App::detached)};
+    return std::tuple{wire::str(&App::app_id), wire::u(&App::grace_ms), wire::flag(&App::detached),
+                      wire::str(&App::owner)};
   }
 };
 
@@ -115,8 +119,8 @@ class RecordWriter final : public JournalSink {
     append(Submit{key, app_id, name, fields, fields_blob, max_retries, timeout_ms}, batch_);
     ++count_;
   }
-  void task_assigned(const TaskKey& key, uint32_t attempt) override {
-    append(Assign{key, attempt}, batch_);
+  void task_assigned(const TaskKey& key, uint32_t attempt, uint64_t worker_uid) override {
+    append(Assign{key, attempt, worker_uid}, batch_);
     ++count_;
   }
   void task_finished(const TaskKey& key, protocol::TaskStatus status, std::string_view payload,
@@ -129,8 +133,9 @@ class RecordWriter final : public JournalSink {
     append(Remove{key}, batch_);
     ++count_;
   }
-  void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached) override {
-    append(App{app_id, grace_ms, detached}, batch_);
+  void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached,
+                      std::string_view owner) override {
+    append(App{app_id, grace_ms, detached, owner}, batch_);
     ++count_;
   }
   void app_removed(std::string_view app_id) override {

@@ -54,7 +54,7 @@ bool read(protocol::mp::Reader& r, Record& out) {
 
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 int64_t to_db(uint64_t v) { return std::bit_cast<int64_t>(v); }
 uint64_t from_db(int64_t v) { return std::bit_cast<uint64_t>(v); }
@@ -207,13 +207,14 @@ Status JournalStore::init_schema() {
   }
   const char* schema =
       "CREATE TABLE IF NOT EXISTS apps(app TEXT PRIMARY KEY, grace_ms INTEGER NOT NULL, "
-      "detached INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+      "detached INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '') WITHOUT ROWID;"
       "CREATE TABLE IF NOT EXISTS tasks(session INTEGER NOT NULL, seq INTEGER NOT NULL, "
       "app TEXT NOT NULL, name TEXT NOT NULL, fields BLOB NOT NULL, "
       "max_retries INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, "
       "attempts INTEGER NOT NULL DEFAULT 0, status INTEGER, result BLOB, worker TEXT, "
       "run_ns INTEGER, fields_blob INTEGER NOT NULL DEFAULT 0, "
       "result_blob INTEGER NOT NULL DEFAULT 0, done_ms INTEGER, "
+      "worker_uid INTEGER NOT NULL DEFAULT 0, "
       "PRIMARY KEY(session, seq)) WITHOUT ROWID;";
   if (sqlite3_exec(db_.get(), schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
     return make_error(sql_error(db_.get(), "create journal tables"));
@@ -232,6 +233,14 @@ Status JournalStore::init_schema() {
                      nullptr) != SQLITE_OK) {
       return make_error(sql_error(db_.get(), "upgrade the journal from format 2"));
     }
+  }
+  if (version >= 1 && version <= 3) {  // format 3: no owners of applications and attempts
+    const char* migrate =
+        "ALTER TABLE apps ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE tasks ADD COLUMN worker_uid INTEGER NOT NULL DEFAULT 0;";
+    if (sqlite3_exec(db_.get(), migrate, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return make_error(sql_error(db_.get(), "upgrade the journal from format 3"));
+    }
     LRTS_INFO("journal {} upgraded from state format {} to {}", path_, version, kSchemaVersion);
   }
   sqlite3_exec(db_.get(), ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(),
@@ -241,12 +250,13 @@ Status JournalStore::init_schema() {
            {&st->submit,
             "INSERT OR REPLACE INTO tasks(session, seq, app, name, fields, fields_blob, "
             "max_retries, timeout_ms, attempts) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)"},
-           {&st->assign, "UPDATE tasks SET attempts=?3 WHERE session=?1 AND seq=?2"},
+           {&st->assign, "UPDATE tasks SET attempts=?3, worker_uid=?4 WHERE session=?1 AND seq=?2"},
            {&st->finish,
             "UPDATE tasks SET status=?3, result=?4, result_blob=?5, attempts=?6, worker=?7, "
             "run_ns=?8, done_ms=?9, fields=x'', fields_blob=0 WHERE session=?1 AND seq=?2"},
            {&st->remove, "DELETE FROM tasks WHERE session=?1 AND seq=?2"},
-           {&st->app, "INSERT OR REPLACE INTO apps(app, grace_ms, detached) VALUES(?1, ?2, ?3)"},
+           {&st->app,
+            "INSERT OR REPLACE INTO apps(app, grace_ms, detached, owner) VALUES(?1, ?2, ?3, ?4)"},
            {&st->app_remove, "DELETE FROM apps WHERE app=?1"}}) {
     if (auto s = stmt->prepare(db_.get(), sql); !s) return s;
   }
@@ -257,17 +267,18 @@ Status JournalStore::init_schema() {
 Result<RecoveredState> JournalStore::load() {
   RecoveredState state;
   {
-    Query q(db_.get(), "SELECT app, grace_ms, detached FROM apps");
+    Query q(db_.get(), "SELECT app, grace_ms, detached, owner FROM apps");
     if (!q.ok()) return make_error(sql_error(db_.get(), "read applications"));
     while (sqlite3_step(q.get()) == SQLITE_ROW) {
       state.apps.push_back({std::string(column_text(q.get(), 0)),
                             static_cast<uint64_t>(sqlite3_column_int64(q.get(), 1)),
-                            sqlite3_column_int64(q.get(), 2) != 0});
+                            sqlite3_column_int64(q.get(), 2) != 0,
+                            std::string(column_text(q.get(), 3))});
     }
   }
   Query q(db_.get(),
           "SELECT session, seq, app, name, fields, max_retries, timeout_ms, attempts, status, "
-          "result, worker, run_ns, fields_blob, result_blob, done_ms FROM tasks");
+          "result, worker, run_ns, fields_blob, result_blob, done_ms, worker_uid FROM tasks");
   if (!q.ok()) return make_error(sql_error(db_.get(), "read tasks"));
   sqlite3_stmt* s = q.get();
   int rc;
@@ -282,6 +293,7 @@ Result<RecoveredState> JournalStore::load() {
     t.attempts = static_cast<uint32_t>(sqlite3_column_int64(s, 7));
     t.done = sqlite3_column_type(s, 8) != SQLITE_NULL;
     t.fields_blob = from_db(sqlite3_column_int64(s, 12));
+    t.worker_uid = from_db(sqlite3_column_int64(s, 15));
     if (t.done) {
       const int64_t status = sqlite3_column_int64(s, 8);
       t.status = status >= 0 && status <= 3 ? static_cast<protocol::TaskStatus>(status)
@@ -353,7 +365,11 @@ Status JournalStore::apply(const std::vector<std::string>& batches, JournalStats
           [&](const auto& x) {
             using R = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<R, records::App>) {
-              ok = st.app.text(1, x.app_id).i64(2, to_db(x.grace_ms)).i64(3, x.detached).run();
+              ok = st.app.text(1, x.app_id)
+                       .i64(2, to_db(x.grace_ms))
+                       .i64(3, x.detached)
+                       .text(4, x.owner)
+                       .run();
             } else if constexpr (std::is_same_v<R, records::AppRemove>) {
               ok = st.app_remove.text(1, x.app_id).run();
             } else {
@@ -370,7 +386,11 @@ Status JournalStore::apply(const std::vector<std::string>& batches, JournalStats
                          .i64(8, x.timeout_ms)
                          .run();
               } else if constexpr (std::is_same_v<R, records::Assign>) {
-                ok = st.assign.i64(1, s).i64(2, q).i64(3, x.attempt).run();
+                ok = st.assign.i64(1, s)
+                         .i64(2, q)
+                         .i64(3, x.attempt)
+                         .i64(4, to_db(x.worker_uid))
+                         .run();
               } else if constexpr (std::is_same_v<R, records::Finish>) {
                 ok = st.finish.i64(1, s)
                          .i64(2, q)

@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "common/signals.hpp"
+#include "net/auth.hpp"
 #include "net/endpoint.hpp"
 #include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
@@ -64,6 +65,7 @@ class RouterTransport final : public Transport {
 struct SchedulerServer::Impl {
   ServerOptions options;
   net::ZmqContext ctx;
+  std::unique_ptr<net::Authenticator> auth;  // before the router: it answers its handshakes
   net::ZmqSocket router{ctx, ZMQ_ROUTER};
   RouterTransport transport{router};
   std::unique_ptr<Journal> journal;
@@ -78,9 +80,22 @@ SchedulerServer::~SchedulerServer() = default;
 Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOptions& options) {
   auto ep = net::bind_endpoint(options.address, options.port);
   if (!ep) return Error{ep.error()};
+  if (auto s = net::check_exposure(options.address, !options.auth_dir.empty(), options.insecure,
+                                   "scheduler");
+      !s) {
+    return Error{s.error()};
+  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   net::ZmqSocket& r = impl->router;
+  if (!options.auth_dir.empty()) {
+    auto auth = net::Authenticator::create(impl->ctx, options.auth_dir);
+    if (!auth) return Error{auth.error()};
+    impl->auth = std::move(*auth);
+    impl->auth->secure_server(r);
+    LRTS_INFO("--auth {}: CURVE on every connection, {} member key(s) accepted", options.auth_dir,
+              impl->auth->members());
+  }
   r.set_int(ZMQ_ROUTER_MANDATORY, 1);
   r.set_int(ZMQ_BACKLOG, 4096);  // thousands of workers may connect at once
   r.set_int(ZMQ_SNDHWM, 100000);
@@ -138,17 +153,20 @@ int SchedulerServer::run() {
   for (;;) {
     TimePoint now = Clock::now();
     const TimePoint deadline =
-        std::min({s.core->next_deadline(), next_stats, listener.next_deadline()});
+        std::min({s.core->next_deadline(), next_stats, listener.next_deadline(),
+                  s.auth ? s.auth->next_deadline() : TimePoint::max()});
     long timeout_ms = -1;
     if (deadline != TimePoint::max()) {
       timeout_ms = std::max<long>(0, to_ms(deadline - now) + 1);
     }
-    zmq_pollitem_t items[4] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
+    void* zap = s.auth ? s.auth->socket() : nullptr;
+    zmq_pollitem_t items[5] = {{s.router.get(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signals.fd(), ZMQ_POLLIN, 0},
                                {listener.monitor_socket(), listener.monitor_socket() ? 0 : -1,
                                 listener.monitor_socket() ? short{ZMQ_POLLIN} : short{0}, 0},
+                               {zap, zap ? 0 : -1, zap ? short{ZMQ_POLLIN} : short{0}, 0},
                                {nullptr, s.journal ? s.journal->notify_fd() : -1, ZMQ_POLLIN, 0}};
-    const int n_items = s.journal ? 4 : 3;
+    const int n_items = s.journal ? 5 : 4;
     if (zmq_poll(items, n_items, timeout_ms) < 0 && zmq_errno() != EINTR) {
       LRTS_ERROR("poll failed: {}", net::zmq_error_text());
       return 1;
@@ -170,7 +188,11 @@ int SchedulerServer::run() {
     now = Clock::now();
     if (items[2].revents & ZMQ_POLLIN) listener.on_readable(now);
     listener.on_tick(now);
-    if (s.journal && (items[3].revents & ZMQ_POLLIN)) {
+    if (s.auth) {
+      if (items[3].revents & ZMQ_POLLIN) s.auth->on_readable(now);
+      s.auth->on_tick(now);
+    }
+    if (s.journal && (items[4].revents & ZMQ_POLLIN)) {
       s.journal->drain_notify();
       s.core->on_journal_committed(s.journal->committed());
     }
@@ -182,6 +204,14 @@ int SchedulerServer::run() {
       bool extra_frames = payload.more();
       while (extra_frames && s.router.recv(extra)) extra_frames = extra.more();
       const PeerId peer(identity.view());
+      Caller caller;
+      if (s.auth) {
+        const net::Member* member = s.auth->member_of(payload, now);
+        if (!member) continue;  // revoked since it connected: dropped, it times out
+        caller.identity = member->name;
+        caller.may_work = member->role == net::Role::kWorker;
+        caller.may_apply = member->role == net::Role::kApplication;
+      }
       if (payload.more()) {
         s.core->on_bad_message(
             peer, {protocol::DecodeCode::kNotLrts, "message has more than one frame"}, now);
@@ -193,7 +223,7 @@ int SchedulerServer::run() {
         s.core->on_bad_message(peer, msg.error(), now);
         continue;
       }
-      s.core->on_message(peer, *msg, now);
+      s.core->on_message(peer, *msg, now, caller);
     }
     s.core->on_tick(now);
     s.core->flush(now);

@@ -18,6 +18,11 @@ struct ServerOptions {
   Duration stats_interval = seconds(30);  // how often a summary line is logged while busy
   std::string state_dir;                  // empty: no journal, state in memory only
   bool journal_sync_full = false;
+  // A cluster directory from lrts keygen: CURVE on every connection, members only, each in its
+  // role. Empty: open to anyone who can connect (refused on a non-loopback address unless
+  // `insecure`).
+  std::string auth_dir;
+  bool insecure = false;
   CoreOptions core;
 };
 

@@ -32,6 +32,12 @@ struct Payload {
   uint64_t size() const { return blob ? blob_size : bytes.size(); }
 };
 
+// Which worker an attempt was given to: results are taken only from that worker.
+struct AttemptOwner {
+  uint64_t worker_uid = 0;  // 0: not known (a journal from before owners were recorded)
+  uint32_t attempt = 0;
+};
+
 struct Task {
   TaskKey key;
   Links app_links;
@@ -52,6 +58,9 @@ struct Task {
   // for its last chunk), or the result to the application.
   uint64_t stream = 0;
   TimePoint done_at{};
+  // The last two assignments: a worker that was given up on may still report its attempt.
+  AttemptOwner last_owner;
+  AttemptOwner prev_owner;
   Payload data;
 };
 
@@ -67,6 +76,7 @@ struct PeerStreams {
 struct Worker {
   PeerId peer;
   uint64_t uid = 0;
+  std::string identity;  // the key it registered with (--auth); empty without
   uint32_t name = NameTable::kNone;
   uint32_t slots = 0;
   uint32_t capacity = 0;  // tasks it wants to hold
@@ -75,6 +85,10 @@ struct Worker {
   ListHead tasks;
   TimePoint last_seen{};
   TimePoint last_ack{};  // last heartbeat acknowledgement sent
+  // Last sign that it works on what it holds (a result, a heartbeat with a task running, or
+  // holding nothing); --hoard-timeout past it, it is flagged and gets no tasks on this session.
+  TimePoint last_progress{};
+  bool hoarding = false;
   bool in_ready = false;
   uint32_t ready_stamp = 0;
   std::vector<uint32_t> services;  // name ids it offers
@@ -88,6 +102,7 @@ struct Worker {
 
 struct App {
   std::string app_id;
+  std::string owner;  // the key that created it (--auth): only that key may say hello with it
   PeerId peer;
   uint64_t session = 0;
   uint32_t timer_gen = 0;

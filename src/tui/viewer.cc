@@ -4,6 +4,7 @@
 
 #include "common/log.hpp"
 #include "common/signals.hpp"
+#include "net/auth.hpp"
 #include "net/endpoint.hpp"
 #include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
@@ -24,6 +25,14 @@ int run_viewer(const ViewerOptions& options) {
   sock.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
   sock.set_int(ZMQ_SNDHWM, 2);  // subscriptions wait for the server; at most two queue
   sock.set_int(ZMQ_RECONNECT_IVL, 200);
+  if (!options.auth_dir.empty()) {
+    auto auth = net::load_client_auth(options.auth_dir, net::Role::kViewer);
+    if (!auth) {
+      std::fprintf(stderr, "lrts progress: %s\n", auth.error().c_str());
+      return 2;
+    }
+    net::secure_client(sock, *auth);
+  }
   if (auto s = sock.connect(ep->zmq); !s) {
     std::fprintf(stderr, "lrts progress: %s\n", s.error().c_str());
     return 2;

@@ -13,6 +13,8 @@ struct ViewerOptions {
   int port = 5454;
   std::string application_id;  // empty: all applications
   Duration run_for{0};         // zero: until SIGINT/SIGTERM
+  // --auth: viewer.key (every bar) or else application.key (that application's bars only).
+  std::string auth_dir;
 };
 
 int run_viewer(const ViewerOptions& options);

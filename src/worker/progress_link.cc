@@ -12,6 +12,7 @@ ProgressLink::ProgressLink(net::ZmqContext& ctx, ProgressLinkOptions options)
   dealer_.set_int(ZMQ_SNDHWM, 2);
   dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
   dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 1000);
+  if (options_.auth) net::secure_client(dealer_, *options_.auth);
   if (auto s = dealer_.connect(options_.endpoint); !s) LRTS_WARN("progress: {}", s.error());
 }
 
@@ -28,13 +29,14 @@ void ProgressLink::add(std::vector<protocol::BarState>& updates) {
   updates.clear();
 }
 
-void ProgressLink::owner(uint64_t session, std::string_view application_id) {
+void ProgressLink::owner(uint64_t session, std::string_view application_id,
+                         std::string_view key_owner) {
   if (owners_.count(session)) return;
   if (owners_.size() >= kMaxOwners) {  // forget the oldest; the server keeps what it learned
     owners_.erase(owner_order_.front());
     owner_order_.pop_front();
   }
-  owners_.emplace(session, std::string(application_id));
+  owners_.emplace(session, Owner{std::string(application_id), std::string(key_owner)});
   owner_order_.push_back(session);
   unsent_owners_.push_back(session);
 }
@@ -61,7 +63,9 @@ void ProgressLink::pump(TimePoint now) {
   const size_t named = std::min(unsent_owners_.size(), kMaxOwners);
   for (size_t i = 0; i < named; ++i) {
     auto it = owners_.find(unsent_owners_[i]);
-    if (it != owners_.end()) batch.owners.push_back({unsent_owners_[i], it->second});
+    if (it != owners_.end()) {
+      batch.owners.push_back({unsent_owners_[i], it->second.application_id, it->second.key});
+    }
   }
   in_flight_owners_.assign(unsent_owners_.begin(),
                            unsent_owners_.begin() + static_cast<long>(named));

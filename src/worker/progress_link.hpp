@@ -18,11 +18,13 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/clock.hpp"
+#include "net/auth.hpp"
 #include "net/zmq_socket.hpp"
 #include "protocol/progress_messages.hpp"
 
@@ -34,6 +36,7 @@ struct ProgressLinkOptions {
   std::string worker_name;
   Duration floor = milliseconds(20);
   Duration ceiling = seconds(1);
+  std::optional<net::ClientAuth> auth;  // --auth: CURVE with the worker's key
 };
 
 struct ProgressLinkStats {
@@ -57,7 +60,7 @@ class ProgressLink {
   // Newest state per bar wins.
   void add(std::vector<protocol::BarState>& updates);
   // Which application a session belongs to; the server learns it with the next batch.
-  void owner(uint64_t session, std::string_view application_id);
+  void owner(uint64_t session, std::string_view application_id, std::string_view key_owner);
   // True when a batch could leave now (nothing in flight, floor passed).
   bool can_send(TimePoint now) const { return now >= send_allowed_at(); }
   // When the next batch may leave at the earliest (an acknowledgement can make it sooner).
@@ -92,9 +95,13 @@ class ProgressLink {
   net::ZmqSocket dealer_;
   BarMap dirty_;  // changed since the last batch
   BarMap in_flight_bars_;
-  BarMap live_;                                       // every open bar, for a restarted server
-  std::unordered_map<uint64_t, std::string> owners_;  // session -> application id
-  std::deque<uint64_t> owner_order_;                  // oldest first
+  BarMap live_;  // every open bar, for a restarted server
+  struct Owner {
+    std::string application_id;
+    std::string key;  // the key the application belongs to (--auth)
+  };
+  std::unordered_map<uint64_t, Owner> owners_;  // by session
+  std::deque<uint64_t> owner_order_;            // oldest first
   std::vector<uint64_t> unsent_owners_;
   std::vector<uint64_t> in_flight_owners_;  // named in the batch in flight
   bool in_flight_ = false;

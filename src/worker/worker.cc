@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/process.hpp"
 #include "common/signals.hpp"
+#include "net/auth.hpp"
 #include "net/endpoint.hpp"
 #include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
@@ -36,14 +37,17 @@ uint64_t random_uid() {
 // message, a signal, a slot or the next deadline.
 class Worker final : public WorkerLink {
  public:
-  Worker(const WorkerOptions& options, int slots, const net::Endpoint& progress_endpoint)
+  Worker(const WorkerOptions& options, int slots, const net::Endpoint& progress_endpoint,
+         std::optional<net::ClientAuth> auth)
       : options_(options),
+        auth_(auth),
         name_(options.name.empty() ? default_name() : options.name),
         pool_(SlotPoolOptions{slots, options.executable, options.service_libs,
                               options.max_message_bytes, options.bars_per_slot,
                               options.max_result_bytes}),
         progress_(ctx_, ProgressLinkOptions{progress_endpoint.zmq, progress_endpoint.ipv6, name_,
-                                            options.progress_floor, options.progress_ceiling}) {}
+                                            options.progress_floor, options.progress_ceiling,
+                                            std::move(auth)}) {}
 
   int run() {
     SignalPipe signals{SIGINT, SIGTERM, SIGCHLD};
@@ -68,6 +72,11 @@ class Worker final : public WorkerLink {
     dealer_.set_int(ZMQ_RCVHWM, 0);
     dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
     dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
+    std::unique_ptr<net::HandshakeGuard> handshakes;
+    if (auth_) {
+      net::secure_client(dealer_, *auth_);
+      handshakes = std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep->zmq, "the scheduler");
+    }
     if (auto s = dealer_.connect(ep->zmq); !s) {
       LRTS_ERROR("{}", s.error());
       return 1;
@@ -107,10 +116,13 @@ class Worker final : public WorkerLink {
       if (core_->executor().wants_memory_check()) {
         deadline = std::min(deadline, pool_.next_memory_check());
       }
+      if (handshakes) deadline = std::min(deadline, handshakes->next_deadline());
       items.clear();
       items.push_back({dealer_.get(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, signals.fd(), ZMQ_POLLIN, 0});
       items.push_back({progress_.socket(), 0, ZMQ_POLLIN, 0});
+      void* mon = handshakes ? handshakes->monitor_socket() : nullptr;
+      items.push_back({mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0});
       pool_.add_poll_items(items);
       const long timeout =
           deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
@@ -131,7 +143,11 @@ class Worker final : public WorkerLink {
         }
       }
       if (items[2].revents & ZMQ_POLLIN) progress_.on_readable(now);
-      pool_.on_poll(items.data() + 3, now);
+      if (handshakes) {
+        if (items[3].revents & ZMQ_POLLIN) handshakes->on_readable(now);
+        handshakes->on_tick(now);
+      }
+      pool_.on_poll(items.data() + 4, now);
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) {
         auto decoded =
             protocol::decode<protocol::ToWorker>(frame.view(), options_.max_message_bytes);
@@ -156,8 +172,9 @@ class Worker final : public WorkerLink {
     }
   }
   void bars(std::vector<protocol::BarState>& bars) override { progress_.add(bars); }
-  void session_owner(uint64_t session, std::string_view application_id) override {
-    progress_.owner(session, application_id);
+  void session_owner(uint64_t session, std::string_view application_id,
+                     std::string_view owner) override {
+    progress_.owner(session, application_id, owner);
   }
 
  private:
@@ -206,6 +223,7 @@ class Worker final : public WorkerLink {
   static constexpr Duration kStatsInterval = seconds(30);
 
   WorkerOptions options_;
+  std::optional<net::ClientAuth> auth_;
   std::string name_;
   SlotPool pool_;
   net::ZmqContext ctx_;
@@ -240,8 +258,17 @@ int run_worker(const WorkerOptions& in) {
     LRTS_ERROR("{}", progress.error());
     return 2;
   }
+  std::optional<net::ClientAuth> auth;
+  if (!options.auth_dir.empty()) {
+    auto a = net::load_client_auth(options.auth_dir, net::Role::kWorker);
+    if (!a) {
+      LRTS_ERROR("{}", a.error());
+      return 2;
+    }
+    auth = std::move(*a);
+  }
   ::signal(SIGPIPE, SIG_IGN);
-  Worker worker(options, options.max_jobs_resolved, *progress);
+  Worker worker(options, options.max_jobs_resolved, *progress, std::move(auth));
   return worker.run();
 }
 

@@ -34,6 +34,7 @@ struct WorkerOptions {
   Duration drain_timeout{0};                   // 0: no limit
   Duration progress_floor = milliseconds(20);  // fastest progress batch cadence
   Duration progress_ceiling = seconds(1);      // slowest; also the wait for a lost batch
+  std::string auth_dir;  // --auth: the worker's key (worker.key) and scheduler.pub
 };
 
 // Runs a worker until SIGINT/SIGTERM. Returns the process exit code.

@@ -62,6 +62,13 @@ void add_worker_flags(CLI::App& app, WorkerFlags& f) {
             return v.size() > protocol::kMaxNameBytes ? "a worker name has at most 256 bytes" : "";
           },
           "TEXT"));
+  app.add_option("--auth", o.auth_dir,
+                 "Directory of cluster keys made by `lrts keygen DIR` (or a member's, from --add "
+                 "NAME --role worker): the worker connects with worker.key and trusts only "
+                 "scheduler.pub (ZeroMQ CURVE, to the scheduler and the progress server; "
+                 "default: $LRTS_AUTH_DIR)")
+      ->envname("LRTS_AUTH_DIR")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--max-message-mb", f.max_message_mb,
                  "Largest message accepted from the scheduler, in MiB (payloads larger than a "
                  "message travel in chunks)")

@@ -222,6 +222,27 @@ std::string Cluster::scheduler_logs() const {
   return out;
 }
 
+Cluster::Cluster(TempDir& dir) : dir_(dir), port_(free_port()), progress_port_(free_port()) {
+  if (const char* a = std::getenv("LRTS_TEST_AUTH"); a && std::string(a) == "1") enable_auth();
+}
+
+Cluster::~Cluster() {
+  if (!auth_dir_.empty()) ::unsetenv("LRTS_AUTH_DIR");
+}
+
+const std::string& Cluster::enable_auth() {
+  if (!auth_dir_.empty()) return auth_dir_;
+  const std::string keys = dir_.file("keys");
+  const CommandResult r = run_command({lrts_bin(), "keygen", keys}, 30s);
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "lrts keygen failed: " << r.err;
+    return auth_dir_;
+  }
+  auth_dir_ = keys;
+  ::setenv("LRTS_AUTH_DIR", keys.c_str(), 1);
+  return auth_dir_;
+}
+
 Daemon& Cluster::start_scheduler(std::vector<std::string> extra) {
   std::vector<std::string> argv = {lrts_bin(), "scheduler",           "-address",    "127.0.0.1",
                                    "-port",    std::to_string(port_), "--log-level", "debug"};

@@ -106,10 +106,19 @@ std::string example_services_lib();
 std::string test_services_lib();
 std::string test_app();
 
-// A scheduler and workers on a free port in a temp dir.
+// A scheduler and workers on a free port in a temp dir. With LRTS_TEST_AUTH=1 in the
+// environment every cluster runs with --auth (see enable_auth).
 class Cluster {
  public:
-  explicit Cluster(TempDir& dir) : dir_(dir), port_(free_port()), progress_port_(free_port()) {}
+  explicit Cluster(TempDir& dir);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+  // Makes the cluster's keys (lrts keygen) and sets LRTS_AUTH_DIR to them in this process, so
+  // that every daemon, program and ClientApplication started from now on uses --auth. Returns
+  // the key directory.
+  const std::string& enable_auth();
+  const std::string& auth_dir() const { return auth_dir_; }
   int port() const { return port_; }
   int progress_port() const { return progress_port_; }
 
@@ -130,6 +139,7 @@ class Cluster {
   TempDir& dir_;
   int port_;
   int progress_port_;
+  std::string auth_dir_;
   Daemon scheduler_;
   int scheduler_starts_ = 0;
   Daemon progress_server_;

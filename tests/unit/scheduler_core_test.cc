@@ -423,7 +423,7 @@ TEST_F(SchedulerCoreTest, ReclaimAfterRestartIsDueBeforeLaterTimers) {
   o.reclaim_grace = 2s;  // shorter than the application timer restore() starts (10 s)
   SchedulerCore core(o, transport_, blobs_);
   RecoveredState state;
-  state.apps.push_back({"app", 60000});
+  state.apps.push_back({"app", 60000, false, ""});
   RecoveredTask task;
   task.key = {100, 1};
   task.app_id = "app";
@@ -439,7 +439,7 @@ TEST_F(SchedulerCoreTest, AKeptResultExpiresByItsRecordedAgeNotByTheRestart) {
   o.keep_results = 1h;
   SchedulerCore core(o, transport_, blobs_);
   RecoveredState state;
-  state.apps.push_back({"app", 60000, true});
+  state.apps.push_back({"app", 60000, true, ""});
   for (uint64_t seq : {1, 2}) {
     RecoveredTask task;
     task.key = {100, seq};

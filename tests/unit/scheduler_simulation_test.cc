@@ -73,8 +73,8 @@ class SimJournal final : public JournalSink {
     w_.task_submitted(key, app_id, name, fields, fields_blob, max_retries, timeout_ms);
     pending_.push_back({w_.take(), {}});
   }
-  void task_assigned(const TaskKey& key, uint32_t attempt) override {
-    w_.task_assigned(key, attempt);
+  void task_assigned(const TaskKey& key, uint32_t attempt, uint64_t worker_uid) override {
+    w_.task_assigned(key, attempt, worker_uid);
     pending_.push_back({w_.take(), {}});
   }
   void task_finished(const TaskKey& key, TaskStatus status, std::string_view payload,
@@ -89,8 +89,9 @@ class SimJournal final : public JournalSink {
     w_.task_removed(key);
     pending_.push_back({w_.take(), key});
   }
-  void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached) override {
-    w_.app_registered(app_id, grace_ms, detached);
+  void app_registered(std::string_view app_id, uint64_t grace_ms, bool detached,
+                      std::string_view owner) override {
+    w_.app_registered(app_id, grace_ms, detached, owner);
     pending_.push_back({w_.take(), {}});
   }
   void app_removed(std::string_view app_id) override {
@@ -219,7 +220,7 @@ struct SimWorker final : worker::SlotControl, worker::WorkerLink {
     }
   }
   void bars(std::vector<protocol::BarState>&) override {}
-  void session_owner(uint64_t, std::string_view) override {}
+  void session_owner(uint64_t, std::string_view, std::string_view) override {}
 
   // One thing happens in one slot.
   void step(std::mt19937_64& rng, TimePoint now, bool faults) {

@@ -1,0 +1,552 @@
+#include "net/auth.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/log.hpp"
+#include "common/unique_fd.hpp"
+
+namespace lrts::net {
+
+namespace {
+
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr const char* kServerKey = "scheduler.key";
+constexpr const char* kServerPublic = "scheduler.pub";
+constexpr const char* kMembers = "members";
+constexpr size_t kZ85KeyChars = 40;
+constexpr size_t kMaxMemberName = 64;
+
+std::string errno_text() { return std::strerror(errno); }
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxMemberName || name == "scheduler") return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return name != "." && name != "..";
+}
+
+bool valid_z85_key(std::string_view key) {
+  if (key.size() != kZ85KeyChars) return false;
+  uint8_t bin[32];
+  const std::string copy(key);
+  return zmq_z85_decode(bin, copy.c_str()) != nullptr;
+}
+
+Status make_private_dir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return make_error("cannot create " + dir + ": " + errno_text());
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return make_error(dir + " is not a directory");
+  }
+  ::chmod(dir.c_str(), 0700);
+  return {};
+}
+
+// Writes a new 0600 file; fails if it exists (keys are never overwritten).
+Status write_new_file(const std::string& path, const std::string& text) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    return make_error(errno == EEXIST ? path + " exists already (keys are never overwritten)"
+                                      : "cannot create " + path + ": " + errno_text());
+  }
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+      ::fsync(fd.get()) != 0) {
+    return make_error("cannot write " + path + ": " + errno_text());
+  }
+  return {};
+}
+
+// Replaces a file atomically (a daemon reading it sees the old or the new one whole).
+Status replace_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".new";
+  ::unlink(tmp.c_str());
+  if (auto s = write_new_file(tmp, text); !s) return s;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return make_error("cannot replace " + path + ": " + errno_text());
+  }
+  return {};
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error("cannot read " + path + ": " + errno_text());
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (s.str().size() > (1u << 20)) return make_error(path + " is too large to be a key file");
+  return s.str();
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// "key = value" lines; '#' starts a comment.
+std::unordered_map<std::string, std::string> parse_fields(std::string_view text) {
+  std::unordered_map<std::string, std::string> out;
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    line = trim(line);
+    if (line.empty() || line.front() == '#') continue;
+    const size_t eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    out[std::string(trim(line.substr(0, eq)))] = std::string(trim(line.substr(eq + 1)));
+  }
+  return out;
+}
+
+std::string key_file_text(const KeyPair& k, std::string_view role) {
+  return "# lrts " + std::string(role) + " key '" + k.name +
+         "': keep this file secret, it holds a secret key\n"
+         "name = " +
+         k.name + "\nrole = " + std::string(role) + "\npublic = " + k.public_key +
+         "\nsecret = " + k.secret_key + "\n";
+}
+
+std::string public_file_text(const KeyPair& server) {
+  return "# lrts scheduler public key: every member of the cluster needs this file\npublic = " +
+         server.public_key + "\n";
+}
+
+Result<KeyPair> new_key(const std::string& name) {
+  char pub[41], sec[41];
+  if (zmq_curve_keypair(pub, sec) != 0) {
+    return make_error("cannot make a CURVE key: " + zmq_error_text() +
+                      " (libzmq built without CURVE?)");
+  }
+  return KeyPair{name, pub, sec};
+}
+
+Result<KeyPair> read_key(const std::string& path, bool need_secret) {
+  auto text = read_file(path);
+  if (!text) return Error{text.error()};
+  auto f = parse_fields(*text);
+  KeyPair k{f["name"], f["public"], f["secret"]};
+  if (need_secret) {
+    if (!valid_z85_key(k.secret_key)) return make_error(path + " holds no valid secret key");
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      LRTS_WARN("{} can be read by other users (mode {:o}): chmod 600 it", path, st.st_mode & 0777);
+    }
+    char pub[41];
+    if (zmq_curve_public(pub, k.secret_key.c_str()) != 0) {
+      return make_error(path + ": cannot derive the public key: " + zmq_error_text());
+    }
+    k.public_key = pub;  // derived: a hand-edited public line cannot disagree
+  } else if (!valid_z85_key(k.public_key)) {
+    return make_error(path + " holds no valid public key");
+  }
+  return k;
+}
+
+struct MemberLine {
+  Role role;
+  std::string name;
+  std::string public_key;
+};
+
+Result<std::vector<MemberLine>> read_members(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) return Error{text.error()};
+  std::vector<MemberLine> out;
+  std::istringstream in(*text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    const std::string_view t = trim(line);
+    if (t.empty() || t.front() == '#') continue;
+    std::istringstream fields{std::string(t)};
+    std::string role, name, key;
+    fields >> role >> name >> key;
+    const auto r = parse_role(role);
+    if (!r || !valid_name(name) || !valid_z85_key(key)) {
+      return make_error(path + " line " + std::to_string(n) +
+                        ": expected 'worker|application|viewer NAME PUBLIC_KEY'");
+    }
+    out.push_back({*r, name, key});
+  }
+  return out;
+}
+
+std::string members_text(const std::vector<MemberLine>& members) {
+  std::string out =
+      "# lrts cluster members: ROLE NAME PUBLIC_KEY, one per line. The scheduler and the "
+      "progress\n# server read this file again within a second of a change.\n";
+  for (const auto& m : members) {
+    out += std::string(role_name(m.role)) + " " + m.name + " " + m.public_key + "\n";
+  }
+  return out;
+}
+
+void set_key(ZmqSocket& s, int option, const std::string& z85) {
+  zmq_setsockopt(s.get(), option, z85.data(), z85.size());
+}
+
+}  // namespace
+
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::kWorker:
+      return "worker";
+    case Role::kApplication:
+      return "application";
+    case Role::kViewer:
+      return "viewer";
+  }
+  return "?";
+}
+
+std::optional<Role> parse_role(std::string_view text) {
+  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer}) {
+    if (text == role_name(r)) return r;
+  }
+  return std::nullopt;
+}
+
+// ---- lrts keygen ----------------------------------------------------------------------------
+
+Status create_cluster_keys(const std::string& dir) {
+  if (zmq_has("curve") == 0) return make_error("this libzmq was built without CURVE");
+  if (::access((dir + "/" + kServerKey).c_str(), F_OK) == 0) {
+    return make_error(dir +
+                      " holds cluster keys already (add a member with --add NAME --role "
+                      "ROLE, or choose another directory)");
+  }
+  if (auto s = make_private_dir(dir); !s) return s;
+  auto server = new_key("scheduler");
+  if (!server) return Error{server.error()};
+  if (auto s = write_new_file(dir + "/" + kServerKey, key_file_text(*server, "server")); !s) {
+    return s;
+  }
+  if (auto s = write_new_file(dir + "/" + kServerPublic, public_file_text(*server)); !s) return s;
+  std::vector<MemberLine> members;
+  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer}) {
+    auto k = new_key(std::string(role_name(r)));
+    if (!k) return Error{k.error()};
+    const std::string path = dir + "/" + std::string(role_name(r)) + ".key";
+    if (auto s = write_new_file(path, key_file_text(*k, role_name(r))); !s) return s;
+    members.push_back({r, k->name, k->public_key});
+  }
+  return write_new_file(dir + "/" + kMembers, members_text(members));
+}
+
+Result<std::string> add_member(const std::string& dir, const std::string& name, Role role) {
+  if (!valid_name(name)) {
+    return make_error("invalid member name '" + name +
+                      "': 1 to 64 of A-Z a-z 0-9 . _ -, not 'scheduler'");
+  }
+  auto server = read_key(dir + "/" + kServerKey, true);
+  if (!server) return Error{server.error()};
+  auto members = read_members(dir + "/" + kMembers);
+  if (!members) return Error{members.error()};
+  for (const auto& m : *members) {
+    if (m.name == name) return make_error("a member named '" + name + "' exists already");
+  }
+  const std::string out = dir + "/" + name;
+  if (::mkdir(out.c_str(), 0700) != 0) {
+    return make_error("cannot create " + out + ": " + errno_text());
+  }
+  auto k = new_key(name);
+  if (!k) return Error{k.error()};
+  if (auto s = write_new_file(out + "/" + std::string(role_name(role)) + ".key",
+                              key_file_text(*k, role_name(role)));
+      !s) {
+    return Error{s.error()};
+  }
+  if (auto s = write_new_file(out + "/" + kServerPublic, public_file_text(*server)); !s) {
+    return Error{s.error()};
+  }
+  members->push_back({role, name, k->public_key});
+  if (auto s = replace_file(dir + "/" + kMembers, members_text(*members)); !s) {
+    return Error{s.error()};
+  }
+  return out;
+}
+
+Status revoke_member(const std::string& dir, const std::string& name) {
+  auto members = read_members(dir + "/" + kMembers);
+  if (!members) return Error{members.error()};
+  const size_t before = members->size();
+  std::erase_if(*members, [&](const MemberLine& m) { return m.name == name; });
+  if (members->size() == before) return make_error("no member named '" + name + "'");
+  return replace_file(dir + "/" + kMembers, members_text(*members));
+}
+
+Result<std::vector<std::string>> list_members(const std::string& dir) {
+  auto members = read_members(dir + "/" + kMembers);
+  if (!members) return Error{members.error()};
+  std::vector<std::string> out;
+  for (const auto& m : *members) out.push_back(std::string(role_name(m.role)) + " " + m.name);
+  return out;
+}
+
+// ---- members ----------------------------------------------------------------------------------
+
+Result<ClientAuth> load_client_auth(const std::string& dir, Role role) {
+  if (zmq_has("curve") == 0) return make_error("this libzmq was built without CURVE");
+  ClientAuth a;
+  a.role = role;
+  std::string path = dir + "/" + std::string(role_name(role)) + ".key";
+  if (role == Role::kViewer && ::access(path.c_str(), F_OK) != 0) {
+    path = dir + "/" + std::string(role_name(Role::kApplication)) + ".key";
+    a.role = Role::kApplication;
+  }
+  if (::access(path.c_str(), F_OK) != 0) {
+    return make_error("--auth " + dir + " has no " + std::string(role_name(role)) +
+                      ".key (make one with: lrts keygen CLUSTER_DIR --add NAME --role " +
+                      std::string(role_name(role)) + ")");
+  }
+  auto keys = read_key(path, true);
+  if (!keys) return Error{keys.error()};
+  auto server = read_key(dir + "/" + kServerPublic, false);
+  if (!server) return Error{server.error()};
+  a.keys = std::move(*keys);
+  a.server_public = server->public_key;
+  return a;
+}
+
+void secure_client(ZmqSocket& socket, const ClientAuth& auth) {
+  set_key(socket, ZMQ_CURVE_SERVERKEY, auth.server_public);
+  set_key(socket, ZMQ_CURVE_PUBLICKEY, auth.keys.public_key);
+  set_key(socket, ZMQ_CURVE_SECRETKEY, auth.keys.secret_key);
+}
+
+// ---- handshakes -------------------------------------------------------------------------------
+
+HandshakeGuard::HandshakeGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint,
+                               std::string what)
+    : socket_(socket), endpoint_(std::move(endpoint)), what_(std::move(what)) {
+  static std::atomic<int> counter{0};
+  const std::string address = "inproc://lrts-handshake-" + std::to_string(counter++);
+  const int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+  if (zmq_socket_monitor(socket.get(), address.c_str(), events) != 0) return;
+  monitor_ = ZmqSocket(ctx, ZMQ_PAIR);
+  if (!monitor_.connect(address)) monitor_.close();
+}
+
+void HandshakeGuard::on_readable(TimePoint now) {
+  ZmqFrame event, address;
+  while (monitor_.get() && monitor_.recv(event)) {
+    if (event.more()) monitor_.recv(address);
+    if (event.size() < 6) continue;
+    uint16_t kind;
+    int32_t value;
+    std::memcpy(&kind, event.data(), 2);
+    std::memcpy(&value, event.data() + 2, 4);
+    if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      backoff_ = seconds(1);
+      continue;
+    }
+    ++failures_;
+    if (retry_at_ == TimePoint::max()) retry_at_ = now + backoff_;
+    uint64_t suppressed = 0;
+    if (log_limit_.allow("fail", now, &suppressed)) {
+      const std::string why =
+          kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+              ? what_ +
+                    " refused this key (is it in the cluster's `members`? lrts keygen DIR "
+                    "--list)"
+              : what_ +
+                    " did not complete a secure handshake (is --auth given on both sides, "
+                    "and is scheduler.pub the cluster's?)";
+      LRTS_ERROR("{} at {}; trying again in {} s", why, endpoint_, to_ms(backoff_) / 1000);
+    }
+  }
+}
+
+void HandshakeGuard::on_tick(TimePoint now) {
+  if (now < retry_at_) return;
+  retry_at_ = TimePoint::max();
+  (void)socket_.disconnect(endpoint_);
+  (void)socket_.connect(endpoint_);
+  backoff_ = std::min<Duration>(backoff_ * 2, seconds(30));
+}
+
+// ---- the daemon's side ------------------------------------------------------------------------
+
+Authenticator::Authenticator(ZmqContext& ctx, std::string dir, KeyPair server)
+    : dir_(std::move(dir)), server_(std::move(server)), zap_(ctx, ZMQ_REP) {}
+
+Authenticator::~Authenticator() = default;
+
+Result<std::unique_ptr<Authenticator>> Authenticator::create(ZmqContext& ctx,
+                                                             const std::string& dir) {
+  if (zmq_has("curve") == 0) return make_error("this libzmq was built without CURVE");
+  auto server = read_key(dir + "/" + kServerKey, true);
+  if (!server) {
+    return make_error("--auth " + dir + ": " + server.error() +
+                      " (the scheduler and the progress server need the cluster directory "
+                      "made by lrts keygen)");
+  }
+  std::unique_ptr<Authenticator> a(new Authenticator(ctx, dir, std::move(*server)));
+  if (auto s = a->reload(); !s) return Error{s.error()};
+  if (auto s = a->zap_.bind(kZapEndpoint); !s) return Error{s.error()};
+  a->next_check_ = Clock::now() + seconds(1);
+  return a;
+}
+
+void Authenticator::secure_server(ZmqSocket& socket) const {
+  socket.set_int(ZMQ_CURVE_SERVER, 1);
+  set_key(socket, ZMQ_CURVE_SECRETKEY, server_.secret_key);
+  const char domain[] = "lrts";
+  zmq_setsockopt(socket.get(), ZMQ_ZAP_DOMAIN, domain, sizeof domain - 1);
+}
+
+Status Authenticator::reload() {
+  const std::string path = dir_ + "/" + kMembers;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return make_error("cannot read " + path + ": " + errno_text());
+  members_mtime_ns_ = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  members_size_ = st.st_size;
+  auto lines = read_members(path);
+  if (!lines) return Error{lines.error()};
+  std::unordered_map<std::string, Member> by_key, by_name;
+  for (const auto& m : *lines) {
+    std::string bin(32, '\0');
+    zmq_z85_decode(reinterpret_cast<uint8_t*>(bin.data()), m.public_key.c_str());
+    by_key[bin] = Member{m.name, m.role};
+    by_name[m.name] = Member{m.name, m.role};
+  }
+  by_key_ = std::move(by_key);
+  by_name_ = std::move(by_name);
+  return {};
+}
+
+void Authenticator::on_tick(TimePoint now) {
+  if (now < next_check_) return;
+  next_check_ = now + seconds(1);
+  struct stat st {};
+  const std::string path = dir_ + "/" + kMembers;
+  if (::stat(path.c_str(), &st) != 0) return;
+  const int64_t mtime = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  if (mtime == members_mtime_ns_ && st.st_size == members_size_) return;
+  const size_t before = by_key_.size();
+  if (auto s = reload(); !s) {
+    LRTS_WARN("keeping the accepted keys as they were: {}", s.error());
+    return;
+  }
+  LRTS_INFO("{} changed: {} accepted key(s), were {}", path, by_key_.size(), before);
+}
+
+void Authenticator::on_readable(TimePoint now) {
+  for (int n = 0; n < 1024; ++n) {
+    std::vector<std::string> request;
+    ZmqFrame f;
+    if (!zap_.recv(f)) return;
+    request.emplace_back(f.view());
+    while (f.more()) {
+      ZmqFrame next;
+      if (!zap_.recv(next)) break;
+      request.emplace_back(next.view());
+      if (!next.more()) break;
+    }
+    answer(request, now);
+  }
+}
+
+void Authenticator::answer(const std::vector<std::string>& req, TimePoint now) {
+  // ZAP 1.0: version, request id, domain, address, routing id, mechanism, credentials...
+  const std::string none;
+  const std::string& request_id = req.size() > 1 ? req[1] : none;
+  const std::string& address = req.size() > 3 ? req[3] : none;
+  const Member* m = nullptr;
+  if (req.size() >= 7 && req[0] == "1.0" && req[5] == "CURVE" && req[6].size() == 32) {
+    auto it = by_key_.find(req[6]);
+    if (it != by_key_.end()) m = &it->second;
+  }
+  if (!m) {
+    ++refused_;
+    uint64_t suppressed = 0;
+    if (log_limit_.allow(address, now, &suppressed)) {
+      LRTS_WARN("refused a connection from {}: its key is not a member of the cluster{}",
+                address.empty() ? "an unknown address" : address,
+                suppressed ? " (" + std::to_string(suppressed) + " more refusals not logged)" : "");
+    }
+  }
+  zap_.send("1.0", true);
+  zap_.send(request_id, true);
+  zap_.send(m ? "200" : "400", true);
+  zap_.send(m ? "OK" : "unknown key", true);
+  zap_.send(m ? std::string_view(m->name) : std::string_view{}, true);
+  zap_.send("", false);
+}
+
+const Member* Authenticator::member_of(ZmqFrame& frame, TimePoint now) {
+  const char* user = zmq_msg_gets(frame.raw(), "User-Id");
+  if (!user) return nullptr;
+  auto it = by_name_.find(user);
+  if (it != by_name_.end()) return &it->second;
+  uint64_t suppressed = 0;
+  if (log_limit_.allow(std::string("revoked ") + user, now, &suppressed)) {
+    LRTS_WARN("dropping messages from '{}': its key is no longer accepted", user);
+  }
+  return nullptr;
+}
+
+// ---- exposure -------------------------------------------------------------------------------
+
+bool is_loopback(const std::string& address) {
+  if (address == "localhost") return true;
+  if (address == "*" || address.empty()) return false;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(address.c_str(), nullptr, &hints, &res) != 0 || !res) return false;
+  bool all = true;
+  for (addrinfo* p = res; p; p = p->ai_next) {
+    if (p->ai_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(p->ai_addr);
+      all = all && (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    } else if (p->ai_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(p->ai_addr);
+      all = all && IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+    } else {
+      all = false;
+    }
+  }
+  ::freeaddrinfo(res);
+  return all;
+}
+
+Status check_exposure(const std::string& address, bool auth, bool insecure, const char* what) {
+  if (auth || is_loopback(address)) return {};
+  if (!insecure) {
+    return make_error(std::string("refusing to listen on '") + address + "' without --auth: " +
+                      "it is not a loopback address, and anyone who can reach the " + what +
+                      " could run tasks and read results. Give --auth DIR (keys from lrts keygen "
+                      "DIR), or --insecure to listen without authentication anyway");
+  }
+  LRTS_WARN(
+      "*** INSECURE: the {} listens on '{}' without --auth: anyone who can reach it can register "
+      "workers, submit tasks, read every result and progress bar. Use --auth DIR (lrts keygen) "
+      "outside a trusted network. ***",
+      what, address);
+  return {};
+}
+
+}  // namespace lrts::net
