@@ -7,9 +7,11 @@
 //                  [--workload NAME]   (name of the throughput figure in --json output)
 //                  [--external-port P] (use a scheduler already running on port P, with its
 //                                       workers, e.g. lrts_sim_workers; starts nothing)
+//                  [--auth DIR]        (every connection with CURVE: keys from lrts keygen DIR)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <lrts/lrts.hpp>
 #include <memory>
@@ -47,6 +49,10 @@ int main(int argc, char** argv) {
     const int v = std::atoi(argv[i + 1]);
     if (flag == "--state-dir") {
       scheduler_args = {"--state-dir", argv[i + 1]};
+      continue;
+    }
+    if (flag == "--auth") {
+      ::setenv("LRTS_AUTH_DIR", argv[i + 1], 1);  // the daemons and the application use it
       continue;
     }
     if (flag == "--workload") {
@@ -123,7 +129,8 @@ int main(int argc, char** argv) {
   app.stop_application();
 
   if (json) {
-    const std::string sys = scheduler_args.empty() ? "lrts (journal off)" : "lrts";
+    std::string sys = scheduler_args.empty() ? "lrts (journal off)" : "lrts";
+    if (std::getenv("LRTS_AUTH_DIR")) sys += " --auth";
     lrts::bench::json_line(
         sys, workload, rates[rates.size() / 2], "tasks/s", tasks,
         {{"workers", static_cast<double>(workers)}, {"slots", static_cast<double>(slots)}},

@@ -542,5 +542,122 @@ TEST_F(SchedulerCoreTest, BatchesAssignmentsIntoOneMessagePerWorker) {
   EXPECT_EQ(assigns, 1u);
 }
 
+// ---- what a key may do, and what a worker may claim ----
+
+TEST_F(SchedulerCoreTest, AResultFromAWorkerNeverGivenTheAttemptIsRefused) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W1", 1, 1);
+  worker_hello("W2", 2, 0);  // room for nothing: it is given nothing
+  EXPECT_EQ(assigned("W1"), (Pairs{{1, 1}}));
+  result("W2", {100, 1}, 1, TaskStatus::kFinished, "forged", 0);
+  EXPECT_TRUE(results("A").empty());
+  EXPECT_EQ(core_.stats().forged, 1u);
+  result("W1", {100, 1}, 1, TaskStatus::kFinished, "real");
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].payload, "real");
+}
+
+TEST_F(SchedulerCoreTest, AWorkerGivenUpOnStillDeliversItsAttemptButNotAnother) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W1", 1, 1);
+  EXPECT_EQ(assigned("W1"), (Pairs{{1, 1}}));
+  deliver("W1", protocol::WorkerBye{});  // leaves without handing it back: attempt 1 is lost
+  worker_hello("W2", 2, 1);
+  EXPECT_EQ(assigned("W2"), (Pairs{{1, 2}}));
+  worker_hello("W1", 1, 1);  // back, holding the result of attempt 1
+  result("W1", {100, 1}, 2, TaskStatus::kFinished, "not its attempt");
+  EXPECT_TRUE(results("A").empty());
+  result("W1", {100, 1}, 1, TaskStatus::kFinished, "its attempt");
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].payload, "its attempt");
+}
+
+TEST_F(SchedulerCoreTest, AHelloCannotClaimQueuedTasksItWasNeverGiven) {
+  app_hello("A");
+  submit("A", {1});
+  worker_hello("W", 5, 0, {{{100, 1}, 1}});  // claims it holds attempt 1
+  auto w = to_worker("W");
+  ASSERT_FALSE(w.empty());
+  auto* welcome = std::get_if<protocol::WorkerWelcome>(&w[0]);
+  ASSERT_NE(welcome, nullptr);
+  ASSERT_EQ(welcome->cancel.size(), 1u);  // told to drop it
+  EXPECT_EQ(core_.stats().queued, 1u);
+}
+
+TEST_F(SchedulerCoreTest, AnApplicationIdBelongsToTheKeyThatCreatedIt) {
+  core_.on_message("A", protocol::AppHello{"app", 100, 0, 0}, now_, Caller{"alice"});
+  submit("A", {1});
+  core_.on_message("M", protocol::AppHello{"app", 200, 0, 0}, now_, Caller{"mallory"});
+  core_.flush(now_);
+  auto m = to_app("M");
+  ASSERT_EQ(m.size(), 1u);
+  auto* e = std::get_if<protocol::ErrorMsg>(&m[0]);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->code, protocol::ErrorCode::kForbidden);
+  deliver("M", protocol::AppBye{});  // not its peer: nothing happens to alice's application
+  EXPECT_EQ(core_.stats().queued, 1u);
+  // The same key may come back with a new connection.
+  core_.on_message("A2", protocol::AppHello{"app", 300, 0, 0}, now_, Caller{"alice"});
+  core_.flush(now_);
+  auto a = to_app("A2");
+  ASSERT_FALSE(a.empty());
+  EXPECT_NE(std::get_if<protocol::AppWelcome>(&a[0]), nullptr);
+}
+
+TEST_F(SchedulerCoreTest, EachKeyMaySayOnlyTheHelloOfItsRole) {
+  core_.on_message("W", protocol::AppHello{"app", 100, 0, 0}, now_, Caller{"w", true, false});
+  protocol::WorkerHello h;
+  h.worker_uid = 1;
+  h.name = "x";
+  h.slots = 1;
+  h.capacity = 10;
+  core_.on_message("A", h, now_, Caller{"a", false, true});
+  core_.flush(now_);
+  EXPECT_EQ(core_.stats().apps, 0u);
+  EXPECT_EQ(core_.stats().workers, 0u);
+}
+
+TEST_F(SchedulerCoreTest, AWorkerThatRunsNothingItHoldsIsFlaggedAndOneThatRunsIsNot) {
+  CoreOptions o = options();
+  o.hoard_timeout = 30s;
+  o.max_worker_capacity = 5;
+  SchedulerCore core(o, transport_, blobs_);
+  auto say = [&](const std::string& peer, const protocol::ToScheduler& m) {
+    core.on_message(peer, m, now_);
+    core.flush(now_);
+  };
+  say("A", protocol::AppHello{"app", 100, 0, 0});
+  protocol::Submit s;
+  s.session = 100;
+  s.names = {"svc"};
+  for (uint64_t seq = 1; seq <= 20; ++seq) s.tasks.push_back({seq, 0, "f", 0, 2, 0});
+  say("A", s);
+  protocol::WorkerHello h;
+  h.worker_uid = 1;
+  h.name = "hoarder";
+  h.slots = 100;
+  h.capacity = 1000;
+  h.services = {"svc"};
+  say("H", h);
+  h.worker_uid = 2;
+  h.name = "busy";
+  say("B", h);
+  EXPECT_EQ(core.stats().assigned, 10u) << "capped at --max-worker-capacity";
+  for (int beat = 0; beat < 40; ++beat) {
+    now_ += 1s;
+    say("H", protocol::WorkerHeartbeat{1000, 0});
+    say("B", protocol::WorkerHeartbeat{1000, 1});  // a long task runs
+    core.on_tick(now_);
+  }
+  EXPECT_EQ(core.stats().hoarders, 1u);
+  EXPECT_EQ(core.stats().assigned, 5u) << "the busy worker keeps its tasks";
+  EXPECT_EQ(core.stats().queued, 15u) << "the hoarder's went back";
+  EXPECT_TRUE(core.verify()) << core.verify().error();
+}
+
 }  // namespace
 }  // namespace lrts::scheduler
