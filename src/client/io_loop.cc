@@ -97,10 +97,8 @@ class IoLoop final : public SessionLink {
     dealer_.set_int(ZMQ_RCVHWM, 0);
     dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
     dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
-    if (c_.auth) {
-      net::secure_client(dealer_, *c_.auth);
-      handshakes_ = std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep->zmq, "the scheduler");
-    }
+    if (c_.auth) net::secure_client(dealer_, *c_.auth);
+    handshakes_ = std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep->zmq, "the scheduler");
     if (auto s = dealer_.connect(ep->zmq); !s) return fatal(s.error());
     endpoint_ = ep->zmq;
     sessions_.insert(c_.session);
@@ -143,17 +141,22 @@ class IoLoop final : public SessionLink {
       update_view(now);
 
       void* mon = handshakes_ ? handshakes_->monitor_socket() : nullptr;
-      zmq_pollitem_t items[4] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
+      void* pmon = progress_handshakes_ ? progress_handshakes_->monitor_socket() : nullptr;
+      zmq_pollitem_t items[5] = {{dealer_.get(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, c_.outbox->wake_fd(), ZMQ_POLLIN, 0},
                                  {mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0},
-                                 {progress_.get(), 0, ZMQ_POLLIN, 0}};
+                                 {progress_.get(), 0, ZMQ_POLLIN, 0},
+                                 {pmon, pmon ? 0 : -1, pmon ? short{ZMQ_POLLIN} : short{0}, 0}};
       TimePoint deadline = std::min(core_.next_deadline(), next_subscribe_);
       if (handshakes_) deadline = std::min(deadline, handshakes_->next_deadline());
+      if (progress_handshakes_) {
+        deadline = std::min(deadline, progress_handshakes_->next_deadline());
+      }
       if (leave_by_ != TimePoint{}) deadline = std::min(deadline, leave_by_);
       if (c_.view && shown_outstanding_ > 0) deadline = std::min(deadline, next_view_);
       const long timeout =
           deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
-      if (zmq_poll(items, progress_.get() ? 4 : 3, timeout) < 0 && zmq_errno() != EINTR) {
+      if (zmq_poll(items, progress_.get() ? 5 : 3, timeout) < 0 && zmq_errno() != EINTR) {
         return fatal("poll failed: " + net::zmq_error_text());
       }
       now = Clock::now();
@@ -161,6 +164,10 @@ class IoLoop final : public SessionLink {
       if (handshakes_) {
         if (items[2].revents & ZMQ_POLLIN) handshakes_->on_readable(now);
         handshakes_->on_tick(now);
+      }
+      if (progress_handshakes_ && progress_.get()) {
+        if (items[4].revents & ZMQ_POLLIN) progress_handshakes_->on_readable(now);
+        progress_handshakes_->on_tick(now);
       }
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) {
         auto decoded = protocol::decode<protocol::ToApp>(frame.view());
@@ -223,6 +230,8 @@ class IoLoop final : public SessionLink {
     progress_.set_int(ZMQ_RECONNECT_IVL, 200);
     progress_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
     if (c_.auth) net::secure_client(progress_, *c_.auth);
+    progress_handshakes_ =
+        std::make_unique<net::HandshakeGuard>(ctx_, progress_, ep->zmq, "the progress server");
     if (auto s = progress_.connect(ep->zmq); !s) {
       LRTS_WARN("progress: {}", s.error());
       progress_.close();
@@ -290,7 +299,8 @@ class IoLoop final : public SessionLink {
   SessionCore core_;
   net::ZmqContext ctx_;
   net::ZmqSocket dealer_{ctx_, ZMQ_DEALER};
-  std::unique_ptr<net::HandshakeGuard> handshakes_;  // with --auth
+  std::unique_ptr<net::HandshakeGuard> handshakes_;  // failed handshakes said and retried
+  std::unique_ptr<net::HandshakeGuard> progress_handshakes_;
   net::ZmqSocket progress_;                // to the progress server, when progress is followed
   std::unordered_set<uint64_t> sessions_;  // whose bars we follow
   TimePoint next_subscribe_ = TimePoint::max();

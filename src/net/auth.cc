@@ -365,14 +365,19 @@ void HandshakeGuard::on_readable(TimePoint now) {
     if (retry_at_ == TimePoint::max()) retry_at_ = now + backoff_;
     uint64_t suppressed = 0;
     if (log_limit_.allow("fail", now, &suppressed)) {
-      const std::string why =
-          kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-              ? what_ +
-                    " refused this key (is it in the cluster's `members`? lrts keygen DIR "
-                    "--list)"
-              : what_ +
-                    " did not complete a secure handshake (is --auth given on both sides, "
-                    "and is scheduler.pub the cluster's?)";
+      int mechanism = 0;
+      size_t len = sizeof mechanism;
+      zmq_getsockopt(socket_.get(), ZMQ_MECHANISM, &mechanism, &len);
+      std::string why = what_;
+      if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        why += " refused this key (is it in the cluster's `members`? lrts keygen DIR --list)";
+      } else if (mechanism == ZMQ_CURVE) {
+        why +=
+            " did not complete a secure handshake (is scheduler.pub the cluster's, and does "
+            "it run with --auth?)";
+      } else {
+        why += " did not complete a handshake (if it runs with --auth, give --auth here too)";
+      }
       LRTS_ERROR("{} at {}; trying again in {} s", why, endpoint_, to_ms(backoff_) / 1000);
     }
   }
@@ -402,6 +407,18 @@ Result<std::unique_ptr<Authenticator>> Authenticator::create(ZmqContext& ctx,
                       " (the scheduler and the progress server need the cluster directory "
                       "made by lrts keygen)");
   }
+  // As sshd does: keys that others could read, or a list others could write, are refused.
+  for (const auto& [path, mask, what] : {std::tuple{dir, mode_t{022}, "writable by"},
+                                         {dir + "/" + kServerKey, 077, "open to"},
+                                         {dir + "/" + kMembers, 022, "writable by"}}) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & mask) != 0) {
+      return make_error(path + " is " + what + " other users (mode " +
+                        std::to_string((st.st_mode >> 6) & 7) +
+                        std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) +
+                        "): chmod go-rwx it");
+    }
+  }
   std::unique_ptr<Authenticator> a(new Authenticator(ctx, dir, std::move(*server)));
   if (auto s = a->reload(); !s) return Error{s.error()};
   if (auto s = a->zap_.bind(kZapEndpoint); !s) return Error{s.error()};
@@ -423,17 +440,19 @@ Status Authenticator::reload() {
     return make_error("cannot read " + path + ": " + errno_text());
   members_mtime_ns_ = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
   members_size_ = st.st_size;
+  if ((st.st_mode & 022) != 0) {
+    return make_error(path + " is writable by other users: chmod go-w it");
+  }
   auto lines = read_members(path);
   if (!lines) return Error{lines.error()};
-  std::unordered_map<std::string, Member> by_key, by_name;
-  for (const auto& m : *lines) {
-    std::string bin(32, '\0');
-    zmq_z85_decode(reinterpret_cast<uint8_t*>(bin.data()), m.public_key.c_str());
-    by_key[bin] = Member{m.name, m.role};
-    by_name[m.name] = Member{m.name, m.role};
+  // By the key itself (its Z85 text is the connection's User-Id): a revoked key stays revoked
+  // even when its name is given to another key later.
+  std::unordered_map<std::string, Member> by_key;
+  for (const auto& m : *lines) by_key[m.public_key] = Member{m.name, m.role};
+  for (const auto& [key, m] : by_key_) {
+    if (!by_key.count(key)) former_[key] = m.name;
   }
   by_key_ = std::move(by_key);
-  by_name_ = std::move(by_name);
   return {};
 }
 
@@ -442,7 +461,14 @@ void Authenticator::on_tick(TimePoint now) {
   next_check_ = now + seconds(1);
   struct stat st {};
   const std::string path = dir_ + "/" + kMembers;
-  if (::stat(path.c_str(), &st) != 0) return;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (!members_missing_) {
+      LRTS_WARN("cannot read {}: {}; keeping the accepted keys as they were", path, errno_text());
+    }
+    members_missing_ = true;
+    return;
+  }
+  members_missing_ = false;
   const int64_t mtime = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
   if (mtime == members_mtime_ns_ && st.st_size == members_size_) return;
   const size_t before = by_key_.size();
@@ -475,14 +501,17 @@ void Authenticator::answer(const std::vector<std::string>& req, TimePoint now) {
   const std::string& request_id = req.size() > 1 ? req[1] : none;
   const std::string& address = req.size() > 3 ? req[3] : none;
   const Member* m = nullptr;
-  if (req.size() >= 7 && req[0] == "1.0" && req[5] == "CURVE" && req[6].size() == 32) {
-    auto it = by_key_.find(req[6]);
+  char z85[41] = {0};
+  if (req.size() >= 7 && req[0] == "1.0" && req[5] == "CURVE" && req[6].size() == 32 &&
+      zmq_z85_encode(z85, reinterpret_cast<const uint8_t*>(req[6].data()), 32)) {
+    auto it = by_key_.find(z85);
     if (it != by_key_.end()) m = &it->second;
   }
   if (!m) {
     ++refused_;
     uint64_t suppressed = 0;
-    if (log_limit_.allow(address, now, &suppressed)) {
+    // One limit for all addresses: an attacker with many cannot fill the disk either.
+    if (log_limit_.allow("refused", now, &suppressed)) {
       LRTS_WARN("refused a connection from {}: its key is not a member of the cluster{}",
                 address.empty() ? "an unknown address" : address,
                 suppressed ? " (" + std::to_string(suppressed) + " more refusals not logged)" : "");
@@ -492,18 +521,20 @@ void Authenticator::answer(const std::vector<std::string>& req, TimePoint now) {
   zap_.send(request_id, true);
   zap_.send(m ? "200" : "400", true);
   zap_.send(m ? "OK" : "unknown key", true);
-  zap_.send(m ? std::string_view(m->name) : std::string_view{}, true);
+  zap_.send(m ? std::string_view(z85, 40) : std::string_view{}, true);
   zap_.send("", false);
 }
 
 const Member* Authenticator::member_of(ZmqFrame& frame, TimePoint now) {
   const char* user = zmq_msg_gets(frame.raw(), "User-Id");
   if (!user) return nullptr;
-  auto it = by_name_.find(user);
-  if (it != by_name_.end()) return &it->second;
+  auto it = by_key_.find(user);
+  if (it != by_key_.end()) return &it->second;
   uint64_t suppressed = 0;
-  if (log_limit_.allow(std::string("revoked ") + user, now, &suppressed)) {
-    LRTS_WARN("dropping messages from '{}': its key is no longer accepted", user);
+  if (revoked_log_.allow(user, now, &suppressed)) {
+    auto f = former_.find(user);
+    LRTS_WARN("dropping messages from '{}': its key is no longer accepted",
+              f == former_.end() ? std::string(user) : f->second);
   }
   return nullptr;
 }
@@ -536,10 +567,13 @@ bool is_loopback(const std::string& address) {
 Status check_exposure(const std::string& address, bool auth, bool insecure, const char* what) {
   if (auth || is_loopback(address)) return {};
   if (!insecure) {
-    return make_error(std::string("refusing to listen on '") + address + "' without --auth: " +
-                      "it is not a loopback address, and anyone who can reach the " + what +
-                      " could run tasks and read results. Give --auth DIR (keys from lrts keygen "
-                      "DIR), or --insecure to listen without authentication anyway");
+    return make_error(
+        std::string("refusing to listen on '") + address + "' without --auth: " +
+        "it is not a loopback address, and anyone who can reach the " + what + " could " +
+        (std::string(what) == "scheduler" ? "run tasks and read results"
+                                          : "read every progress bar and send false ones") +
+        ". Give --auth DIR (keys from lrts keygen "
+        "DIR), or --insecure to listen without authentication anyway");
   }
   LRTS_WARN(
       "*** INSECURE: the {} listens on '{}' without --auth: anyone who can reach it can register "

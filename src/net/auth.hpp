@@ -132,13 +132,15 @@ class Authenticator {
   std::string dir_;
   KeyPair server_;
   ZmqSocket zap_;
-  std::unordered_map<std::string, Member> by_key_;   // 32-byte public key -> member
-  std::unordered_map<std::string, Member> by_name_;  // name -> member
+  std::unordered_map<std::string, Member> by_key_;       // public key (Z85) -> member
+  std::unordered_map<std::string, std::string> former_;  // revoked key -> its name then
+  bool members_missing_ = false;
   int64_t members_mtime_ns_ = -1;
   int64_t members_size_ = -1;
   TimePoint next_check_ = TimePoint::max();
   uint64_t refused_ = 0;
-  LogLimiter log_limit_{seconds(60), 3, 256};
+  LogLimiter log_limit_{seconds(60), 10, 4};
+  LogLimiter revoked_log_{std::chrono::hours(1), 1, 1024};  // once per revoked key an hour
 };
 
 // Whether a bind address is loopback only (127.0.0.0/8, ::1, localhost).

@@ -35,7 +35,11 @@ ListenerGuard::ListenerGuard(ZmqContext& ctx, ZmqSocket& socket, std::string end
     : socket_(socket), endpoint_(std::move(endpoint)) {
   static std::atomic<int> counter{0};
   const std::string address = "inproc://lrts-listener-" + std::to_string(counter++);
-  if (zmq_socket_monitor(socket.get(), address.c_str(), ZMQ_EVENT_ACCEPT_FAILED) != 0) {
+  // Failed handshakes too: with --auth, a peer that does not speak CURVE is refused during the
+  // handshake, before any authentication request, and would otherwise go unnoticed.
+  const int events = ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+  if (zmq_socket_monitor(socket.get(), address.c_str(), events) != 0) {
     LRTS_WARN("cannot watch {} for accept failures: {}", endpoint_, zmq_error_text());
     return;
   }
@@ -54,6 +58,17 @@ void ListenerGuard::on_readable(TimePoint now) {
     std::memcpy(&kind, event.data(), 2);
     std::memcpy(&err, event.data() + 2, 4);
     exhausted |= kind == ZMQ_EVENT_ACCEPT_FAILED && (err == EMFILE || err == ENFILE);
+    if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+        kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+      ++failed_handshakes_;
+      uint64_t suppressed = 0;
+      if (log_limit_.allow("handshake", now, &suppressed)) {
+        LRTS_WARN(
+            "a peer on {} failed the handshake (without --auth keys, or with another cluster's "
+            "scheduler.pub?): no connection; {} so far",
+            endpoint_, failed_handshakes_);
+      }
+    }
   }
   if (exhausted && listening_) stop_listening(now);
 }

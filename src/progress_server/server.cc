@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <list>
 #include <random>
 #include <unordered_map>
@@ -54,7 +55,11 @@ struct ProgressServer::Impl {
     std::string app;
     std::string key;  // the key the application belongs to (--auth)
     std::list<uint64_t>::iterator order;
+    // With --auth: the worker keys that named this session (they run its tasks); only they may
+    // send its bars, and the first naming stands.
+    std::vector<std::string> named_by;
   };
+  static constexpr size_t kMaxNamers = 64;
   std::unordered_map<uint64_t, Owner> owners;
   std::list<uint64_t> owner_order;  // least recently heard of first
   // Workers by name: when one goes silent, its open bars end lost.
@@ -86,12 +91,29 @@ struct ProgressServer::Impl {
     return it != owners.end() && it->second.app == s.application_id;
   }
 
-  void learn_owner(uint64_t session, std::string_view app, std::string_view key) {
+  void learn_owner(uint64_t session, std::string_view app, std::string_view key,
+                   const net::Member* by = nullptr, TimePoint now = {}) {
     auto it = owners.find(session);
     if (it != owners.end()) {
       owner_order.splice(owner_order.end(), owner_order, it->second.order);
-      if (it->second.app != app) it->second.app.assign(app);
-      if (it->second.key != key) it->second.key.assign(key);
+      Owner& o = it->second;
+      if (by) {
+        if (o.app != app || o.key != key) {
+          ++bad;
+          uint64_t suppressed = 0;
+          if (log_limiter.allow("owner " + by->name, now, &suppressed)) {
+            LRTS_WARN("'{}' named another owner for a session already named: ignored", by->name);
+          }
+          return;
+        }
+        if (std::find(o.named_by.begin(), o.named_by.end(), by->name) == o.named_by.end() &&
+            o.named_by.size() < kMaxNamers) {
+          o.named_by.push_back(by->name);
+        }
+        return;
+      }
+      if (o.app != app) o.app.assign(app);
+      if (o.key != key) o.key.assign(key);
       return;
     }
     if (owners.size() >= kMaxOwners) {
@@ -99,8 +121,16 @@ struct ProgressServer::Impl {
       owner_order.pop_front();
     }
     owner_order.push_back(session);
-    owners.emplace(session,
-                   Owner{std::string(app), std::string(key), std::prev(owner_order.end())});
+    Owner o{std::string(app), std::string(key), std::prev(owner_order.end()), {}};
+    if (by) o.named_by.push_back(by->name);
+    owners.emplace(session, std::move(o));
+  }
+
+  bool named(uint64_t session, const net::Member& m) const {
+    auto it = owners.find(session);
+    if (it == owners.end()) return false;
+    const auto& by = it->second.named_by;
+    return std::find(by.begin(), by.end(), m.name) != by.end();
   }
 
   uint32_t source_of(std::string_view worker, TimePoint now) {
@@ -175,9 +205,20 @@ struct ProgressServer::Impl {
     }
     if (auto* batch = std::get_if<protocol::ProgressBatch>(&*msg)) {
       if (member && member->role != net::Role::kWorker) return refuse(*member, "send bars", now);
-      for (const auto& o : batch->owners) learn_owner(o.session, o.application_id, o.key);
-      const uint32_t source = source_of(batch->worker, now);
-      for (const auto& b : batch->bars) store.apply(b, now, source);
+      for (const auto& o : batch->owners) {
+        learn_owner(o.session, o.application_id, o.key, member, now);
+      }
+      // With --auth the worker's name is qualified by its key: a key cannot speak for workers
+      // of another, and only sends bars of sessions it named (whose tasks it runs).
+      const uint32_t source =
+          source_of(member ? member->name + "/" + std::string(batch->worker) : batch->worker, now);
+      for (const auto& b : batch->bars) {
+        if (member && !named(b.key.session, *member)) {
+          ++bad;
+          continue;
+        }
+        store.apply(b, now, source);
+      }
       ++batches;
       buf.clear();
       protocol::encode(protocol::ProgressAck{batch->batch_seq, epoch}, buf);

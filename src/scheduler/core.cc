@@ -513,7 +513,6 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
 void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, TimePoint now) {
   Worker& w = workers_[wi];
   w.capacity = capped_capacity(w, m.capacity);
-  if (!m.items.empty()) w.last_progress = now;
   for (const auto& item : m.items) {
     Payload payload;
     if (item.stream) {
@@ -553,6 +552,7 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
     if (item.status == TaskStatus::kLost) {
       release_payload(payload);
       if (current) {
+        w.last_progress = now;  // only what settles an attempt of its own is progress
         unassign(t);
         retry_or_fail(t, item.payload);
       } else {
@@ -563,6 +563,7 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
       release_payload(payload);
     } else {
       // First terminal result wins, even from an attempt we had given up on.
+      w.last_progress = now;
       if (task.state == TaskState::kAssigned && task.worker != wi) cancel_on_worker(t);
       finish_task(t, item.status, std::move(payload), item.attempt, w.name, item.run_ns);
     }
@@ -588,10 +589,8 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerBye& m, TimePoi
 }
 
 void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerReturn& m, TimePoint) {
-  hand_back(wi, m.returned);
-  if (!m.returned.empty()) {
-    LRTS_INFO("worker '{}' handed back {} task(s)", worker_names_[workers_[wi].name],
-              m.returned.size());
+  if (const size_t n = hand_back(wi, m.returned)) {
+    LRTS_INFO("worker '{}' handed back {} task(s)", worker_names_[workers_[wi].name], n);
   }
 }
 
@@ -644,7 +643,8 @@ void SchedulerCore::check_hoarding(uint32_t wi, uint32_t running, TimePoint now)
 }
 
 // Tasks handed back unfinished: queued again, the attempt does not count.
-void SchedulerCore::hand_back(uint32_t wi, const std::vector<protocol::TaskAttempt>& returned) {
+size_t SchedulerCore::hand_back(uint32_t wi, const std::vector<protocol::TaskAttempt>& returned) {
+  size_t n = 0;
   for (const auto& rt : returned) {
     const uint32_t t = find_task(rt.key);
     if (t == kNone) continue;
@@ -661,7 +661,9 @@ void SchedulerCore::hand_back(uint32_t wi, const std::vector<protocol::TaskAttem
     }
     enqueue(t);
     ++stats_.requeued;
+    ++n;
   }
+  return n;
 }
 
 }  // namespace lrts::scheduler

@@ -252,7 +252,8 @@ class SchedulerCore {
   void on_app(uint32_t a, const protocol::ChunkAck& m, TimePoint now);
   void on_app_hello(const PeerId& peer, const protocol::AppHello& m, TimePoint now);
   void on_worker_hello(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now);
-  void hand_back(uint32_t w, const std::vector<protocol::TaskAttempt>& returned);
+  // Returns how many were handed back (those it held under that attempt).
+  size_t hand_back(uint32_t w, const std::vector<protocol::TaskAttempt>& returned);
   void send_error(const PeerId& peer, protocol::ErrorCode code, std::string_view text);
   void send_heartbeat_ack(const PeerId& peer, bool app);
   // Takes a finished incoming stream as a payload; false if it never arrived whole.

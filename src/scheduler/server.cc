@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <random>
+#include <unordered_set>
 
 #include "common/log.hpp"
 #include "common/signals.hpp"
@@ -147,6 +148,7 @@ int SchedulerServer::run() {
   LRTS_INFO("scheduler listening on {}", s.endpoint);
 
   net::ZmqFrame identity, payload, extra;
+  std::unordered_set<PeerId> revoked_told;
   TimePoint next_stats = Clock::now() + s.options.stats_interval;
   CoreStats last_logged{};
   uint64_t logged_full = 0;
@@ -207,7 +209,16 @@ int SchedulerServer::run() {
       Caller caller;
       if (s.auth) {
         const net::Member* member = s.auth->member_of(payload, now);
-        if (!member) continue;  // revoked since it connected: dropped, it times out
+        if (!member) {
+          // Revoked since it connected: dropped (it times out, its tasks run elsewhere), and
+          // told so once per connection.
+          if (revoked_told.size() >= 10'000) revoked_told.clear();
+          if (revoked_told.insert(peer).second) {
+            s.transport.send_app(
+                peer, protocol::ErrorMsg{protocol::ErrorCode::kForbidden, "this key was revoked"});
+          }
+          continue;
+        }
         caller.identity = member->name;
         caller.may_work = member->role == net::Role::kWorker;
         caller.may_apply = member->role == net::Role::kApplication;

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <memory>
+
 #include "common/log.hpp"
 #include "common/signals.hpp"
 #include "net/auth.hpp"
@@ -33,6 +35,8 @@ int run_viewer(const ViewerOptions& options) {
     }
     net::secure_client(sock, *auth);
   }
+  auto handshakes =
+      std::make_unique<net::HandshakeGuard>(ctx, sock, ep->zmq, "the progress server");
   if (auto s = sock.connect(ep->zmq); !s) {
     std::fprintf(stderr, "lrts progress: %s\n", s.error().c_str());
     return 2;
@@ -76,11 +80,26 @@ int run_viewer(const ViewerOptions& options) {
     }
     TimePoint deadline = std::min(next_subscribe, end);
     if (!answered && !noticed) deadline = std::min(deadline, give_notice);
-    zmq_pollitem_t items[2] = {{sock.get(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, 2, std::max<long>(0, to_ms(deadline - now) + 1)) < 0 &&
+    if (handshakes) deadline = std::min(deadline, handshakes->next_deadline());
+    void* mon = handshakes ? handshakes->monitor_socket() : nullptr;
+    zmq_pollitem_t items[3] = {{sock.get(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, signals.fd(), ZMQ_POLLIN, 0},
+                               {mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0}};
+    if (zmq_poll(items, 3, std::max<long>(0, to_ms(deadline - now) + 1)) < 0 &&
         zmq_errno() != EINTR) {
       break;
+    }
+    if (handshakes) {
+      if (items[2].revents & ZMQ_POLLIN) {
+        const uint64_t before = handshakes->failures();
+        handshakes->on_readable(Clock::now());
+        if (handshakes->failures() != before) {
+          view.set_connection("the progress server at " + ep->zmq +
+                              " refused this key or did not complete a secure handshake "
+                              "(check --auth); trying again");
+        }
+      }
+      handshakes->on_tick(Clock::now());
     }
     if (items[1].revents & ZMQ_POLLIN) {
       bool stop = false;

@@ -1,5 +1,7 @@
 #include "worker/progress_link.hpp"
 
+#include <algorithm>
+
 #include "common/log.hpp"
 #include "protocol/codec.hpp"
 
@@ -13,6 +15,8 @@ ProgressLink::ProgressLink(net::ZmqContext& ctx, ProgressLinkOptions options)
   dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
   dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 1000);
   if (options_.auth) net::secure_client(dealer_, *options_.auth);
+  handshakes_ =
+      std::make_unique<net::HandshakeGuard>(ctx, dealer_, options_.endpoint, "the progress server");
   if (auto s = dealer_.connect(options_.endpoint); !s) LRTS_WARN("progress: {}", s.error());
 }
 
@@ -42,6 +46,7 @@ void ProgressLink::owner(uint64_t session, std::string_view application_id,
 }
 
 void ProgressLink::pump(TimePoint now) {
+  if (handshakes_) handshakes_->on_tick(now);
   if (in_flight_ && now >= sent_at_ + options_.ceiling) {
     // No answer: the batch (or its acknowledgement) is lost. The open bars go out again (unless
     // a newer state is already waiting); closed ones are not kept for a server that is not there.
@@ -115,10 +120,13 @@ void ProgressLink::on_readable(TimePoint now) {
 }
 
 TimePoint ProgressLink::next_deadline() const {
-  if (in_flight_) return sent_at_ + options_.ceiling;
-  if (!dirty_.empty() || !unsent_owners_.empty()) return last_send_ + options_.floor;
-  if (!live_.empty()) return last_send_ + kKeepalive;
-  return TimePoint::max();
+  const TimePoint reconnect = handshakes_ ? handshakes_->next_deadline() : TimePoint::max();
+  if (in_flight_) return std::min(reconnect, sent_at_ + options_.ceiling);
+  if (!dirty_.empty() || !unsent_owners_.empty()) {
+    return std::min(reconnect, last_send_ + options_.floor);
+  }
+  if (!live_.empty()) return std::min(reconnect, last_send_ + kKeepalive);
+  return reconnect;
 }
 
 }  // namespace lrts::worker

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -51,6 +52,11 @@ class ProgressLink {
   ProgressLink(net::ZmqContext& ctx, ProgressLinkOptions options);
 
   void* socket() const { return dealer_.get(); }
+  // The handshake monitor to poll; on_monitor when readable.
+  void* monitor_socket() const { return handshakes_ ? handshakes_->monitor_socket() : nullptr; }
+  void on_monitor(TimePoint now) {
+    if (handshakes_) handshakes_->on_readable(now);
+  }
   static constexpr size_t kMaxBarsPerBatch = 8192;
   static constexpr size_t kMaxOwners = 4096;
   // While bars are open, a batch leaves at least this often (empty if nothing changed): the
@@ -93,6 +99,7 @@ class ProgressLink {
 
   ProgressLinkOptions options_;
   net::ZmqSocket dealer_;
+  std::unique_ptr<net::HandshakeGuard> handshakes_;
   BarMap dirty_;  // changed since the last batch
   BarMap in_flight_bars_;
   BarMap live_;  // every open bar, for a restarted server

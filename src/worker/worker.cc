@@ -72,11 +72,11 @@ class Worker final : public WorkerLink {
     dealer_.set_int(ZMQ_RCVHWM, 0);
     dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
     dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
-    std::unique_ptr<net::HandshakeGuard> handshakes;
-    if (auth_) {
-      net::secure_client(dealer_, *auth_);
-      handshakes = std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep->zmq, "the scheduler");
-    }
+    // Watched with or without --auth: a handshake that fails (keys on one side only, a key
+    // not accepted yet) is said and retried rather than left dead.
+    if (auth_) net::secure_client(dealer_, *auth_);
+    auto handshakes =
+        std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep->zmq, "the scheduler");
     if (auto s = dealer_.connect(ep->zmq); !s) {
       LRTS_ERROR("{}", s.error());
       return 1;
@@ -123,6 +123,8 @@ class Worker final : public WorkerLink {
       items.push_back({progress_.socket(), 0, ZMQ_POLLIN, 0});
       void* mon = handshakes ? handshakes->monitor_socket() : nullptr;
       items.push_back({mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0});
+      void* pmon = progress_.monitor_socket();
+      items.push_back({pmon, pmon ? 0 : -1, pmon ? short{ZMQ_POLLIN} : short{0}, 0});
       pool_.add_poll_items(items);
       const long timeout =
           deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
@@ -147,7 +149,8 @@ class Worker final : public WorkerLink {
         if (items[3].revents & ZMQ_POLLIN) handshakes->on_readable(now);
         handshakes->on_tick(now);
       }
-      pool_.on_poll(items.data() + 4, now);
+      if (items[4].revents & ZMQ_POLLIN) progress_.on_monitor(now);
+      pool_.on_poll(items.data() + 5, now);
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) {
         auto decoded =
             protocol::decode<protocol::ToWorker>(frame.view(), options_.max_message_bytes);

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <zmq.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -405,6 +407,9 @@ TEST_F(SecurityTest, AHoarderLosesItsTasksAndALongTaskIsNeverTakenForOne) {
   bool flagged = false;
   for (int beat = 0; beat < 40 && !flagged; ++beat) {
     hoarder.send(protocol::WorkerHeartbeat{1'000'000, 0});
+    // Results for tasks it never had are no sign of work.
+    hoarder.send(protocol::WorkerResults{
+        1'000'000, {{{1, 1}, 1, protocol::TaskStatus::kFinished, "\xc0", 0, 1}}});
     for (const std::string& bytes : hoarder.receive(200ms)) {
       auto msg = protocol::decode<protocol::ToWorker>(bytes, 64u << 20);
       if (!msg) continue;
@@ -433,6 +438,7 @@ TEST_F(SecurityTest, AHoarderLosesItsTasksAndALongTaskIsNeverTakenForOne) {
 TEST_F(SecurityTest, AViewerSeesOnlyWhatItsKeyMaySee) {
   const std::string& keys = cluster_.enable_auth();
   const std::string mallory = add_member("mallory", "application");
+  const std::string evil_dir = add_member("evil", "worker");
   cluster_.start_scheduler(kFastScheduler);
   cluster_.start_progress_server();
   cluster_.start_worker(1);
@@ -472,6 +478,38 @@ TEST_F(SecurityTest, AViewerSeesOnlyWhatItsKeyMaySee) {
     }
   }
   EXPECT_GT(viewer_bars, 0u) << "the viewer key sees every bar";
+  // Another worker key names the victim's session as mallory's and sends a bar of its own for
+  // it: neither the owner nor the bar is taken (only the workers that named it first may).
+  const net::ClientAuth evil = member(evil_dir, net::Role::kWorker);
+  RawPeer liar(cluster_.progress_port(), &evil);
+  protocol::TaskKey key;
+  ASSERT_TRUE(protocol::parse_service_id(id, &key));
+  protocol::ProgressBatch forged;
+  forged.batch_seq = 1;
+  forged.worker = "worker0";
+  forged.owners = {{key.session, "victim", "mallory"}};
+  protocol::BarState fake;
+  fake.key = key;
+  fake.attempt = 1;
+  fake.bar_no = 99;
+  fake.description = "FAKE";
+  fake.total = 10;
+  fake.count = 5;
+  forged.bars = {fake};
+  liar.send(forged);
+  ASSERT_TRUE((liar.expect<protocol::ToProgressWorker, protocol::ProgressAck>(10s)));
+  size_t fakes = 0;
+  for (int i = 0; i < 5; ++i) {
+    sees_all.send(all);
+    for (const std::string& bytes : sees_all.receive(200ms)) {
+      auto msg = protocol::decode<protocol::ToProgressSubscriber>(bytes, 64u << 20);
+      if (!msg) continue;
+      for (const auto& b : std::get<protocol::ProgressUpdate>(*msg).bars) {
+        fakes += b.description == "FAKE";
+      }
+    }
+  }
+  EXPECT_EQ(fakes, 0u) << "a bar from a key that runs none of the session's tasks";
   // Another application's key keeps asking while the task runs and sees nothing of it.
   for (int i = 0; i < 5; ++i) {
     sees_own.send(all);
@@ -534,6 +572,69 @@ TEST_F(SecurityTest, RotatingAndRevokingWorkerKeysUnderLoadLosesNoTask) {
     return occurrences(cluster_.scheduler().log(), "refused a connection") >= 1;
   })) << cluster_.scheduler().log();
   EXPECT_FALSE(again.log_contains("registered with the scheduler"));
+}
+
+TEST_F(SecurityTest, AMemberWhoseHandshakeFailsSaysWhyAndGetsInOnceItsKeyIsAccepted) {
+  cluster_.enable_auth();
+  const std::string late = add_member("late", "worker");
+  const std::string members = cluster_.auth_dir() + "/members";
+  const std::string with_late = read_file(members);
+  auto r = run_command({lrts_bin(), "keygen", cluster_.auth_dir(), "--revoke", "late"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  cluster_.start_scheduler(kFastScheduler);
+  Daemon& w = cluster_.start_worker(1, {"--auth", late});
+  ASSERT_TRUE(wait_until([&] { return w.log_contains("refused this key"); })) << w.log();
+  {  // accepted again: the same key back in `members`, as an operator would put it
+    std::ofstream(members + ".tmp") << with_late;
+    ASSERT_EQ(std::rename((members + ".tmp").c_str(), members.c_str()), 0);
+  }
+  EXPECT_TRUE(wait_until([&] { return cluster_.wait_for_workers(1, 100ms); }, 30s))
+      << cluster_.logs();
+
+  // A client without keys against a scheduler with --auth says what is wrong.
+  r = run_command(
+      {"/usr/bin/env", "-u", "LRTS_AUTH_DIR", lrts_bin(), "submit", "test.noop", "--scheduler-port",
+       std::to_string(cluster_.port()), "--wait", "--wait-timeout", "3"},
+      30s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("did not complete a handshake (if it runs with --auth, give --auth here"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(wait_until([&] { return cluster_.scheduler().log_contains("failed the handshake"); }))
+      << cluster_.scheduler().log();
+}
+
+TEST_F(SecurityTest, ARevokedKeyStaysRevokedWhenItsNameIsGivenToAnotherKey) {
+  cluster_.enable_auth();
+  const std::string old_dir = add_member("evil", "worker");
+  cluster_.start_scheduler(kFastScheduler);
+  const net::ClientAuth old_key = member(old_dir, net::Role::kWorker);
+  RawPeer peer(cluster_.port(), &old_key);
+  peer.send(hello_of(31, 1, 0));
+  ASSERT_TRUE((peer.expect<protocol::ToWorker, protocol::WorkerWelcome>(10s)));
+  auto r = run_command({lrts_bin(), "keygen", cluster_.auth_dir(), "--revoke", "evil"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::filesystem::remove_all(old_dir);
+  r = run_command(
+      {lrts_bin(), "keygen", cluster_.auth_dir(), "--add", "evil", "--role", "application"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Both changes read (in one reload or two): the name is accepted again, with a new key.
+  ASSERT_TRUE(wait_until([&] {
+    const std::string log = cluster_.scheduler().log();
+    return log.find("4 accepted key(s), were 3") != std::string::npos ||
+           log.find("4 accepted key(s), were 4") != std::string::npos;
+  })) << cluster_.scheduler().log();
+  // The old connection, with the old key, says application hello: no welcome, only the news.
+  protocol::AppHello ah;
+  ah.application_id = "stolen-role";
+  ah.session = 9;
+  peer.send(ah);
+  auto err = peer.expect<protocol::ToApp, protocol::ErrorMsg>(10s);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->code, protocol::ErrorCode::kForbidden);
+  EXPECT_NE(std::string(err->text).find("revoked"), std::string::npos);
+  EXPECT_FALSE((peer.expect<protocol::ToApp, protocol::AppWelcome>(1s)));
+  EXPECT_FALSE(cluster_.scheduler().log_contains("stolen-role"));
 }
 
 }  // namespace
