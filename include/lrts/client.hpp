@@ -206,6 +206,9 @@ class ClientApplication {
   [[nodiscard]] std::vector<ServiceResult> collect_ready();
   // How many results have arrived and wait to be collected.
   size_t results_waiting() const;
+  // Why this application cannot go on, e.g. "scheduler rejected this application: application
+  // id 'x' belongs to another key" (its waits throw with it); empty while it can.
+  std::string failure() const;
 
   struct Impl;  // opaque
 

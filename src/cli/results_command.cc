@@ -49,6 +49,11 @@ int collect(const ResultsOptions& o) {
   const auto connect_within =
       std::chrono::seconds(o.timeout_s > 0 ? static_cast<int64_t>(o.timeout_s) + 1 : 30);
   if (!app.wait_connected(connect_within)) {
+    if (const std::string why = app.failure(); !why.empty()) {
+      std::fprintf(stderr, "lrts results: %s\n", why.c_str());
+      app.detach_application();
+      return 2;
+    }
     std::fprintf(stderr, "lrts results: the scheduler at %s:%d did not answer within %lld s\n",
                  o.scheduler_address.c_str(), o.scheduler_port,
                  static_cast<long long>(connect_within.count()));

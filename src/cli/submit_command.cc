@@ -84,6 +84,10 @@ int submit(const SubmitOptions& o) {
   if (!o.wait) {
     // Leave the tasks running: make sure they reached the scheduler, then go without cancelling.
     if (!app.flush(std::chrono::seconds(30))) {
+      if (const std::string why = app.failure(); !why.empty()) {
+        std::fprintf(stderr, "lrts submit: %s\n", why.c_str());
+        return 1;
+      }
       std::fprintf(stderr,
                    "lrts submit: the scheduler at %s:%d did not acknowledge the tasks within "
                    "30 s\n",

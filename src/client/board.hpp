@@ -68,6 +68,11 @@ class ResultBoard {
   void close();
 
   // ---- user threads ----
+  // The reason given to fail(), or empty.
+  std::string failure() const {
+    MutexLock lock(mu_);
+    return fatal_;
+  }
   ServiceResult wait_for(const TaskKey& key, const std::string& id, TimePoint deadline);
   std::vector<ServiceResult> wait_for_multi(const std::vector<TaskKey>& keys,
                                             const std::vector<std::string>& ids,

@@ -279,6 +279,8 @@ std::vector<std::string> ClientApplication::pending_service_ids() const {
 
 size_t ClientApplication::results_waiting() const { return impl_->board->ready_count(); }
 
+std::string ClientApplication::failure() const { return impl_->board->failure(); }
+
 std::vector<ServiceResult> ClientApplication::collect_ready() {
   check_started();
   return impl_->board->take_ready();

@@ -359,10 +359,15 @@ void HandshakeGuard::on_readable(TimePoint now) {
     std::memcpy(&value, event.data() + 2, 4);
     if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       backoff_ = seconds(1);
+      unanswered_ = 0;
       continue;
     }
     ++failures_;
-    if (retry_at_ == TimePoint::max()) retry_at_ = now + backoff_;
+    // The connection broke during the handshake: libzmq reconnects by itself. Once is a peer
+    // that went away; again and again is a server that cannot read us (another server key).
+    const bool broken = kind == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    if (broken && ++unanswered_ < 3) continue;
+    if (!broken && retry_at_ == TimePoint::max()) retry_at_ = now + backoff_;
     uint64_t suppressed = 0;
     if (log_limit_.allow("fail", now, &suppressed)) {
       int mechanism = 0;
@@ -378,7 +383,11 @@ void HandshakeGuard::on_readable(TimePoint now) {
       } else {
         why += " did not complete a handshake (if it runs with --auth, give --auth here too)";
       }
-      LRTS_ERROR("{} at {}; trying again in {} s", why, endpoint_, to_ms(backoff_) / 1000);
+      if (broken) {
+        LRTS_ERROR("{} at {}; trying again", why, endpoint_);
+      } else {
+        LRTS_ERROR("{} at {}; trying again in {} s", why, endpoint_, to_ms(backoff_) / 1000);
+      }
     }
   }
 }

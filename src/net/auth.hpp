@@ -86,6 +86,7 @@ class HandshakeGuard {
   std::string what_;
   ZmqSocket monitor_;
   uint64_t failures_ = 0;
+  uint32_t unanswered_ = 0;  // handshakes broken off in a row
   Duration backoff_ = seconds(1);
   TimePoint retry_at_ = TimePoint::max();
   LogLimiter log_limit_{seconds(60), 1, 4};

@@ -59,13 +59,11 @@ class RawPeer {
   std::optional<M> expect(std::chrono::milliseconds timeout) {
     const auto until = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < until) {
-      for (const std::string& bytes : receive(100ms)) {
-        auto msg = protocol::decode<Variant>(bytes, 64u << 20);
+      for (std::string& bytes : receive(100ms)) {
+        held_.push_back(std::move(bytes));  // what the decoded views point into
+        auto msg = protocol::decode<Variant>(held_.back(), 64u << 20);
         if (!msg) continue;
-        if (auto* m = std::get_if<M>(&*msg)) {
-          held_.push_back(bytes);  // the views point into it
-          return *m;
-        }
+        if (auto* m = std::get_if<M>(&*msg)) return *m;
       }
     }
     return std::nullopt;
@@ -173,10 +171,10 @@ TEST_F(SecurityTest, KeygenMakesPrivateFilesAndNeverOverwritesThem) {
 TEST_F(SecurityTest, ListeningOffLoopbackNeedsAuthOrInsecure) {
   for (const char* daemon : {"scheduler", "progress-server"}) {
     const std::string port = std::to_string(free_port());
-    auto r =
-        run_command({lrts_bin(), daemon, "--address", "*", "--port", port, "--no-journal"}, 30s);
+    // The original lrts's single-dash form, as in its README.
+    auto r = run_command({lrts_bin(), daemon, "-address", "*", "-port", port, "--no-journal"}, 30s);
     if (std::string(daemon) == "progress-server") {
-      r = run_command({lrts_bin(), daemon, "--address", "*", "--port", port}, 30s);
+      r = run_command({lrts_bin(), daemon, "-address", "*", "-port", port}, 30s);
     }
     EXPECT_EQ(r.exit_code, 2) << daemon;
     EXPECT_NE(r.err.find("--auth"), std::string::npos) << r.err;
@@ -334,6 +332,15 @@ TEST_F(SecurityTest, AnApplicationIdBelongsToTheKeyThatCreatedIt) {
   ClientApplication impostor(as_mallory);
   impostor.start_application();
   EXPECT_FALSE(impostor.wait_connected(3s));
+  EXPECT_NE(impostor.failure().find("belongs to another key"), std::string::npos)
+      << impostor.failure();
+  // Nor can `lrts results` with that key collect them.
+  auto collect = run_command({lrts_bin(), "results", "--application-id", "victim", "--auth",
+                              mallory, "--scheduler-port", std::to_string(cluster_.port())},
+                             30s);
+  EXPECT_EQ(collect.exit_code, 2);
+  EXPECT_NE(collect.err.find("belongs to another key"), std::string::npos) << collect.err;
+  EXPECT_EQ(collect.out, "");
 
   cluster_.start_worker(2);
   const auto results = victim.wait_for_multi(ids, 60s);

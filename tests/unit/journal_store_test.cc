@@ -1,5 +1,7 @@
 // JournalStore on a real database file: a journal an older lrts wrote is upgraded in place and
 // keeps what it held; the owners added by format 4 survive a reload.
+#include "scheduler/journal_store.hpp"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -9,7 +11,6 @@
 #include <string>
 
 #include "scheduler/journal_records.hpp"
-#include "scheduler/journal_store.hpp"
 
 namespace lrts::scheduler {
 namespace {
