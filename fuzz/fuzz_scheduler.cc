@@ -1,6 +1,8 @@
 // The scheduler's core fed with what hostile peers may send: each message of the input is
 // [peer byte][length byte][bytes], decoded as the server would and handed to the core, with the
-// clock moving on. The core never crashes and its invariant checks (LRTS_CHECK) hold.
+// clock moving on. The peer byte also picks the sender's key (none, a worker key, one of two
+// application keys), as --auth would. The core never crashes and its invariant checks
+// (LRTS_CHECK) hold.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -37,12 +39,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.worker_timeout = 2s;
   options.app_timeout = 2s;
   options.app_grace = 5s;
+  options.hoard_timeout = 3s;
+  options.max_worker_capacity = 64;
+  static const lrts::scheduler::Caller kCallers[] = {
+      {}, {"w1", true, false}, {"a1", false, true}, {"a2", false, true}};
   lrts::scheduler::SchedulerCore core(options, transport, blobs);
   lrts::TimePoint now{};
   core.restore({}, now);
   size_t at = 0;
   while (at + 2 <= size) {
     const std::string peer(1, static_cast<char>('a' + data[at] % 8));
+    const lrts::scheduler::Caller& caller = kCallers[(data[at] / 8) % 4];
     const size_t len = data[at + 1];
     at += 2;
     const std::string_view bytes(reinterpret_cast<const char*>(data + at),
@@ -50,7 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     at += bytes.size();
     auto msg = lrts::protocol::decode<lrts::protocol::ToScheduler>(bytes, 1u << 20);
     if (msg) {
-      core.on_message(peer, *msg, now);
+      core.on_message(peer, *msg, now, caller);
     } else {
       core.on_bad_message(peer, msg.error(), now);
     }

@@ -137,9 +137,9 @@ int main(int argc, char** argv) {
   // ---- journal: a batch of every record kind ----
   {
     lrts::scheduler::records::RecordWriter rw;
-    rw.app_registered("app-1", 1000, false);
+    rw.app_registered("app-1", 1000, false, "alice");
     rw.task_submitted(key, "app-1", "svc", fields, 0, 2, 0);
-    rw.task_assigned(key, 1);
+    rw.task_assigned(key, 1, 77);
     rw.task_finished(key, p::TaskStatus::kFinished, "\x2a", 0, 1, "w", 10);
     rw.task_submitted({0x1234, 8}, "app-1", "svc", fields, 0, 0, 0);
     rw.task_removed(key);
