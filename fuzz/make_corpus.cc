@@ -75,14 +75,13 @@ int main(int argc, char** argv) {
   p::Assign as;
   as.names = {"svc"};
   as.apps = {"app-1"};
-  as.owners = {""};
   as.tasks = {{key, 1, 0, 0, fields, 0, 0}};
   p::AppResults ar;
   ar.items = {{key, 1, p::TaskStatus::kFailed, "boom", 0, "w", 5}};
   p::ProgressBatch pb;
   pb.batch_seq = 3;
   pb.worker = "w";
-  pb.owners = {{99, "app-1", ""}};
+  pb.owners = {{99, "app-1"}};
   p::BarState bar;
   bar.key = key;
   bar.attempt = 1;

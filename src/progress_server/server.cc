@@ -53,15 +53,25 @@ struct ProgressServer::Impl {
   // applications' subscriptions: for viewers that ask for one application's tasks.
   struct Owner {
     std::string app;
-    std::string key;  // the key the application belongs to (--auth)
     std::list<uint64_t>::iterator order;
     // With --auth: the worker keys that named this session (they run its tasks); only they may
-    // send its bars, and the first naming stands.
+    // send its bars.
     std::vector<std::string> named_by;
   };
   static constexpr size_t kMaxNamers = 64;
   std::unordered_map<uint64_t, Owner> owners;
   std::list<uint64_t> owner_order;  // least recently heard of first
+  // With --auth: the application key each session belongs to, from that key's own
+  // subscriptions (an application lists its sessions, random 64-bit ids only it and the workers
+  // running its tasks know); the first claim stands. Kept apart from `owners` so that workers
+  // naming sessions cannot push claims out.
+  struct Claim {
+    std::string key;
+    std::string app;
+    std::list<uint64_t>::iterator order;
+  };
+  std::unordered_map<uint64_t, Claim> claims;
+  std::list<uint64_t> claim_order;  // least recently renewed first
   // Workers by name: when one goes silent, its open bars end lost.
   struct Source {
     uint32_t id = 0;
@@ -80,40 +90,34 @@ struct ProgressServer::Impl {
   explicit Impl(const ProgressServerOptions& o) : options(o), store(o.store) {}
 
   bool wants(const Subscriber& s, uint64_t session) const {
-    if (!s.key.empty()) {  // only what belongs to its key, whatever it asked for
-      auto it = owners.find(session);
-      if (it == owners.end() || it->second.key != s.key) return false;
+    if (!s.key.empty()) {  // an application key: only sessions it claimed, whatever it asked
+      auto c = claims.find(session);
+      if (c == claims.end() || c->second.key != s.key) return false;
+      if (s.all || s.sessions.count(session)) return true;
+      return !s.application_id.empty() && c->second.app == s.application_id;
     }
     if (s.all) return true;
     if (s.sessions.count(session)) return true;
     if (s.application_id.empty()) return false;
+    if (auto c = claims.find(session); c != claims.end() && !c->second.app.empty()) {
+      return c->second.app == s.application_id;
+    }
     auto it = owners.find(session);
     return it != owners.end() && it->second.app == s.application_id;
   }
 
-  void learn_owner(uint64_t session, std::string_view app, std::string_view key,
-                   const net::Member* by = nullptr, TimePoint now = {}) {
+  // A session's application as a worker (`by`, with --auth) or a subscriber names it.
+  void learn_owner(uint64_t session, std::string_view app, const net::Member* by = nullptr) {
     auto it = owners.find(session);
     if (it != owners.end()) {
       owner_order.splice(owner_order.end(), owner_order, it->second.order);
       Owner& o = it->second;
-      if (by) {
-        if (o.app != app || o.key != key) {
-          ++bad;
-          uint64_t suppressed = 0;
-          if (log_limiter.allow("owner " + by->name, now, &suppressed)) {
-            LRTS_WARN("'{}' named another owner for a session already named: ignored", by->name);
-          }
-          return;
-        }
-        if (std::find(o.named_by.begin(), o.named_by.end(), by->name) == o.named_by.end() &&
-            o.named_by.size() < kMaxNamers) {
-          o.named_by.push_back(by->name);
-        }
-        return;
+      if (!by) {
+        if (o.app != app) o.app.assign(app);
+      } else if (std::find(o.named_by.begin(), o.named_by.end(), by->name) == o.named_by.end() &&
+                 o.named_by.size() < kMaxNamers) {
+        o.named_by.push_back(by->name);
       }
-      if (o.app != app) o.app.assign(app);
-      if (o.key != key) o.key.assign(key);
       return;
     }
     if (owners.size() >= kMaxOwners) {
@@ -121,9 +125,33 @@ struct ProgressServer::Impl {
       owner_order.pop_front();
     }
     owner_order.push_back(session);
-    Owner o{std::string(app), std::string(key), std::prev(owner_order.end()), {}};
+    Owner o{std::string(app), std::prev(owner_order.end()), {}};
     if (by) o.named_by.push_back(by->name);
     owners.emplace(session, std::move(o));
+  }
+
+  // An application key lists `session` in its subscription (--auth).
+  void claim(uint64_t session, std::string_view app, const net::Member& by, TimePoint now) {
+    auto it = claims.find(session);
+    if (it != claims.end()) {
+      if (it->second.key != by.name) {
+        ++bad;
+        uint64_t suppressed = 0;
+        if (log_limiter.allow("claim " + by.name, now, &suppressed)) {
+          LRTS_WARN("'{}' listed a session that belongs to another key: not shown to it", by.name);
+        }
+        return;
+      }
+      claim_order.splice(claim_order.end(), claim_order, it->second.order);
+      if (!app.empty() && it->second.app != app) it->second.app.assign(app);
+      return;
+    }
+    if (claims.size() >= kMaxOwners) {
+      claims.erase(claim_order.front());
+      claim_order.pop_front();
+    }
+    claim_order.push_back(session);
+    claims.emplace(session, Claim{by.name, std::string(app), std::prev(claim_order.end())});
   }
 
   bool named(uint64_t session, const net::Member& m) const {
@@ -205,9 +233,7 @@ struct ProgressServer::Impl {
     }
     if (auto* batch = std::get_if<protocol::ProgressBatch>(&*msg)) {
       if (member && member->role != net::Role::kWorker) return refuse(*member, "send bars", now);
-      for (const auto& o : batch->owners) {
-        learn_owner(o.session, o.application_id, o.key, member, now);
-      }
+      for (const auto& o : batch->owners) learn_owner(o.session, o.application_id, member);
       // With --auth the worker's name is qualified by its key: a key cannot speak for workers
       // of another, and only sends bars of sessions it named (whose tasks it runs).
       const uint32_t source =
@@ -246,10 +272,12 @@ struct ProgressServer::Impl {
       s.all = sub->all;
       s.last_seen = now;
       next_subscriber_check = std::min(next_subscriber_check, now + options.subscriber_timeout);
-      // Without --auth a subscriber names its own sessions' application; with it, only workers
-      // (told by the scheduler) say whose a session is.
-      if (!sub->application_id.empty() && !auth) {
-        for (uint64_t session : sub->sessions) learn_owner(session, sub->application_id, {});
+      // A subscriber names its own sessions' application; with --auth, an application key's
+      // listing is what makes a session its own.
+      if (member && member->role == net::Role::kApplication) {
+        for (uint64_t session : sub->sessions) claim(session, sub->application_id, *member, now);
+      } else if (!sub->application_id.empty() && !auth) {
+        for (uint64_t session : sub->sessions) learn_owner(session, sub->application_id);
       }
       if (changed) {
         LRTS_INFO("subscriber {} ({})", fresh ? "joined" : "changed its filter",

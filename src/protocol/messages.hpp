@@ -445,18 +445,13 @@ struct Assign {
   static constexpr const char* kName = "assign";
   std::vector<std::string_view> names;  // service names
   std::vector<std::string_view> apps;   // application ids (for progress)
-  // The key each application belongs to (--auth; empty without), in the order of `apps`: the
-  // progress server shows an application's bars only to its own key.
-  std::vector<std::string_view> owners;
   std::vector<AssignTask> tasks;
   static constexpr auto describe() {
     return std::tuple{wire::strs(&Assign::names, UINT32_MAX, kMaxNameBytes),
                       wire::strs(&Assign::apps, UINT32_MAX, kMaxAppIdBytes),
-                      wire::strs(&Assign::owners, UINT32_MAX, kMaxNameBytes),
                       wire::list(&Assign::tasks)};
   }
   void check(mp::Reader& r) const {
-    if (owners.size() != apps.size()) return r.fail("one owner per application expected");
     for (const auto& t : tasks) {
       if (t.name_index >= names.size()) return r.fail("service name index out of range");
       if (t.app_index >= apps.size()) return r.fail("application index out of range");

@@ -68,11 +68,9 @@ struct BarState {
 struct SessionOwner {
   uint64_t session = 0;
   std::string_view application_id;
-  std::string_view key;  // the key the application belongs to (--auth); empty without
   static constexpr auto describe() {
     return std::tuple{wire::u(&SessionOwner::session),
-                      wire::str(&SessionOwner::application_id, 1, kMaxAppIdBytes),
-                      wire::str(&SessionOwner::key, 0, kMaxNameBytes)};
+                      wire::str(&SessionOwner::application_id, 1, kMaxAppIdBytes)};
   }
 };
 

@@ -76,6 +76,23 @@ void SchedulerCore::refuse(const PeerId& peer, std::string_view kind, std::strin
   send_error(peer, ErrorCode::kForbidden, text);
 }
 
+bool SchedulerCore::may_report(const Task& t, uint64_t uid, uint32_t attempt) const {
+  if (assigned_to(t, uid, attempt)) return true;
+  // After a restart the journal may lack a task's last assignment (an ASSIGN leaves before its
+  // record is committed): for the reclaim grace, the next attempt of a reloaded task is taken
+  // from the worker that reports it.
+  return t.restored && now_ < restored_until_ && attempt == t.attempt + 1;
+}
+
+bool SchedulerCore::peer_log(std::string_view kind, std::string_view identity, std::string* note) {
+  uint64_t suppressed = 0;
+  if (!peer_log_.allow(std::string(kind) + ":" + std::string(identity), now_, &suppressed)) {
+    return false;
+  }
+  *note = suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "";
+  return true;
+}
+
 uint32_t SchedulerCore::capped_capacity(const Worker& w, uint32_t asked) const {
   if (w.hoarding) return 0;
   // What a worker may hold is bounded by what it runs (a few rounds of short tasks per slot)
@@ -182,11 +199,14 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   // Bound to the key that creates it (or, made before --auth was on, the first that claims it).
   const bool claimed = a.owner.empty() && !caller_.identity.empty();
   if (claimed) a.owner.assign(caller_.identity);
+  std::string note;
   if (!known || !a.connected) {
-    LRTS_INFO("application '{}' {}", app_id,
-              a.detached ? "came back for its results" : "connected");
-  } else if (a.session != m.session) {
-    LRTS_INFO("application '{}' reconnected with a new session", app_id);
+    if (peer_log("app", caller_.identity, &note)) {
+      LRTS_INFO("application '{}' {}{}", app_id,
+                a.detached ? "came back for its results" : "connected", note);
+    }
+  } else if (a.session != m.session && peer_log("app", caller_.identity, &note)) {
+    LRTS_INFO("application '{}' reconnected with a new session{}", app_id, note);
   }
   if (!a.peer.empty() && a.peer != peer) peers_.erase(a.peer);
   a.peer = peer;
@@ -485,7 +505,7 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
         continue;  // as we thought
       }
       if ((task.state == TaskState::kQueued || task.state == TaskState::kLimbo) &&
-          assigned_to(task, w.uid, attempt)) {
+          may_report(task, w.uid, attempt)) {
         // Requeued while the worker was away (or reloaded after a restart): adopt the attempt
         // it runs, under that attempt's number, so that its result (or loss) matches. A queue
         // entry left behind goes stale (the state is no longer kQueued).
@@ -494,7 +514,8 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
         task.attempt = attempt;  // the attempt it runs (the journal may count a handed-back one)
         task.worker = wi;
         if (task.last_owner.attempt != attempt) std::swap(task.last_owner, task.prev_owner);
-        task.last_owner.worker_uid = w.uid;
+        task.last_owner = {w.uid, attempt};
+        task.restored = false;
         WorkerList::push_front(tasks_, w.tasks, t);
         ++w.assigned;
         ++stats_.assigned;
@@ -504,8 +525,11 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
     }
     welcome.cancel.push_back(key);
   }
-  LRTS_INFO("worker '{}' {} ({} slots, holds {} task(s), {} to drop)", m.name,
-            known ? "reconnected" : "registered", m.slots, m.held.size(), welcome.cancel.size());
+  if (std::string note; peer_log("worker", caller_.identity, &note)) {
+    LRTS_INFO("worker '{}' {} ({} slots, holds {} task(s), {} to drop){}", m.name,
+              known ? "reconnected" : "registered", m.slots, m.held.size(), welcome.cancel.size(),
+              note);
+  }
   transport_.send_worker(peer, welcome);
   placement_.mark_ready(wi);
 }
@@ -532,10 +556,11 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
     Task& task = tasks_[t];
     const bool current =
         task.state == TaskState::kAssigned && task.worker == wi && task.attempt == item.attempt;
-    if (!current && item.status != TaskStatus::kLost && !assigned_to(task, w.uid, item.attempt)) {
-      // Never given to this worker: a forged or confused report. Acknowledged (so an honest
-      // worker with a stale result forgets it), never applied. (A loss that is not current
-      // changes nothing anyway: it is dropped below without a word.)
+    if (!current && item.status != TaskStatus::kLost && !may_report(task, w.uid, item.attempt)) {
+      // Never given to this worker: a forged or confused report, never applied. Not
+      // acknowledged either: the same attempt may yet be given to this worker (a task the
+      // journal had not seen assigned), and an acknowledgement would make it forget its answer.
+      // (A loss that is not current changes nothing anyway: it is dropped below.)
       ++stats_.forged;
       release_payload(payload);
       uint64_t suppressed = 0;
@@ -546,7 +571,6 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
             worker_names_[w.name], protocol::format_service_id(item.key), item.attempt,
             suppressed ? " (" + std::to_string(suppressed) + " more like it not logged)" : "");
       }
-      w.acks.emplace_back(journal_seq_, protocol::TaskAttempt{item.key, item.attempt});
       continue;
     }
     if (item.status == TaskStatus::kLost) {

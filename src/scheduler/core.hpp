@@ -234,6 +234,11 @@ class SchedulerCore {
   // A request its key does not allow: refused with `text`, logged once per identity and kind.
   void refuse(const PeerId& peer, std::string_view kind, std::string_view text);
   uint32_t capped_capacity(const Worker& w, uint32_t asked) const;
+  // Whether worker `uid` may report `attempt` of the task (it was given that attempt).
+  bool may_report(const Task& t, uint64_t uid, uint32_t attempt) const;
+  // Whether a line about a peer of `identity` may be logged now (a member flooding hellos must
+  // not fill the disk); `note` gets how many were left out.
+  bool peer_log(std::string_view kind, std::string_view identity, std::string* note);
   void check_hoarding(uint32_t w, uint32_t running, TimePoint now);
   void on_worker(uint32_t w, const protocol::WorkerResults& m, TimePoint now);
   void on_worker(uint32_t w, const protocol::WorkerHeartbeat& m, TimePoint now);
@@ -358,6 +363,8 @@ class SchedulerCore {
 
   LogLimiter log_limiter_;
   LogLimiter forged_log_{std::chrono::hours(1), 1, 1024};  // one line per worker an hour
+  LogLimiter peer_log_{seconds(60), 200, 1024};            // per key and kind of line
+  TimePoint restored_until_{};                             // restore() + reclaim_grace
   CoreStats stats_;
 };
 

@@ -108,7 +108,6 @@ void SchedulerCore::flush_worker(uint32_t wi, TimePoint now) {
     };
     const uint32_t name = index_of(msg.names, service_names_[task.service]);
     const uint32_t app = index_of(msg.apps, apps_[task.app].app_id);
-    if (app == msg.owners.size()) msg.owners.push_back(apps_[task.app].owner);
     const std::string_view fields = task.stream ? std::string_view() : task.data.bytes;
     msg.tasks.push_back({task.key, task.attempt, name, app, fields, task.stream, task.timeout_ms});
     if (task.stream) sent_streams.push_back(task.stream);

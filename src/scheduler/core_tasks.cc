@@ -78,6 +78,7 @@ void SchedulerCore::assign(uint32_t wi, uint32_t t) {
   task.worker = wi;
   task.prev_owner = task.last_owner;
   task.last_owner = {w.uid, task.attempt};
+  task.restored = false;
   WorkerList::push_front(tasks_, w.tasks, t);
   ++w.assigned;
   count_app(task.app, 0, 1);
@@ -223,8 +224,8 @@ void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
   const std::string name = worker_names_[w.name];
   if (n) {
     LRTS_WARN("worker '{}' lost ({}); {} task(s) go back to the queue", name, reason, n);
-  } else {
-    LRTS_INFO("worker '{}' removed ({})", name, reason);
+  } else if (std::string note; peer_log("worker", w.identity, &note)) {
+    LRTS_INFO("worker '{}' removed ({}){}", name, reason, note);
   }
   const std::vector<uint32_t> services = w.services;  // forget_worker clears them
   placement_.forget_worker(wi);
@@ -289,8 +290,16 @@ void SchedulerCore::check_app(uint32_t ai, TimePoint now) {
   }
   if (a.connected) {
     if (silent_at > now) return arm_app_timer(ai, silent_at);
-    LRTS_WARN("application '{}' silent for {} ms; keeping its {} task(s) for {} s", a.app_id,
-              to_ms(now - a.last_seen), a.tasks.size, to_ms(a.grace) / 1000);
+    if (a.tasks.size == 0 && a.submit_acks.empty()) {
+      // Nothing to keep for it: forgotten now rather than after the grace (a member saying
+      // hello with one new id after another holds nothing for long).
+      LRTS_DEBUG("application '{}' silent with no tasks; forgotten", a.app_id);
+      return drop_app(ai);
+    }
+    if (std::string note; peer_log("app", a.owner, &note)) {
+      LRTS_WARN("application '{}' silent for {} ms; keeping its {} task(s) for {} s{}", a.app_id,
+                to_ms(now - a.last_seen), a.tasks.size, to_ms(a.grace) / 1000, note);
+    }
     disconnect_app(ai);
   }
   if (silent_at + a.grace > now) return arm_app_timer(ai, silent_at + a.grace);
@@ -411,6 +420,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     Task& task = tasks_[t];
     task.attempt = rt.attempts;
     task.last_owner = {rt.worker_uid, rt.attempts};
+    task.restored = !rt.done;
     task.max_retries = rt.max_retries;
     task.timeout_ms = rt.timeout_ms;
     if (rt.done) {
@@ -450,6 +460,7 @@ void SchedulerCore::restore(RecoveredState state, TimePoint now) {
     arm_app_timer(ai, a.detached ? now : now + options_.app_timeout);
   }
   if (!limbo_.empty()) reclaim_at_ = now + options_.reclaim_grace;
+  restored_until_ = now + options_.reclaim_grace;
   LRTS_INFO(
       "restored {} application(s); {} task(s) queued, {} waiting {} ms for their workers to "
       "claim them, {} result(s) awaiting collection",

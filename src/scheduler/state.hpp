@@ -54,6 +54,9 @@ struct Task {
   protocol::TaskStatus status = protocol::TaskStatus::kFinished;
   // The application's current connection has the result: it is not sent again on a timer.
   bool received = false;
+  // Reloaded from the journal and not assigned since: its last assignment may have gone out
+  // before its record was committed.
+  bool restored = false;
   // The payload is travelling as this stream: the fields to the worker (the ASSIGN item waits
   // for its last chunk), or the result to the application.
   uint64_t stream = 0;

@@ -96,7 +96,7 @@ void WorkerCore::handle(const protocol::Assign& m, TimePoint now) {
       pending_.erase(done);  // a retry of an attempt that was lost here
     }
     const std::string_view app = m.apps[t.app_index];
-    link_.session_owner(t.key.session, app, m.owners[t.app_index]);
+    link_.session_owner(t.key.session, app);
     executor_.add(LocalTask{t.key, t.attempt, std::string(m.names[t.name_index]), std::string(app),
                             std::move(fields), t.timeout_ms});
   }

@@ -44,9 +44,7 @@ class WorkerLink {
   // Bars whose final state (or last state, for a slot that died) is known.
   virtual void bars(std::vector<protocol::BarState>& bars) = 0;
   // Which application a session belongs to (for progress viewers).
-  // `owner`: the key the application belongs to (--auth), empty without.
-  virtual void session_owner(uint64_t session, std::string_view application_id,
-                             std::string_view owner) = 0;
+  virtual void session_owner(uint64_t session, std::string_view application_id) = 0;
 };
 
 struct WorkerCoreOptions {

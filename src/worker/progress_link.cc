@@ -33,14 +33,13 @@ void ProgressLink::add(std::vector<protocol::BarState>& updates) {
   updates.clear();
 }
 
-void ProgressLink::owner(uint64_t session, std::string_view application_id,
-                         std::string_view key_owner) {
+void ProgressLink::owner(uint64_t session, std::string_view application_id) {
   if (owners_.count(session)) return;
   if (owners_.size() >= kMaxOwners) {  // forget the oldest; the server keeps what it learned
     owners_.erase(owner_order_.front());
     owner_order_.pop_front();
   }
-  owners_.emplace(session, Owner{std::string(application_id), std::string(key_owner)});
+  owners_.emplace(session, std::string(application_id));
   owner_order_.push_back(session);
   unsent_owners_.push_back(session);
 }
@@ -68,9 +67,7 @@ void ProgressLink::pump(TimePoint now) {
   const size_t named = std::min(unsent_owners_.size(), kMaxOwners);
   for (size_t i = 0; i < named; ++i) {
     auto it = owners_.find(unsent_owners_[i]);
-    if (it != owners_.end()) {
-      batch.owners.push_back({unsent_owners_[i], it->second.application_id, it->second.key});
-    }
+    if (it != owners_.end()) batch.owners.push_back({unsent_owners_[i], it->second});
   }
   in_flight_owners_.assign(unsent_owners_.begin(),
                            unsent_owners_.begin() + static_cast<long>(named));

@@ -66,7 +66,7 @@ class ProgressLink {
   // Newest state per bar wins.
   void add(std::vector<protocol::BarState>& updates);
   // Which application a session belongs to; the server learns it with the next batch.
-  void owner(uint64_t session, std::string_view application_id, std::string_view key_owner);
+  void owner(uint64_t session, std::string_view application_id);
   // True when a batch could leave now (nothing in flight, floor passed).
   bool can_send(TimePoint now) const { return now >= send_allowed_at(); }
   // When the next batch may leave at the earliest (an acknowledgement can make it sooner).
@@ -102,13 +102,9 @@ class ProgressLink {
   std::unique_ptr<net::HandshakeGuard> handshakes_;
   BarMap dirty_;  // changed since the last batch
   BarMap in_flight_bars_;
-  BarMap live_;  // every open bar, for a restarted server
-  struct Owner {
-    std::string application_id;
-    std::string key;  // the key the application belongs to (--auth)
-  };
-  std::unordered_map<uint64_t, Owner> owners_;  // by session
-  std::deque<uint64_t> owner_order_;            // oldest first
+  BarMap live_;                                       // every open bar, for a restarted server
+  std::unordered_map<uint64_t, std::string> owners_;  // session -> application id
+  std::deque<uint64_t> owner_order_;                  // oldest first
   std::vector<uint64_t> unsent_owners_;
   std::vector<uint64_t> in_flight_owners_;  // named in the batch in flight
   bool in_flight_ = false;

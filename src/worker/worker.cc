@@ -7,6 +7,7 @@
 
 #include "common/cpu.hpp"
 #include "common/log.hpp"
+#include "common/log_limit.hpp"
 #include "common/process.hpp"
 #include "common/signals.hpp"
 #include "net/auth.hpp"
@@ -171,13 +172,17 @@ class Worker final : public WorkerLink {
     buf_.clear();
     protocol::encode(message, buf_);
     if (dealer_.send(buf_) != net::SendResult::kSent) {
-      LRTS_WARN("could not queue a message for the scheduler");
+      // No connection to queue it on (a handshake failed and is retried): said once a minute.
+      uint64_t suppressed = 0;
+      if (send_log_.allow("send", Clock::now(), &suppressed)) {
+        LRTS_WARN("could not queue a message for the scheduler (no connection){}",
+                  suppressed ? " (" + std::to_string(suppressed) + " more since)" : "");
+      }
     }
   }
   void bars(std::vector<protocol::BarState>& bars) override { progress_.add(bars); }
-  void session_owner(uint64_t session, std::string_view application_id,
-                     std::string_view owner) override {
-    progress_.owner(session, application_id, owner);
+  void session_owner(uint64_t session, std::string_view application_id) override {
+    progress_.owner(session, application_id);
   }
 
  private:
@@ -227,6 +232,7 @@ class Worker final : public WorkerLink {
 
   WorkerOptions options_;
   std::optional<net::ClientAuth> auth_;
+  LogLimiter send_log_{seconds(60), 1, 1};
   std::string name_;
   SlotPool pool_;
   net::ZmqContext ctx_;

@@ -485,8 +485,10 @@ TEST_F(SecurityTest, AViewerSeesOnlyWhatItsKeyMaySee) {
     }
   }
   EXPECT_GT(viewer_bars, 0u) << "the viewer key sees every bar";
-  // Another worker key names the victim's session as mallory's and sends a bar of its own for
-  // it: neither the owner nor the bar is taken (only the workers that named it first may).
+  // Another worker key sends a bar for the victim's session without naming it (as the workers
+  // given its tasks do): dropped. Then it names the session as mallory's application, and
+  // mallory lists the victim's session as if it were hers: she still sees nothing (a session is
+  // the key's that listed it first: the victim's).
   const net::ClientAuth evil = member(evil_dir, net::Role::kWorker);
   RawPeer liar(cluster_.progress_port(), &evil);
   protocol::TaskKey key;
@@ -494,7 +496,7 @@ TEST_F(SecurityTest, AViewerSeesOnlyWhatItsKeyMaySee) {
   protocol::ProgressBatch forged;
   forged.batch_seq = 1;
   forged.worker = "worker0";
-  forged.owners = {{key.session, "victim", "mallory"}};
+  forged.owners = {};
   protocol::BarState fake;
   fake.key = key;
   fake.attempt = 1;
@@ -517,10 +519,19 @@ TEST_F(SecurityTest, AViewerSeesOnlyWhatItsKeyMaySee) {
     }
   }
   EXPECT_EQ(fakes, 0u) << "a bar from a key that runs none of the session's tasks";
+  forged.batch_seq = 2;
+  forged.owners = {{key.session, "mallory-app"}};
+  forged.bars.clear();
+  liar.send(forged);
+  ASSERT_TRUE((liar.expect<protocol::ToProgressWorker, protocol::ProgressAck>(10s)));
   // Another application's key keeps asking while the task runs and sees nothing of it.
+  protocol::Subscribe by_session;
+  by_session.application_id = "mallory-app";
+  by_session.sessions = {key.session};
   for (int i = 0; i < 5; ++i) {
     sees_own.send(all);
     sees_own.send(by_id);
+    sees_own.send(by_session);
     for (const std::string& bytes : sees_own.receive(200ms)) {
       auto msg = protocol::decode<protocol::ToProgressSubscriber>(bytes, 64u << 20);
       if (msg) other_bars += std::get<protocol::ProgressUpdate>(*msg).bars.size();

@@ -85,7 +85,6 @@ TEST(CodecTest, RoundTripsAssignAndResultsToApplication) {
   Assign a;
   a.names = {"x", "y"};
   a.apps = {"app"};
-  a.owners = {""};
   a.tasks = {{{1, 2}, 3, 1, 0, "f", 0, 9}};
   std::string buf;
   encode(a, buf);
@@ -251,7 +250,7 @@ TEST(CodecTest, RoundTripsProgressMessages) {
   ProgressBatch batch;
   batch.batch_seq = 9;
   batch.worker = "w1";
-  batch.owners = {{77, "app-x", "alice"}};
+  batch.owners = {{77, "app-x"}};
   batch.bars.push_back(
       {{1, 2}, 3, 0, "Doing Work", "iterations", 20, 42, BarPhase::kOpen, 1500, 0, -1});
   std::string buf;

@@ -659,5 +659,38 @@ TEST_F(SchedulerCoreTest, AWorkerThatRunsNothingItHoldsIsFlaggedAndOneThatRunsIs
   EXPECT_TRUE(core.verify()) << core.verify().error();
 }
 
+TEST_F(SchedulerCoreTest, AfterARestartAnAttemptTheJournalMissedIsTakenWithinTheReclaimGrace) {
+  CoreOptions o = options();
+  o.reclaim_grace = 5s;
+  SchedulerCore core(o, transport_, blobs_);
+  RecoveredState state;
+  state.apps.push_back({"app", 60000, false, ""});
+  for (uint64_t seq : {1, 2}) {
+    RecoveredTask task;  // assigned before the crash, the record of it not committed
+    task.key = {100, seq};
+    task.app_id = "app";
+    task.name = "svc";
+    state.tasks.push_back(task);
+  }
+  core.restore(std::move(state), now_);
+  auto say = [&](const std::string& peer, const protocol::ToScheduler& m) {
+    core.on_message(peer, m, now_);
+    core.flush(now_);
+  };
+  protocol::WorkerHello h;
+  h.worker_uid = 9;
+  h.name = "w";
+  h.slots = 1;
+  h.capacity = 0;  // takes nothing new: only reports what it ran
+  say("W", h);
+  say("W", protocol::WorkerResults{0, {{{100, 1}, 1, TaskStatus::kFinished, "r1", 0, 1}}});
+  EXPECT_EQ(core.stats().completed, 1u);
+  EXPECT_EQ(core.stats().forged, 0u);
+  now_ += 6s;  // past the grace: the same report for the other task is not believed
+  say("W", protocol::WorkerResults{0, {{{100, 2}, 1, TaskStatus::kFinished, "r2", 0, 1}}});
+  EXPECT_EQ(core.stats().completed, 1u);
+  EXPECT_EQ(core.stats().forged, 1u);
+}
+
 }  // namespace
 }  // namespace lrts::scheduler

@@ -220,7 +220,7 @@ struct SimWorker final : worker::SlotControl, worker::WorkerLink {
     }
   }
   void bars(std::vector<protocol::BarState>&) override {}
-  void session_owner(uint64_t, std::string_view, std::string_view) override {}
+  void session_owner(uint64_t, std::string_view) override {}
 
   // One thing happens in one slot.
   void step(std::mt19937_64& rng, TimePoint now, bool faults) {
