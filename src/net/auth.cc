@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -339,24 +338,15 @@ void secure_client(ZmqSocket& socket, const ClientAuth& auth) {
 HandshakeGuard::HandshakeGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint,
                                std::string what)
     : socket_(socket), endpoint_(std::move(endpoint)), what_(std::move(what)) {
-  static std::atomic<int> counter{0};
-  const std::string address = "inproc://lrts-handshake-" + std::to_string(counter++);
-  const int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
-  if (zmq_socket_monitor(socket.get(), address.c_str(), events) != 0) return;
-  monitor_ = ZmqSocket(ctx, ZMQ_PAIR);
-  if (!monitor_.connect(address)) monitor_.close();
+  monitor_ =
+      open_monitor(ctx, socket,
+                   ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
 }
 
 void HandshakeGuard::on_readable(TimePoint now) {
-  ZmqFrame event, address;
-  while (monitor_.get() && monitor_.recv(event)) {
-    if (event.more()) monitor_.recv(address);
-    if (event.size() < 6) continue;
-    uint16_t kind;
-    int32_t value;
-    std::memcpy(&kind, event.data(), 2);
-    std::memcpy(&value, event.data() + 2, 4);
+  while (const auto e = read_monitor_event(monitor_)) {
+    const uint16_t kind = e->kind;
     if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       backoff_ = seconds(1);
       unanswered_ = 0;
@@ -517,7 +507,6 @@ void Authenticator::answer(const std::vector<std::string>& req, TimePoint now) {
     if (it != by_key_.end()) m = &it->second;
   }
   if (!m) {
-    ++refused_;
     uint64_t suppressed = 0;
     // One limit for all addresses: an attacker with many cannot fill the disk either.
     if (log_limit_.allow("refused", now, &suppressed)) {

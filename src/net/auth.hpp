@@ -123,7 +123,6 @@ class Authenticator {
   // reach a secured socket.
   const Member* member_of(ZmqFrame& frame, TimePoint now);
   size_t members() const { return by_key_.size(); }
-  uint64_t refused() const { return refused_; }
 
  private:
   Authenticator(ZmqContext& ctx, std::string dir, KeyPair server);
@@ -139,7 +138,6 @@ class Authenticator {
   int64_t members_mtime_ns_ = -1;
   int64_t members_size_ = -1;
   TimePoint next_check_ = TimePoint::max();
-  uint64_t refused_ = 0;
   LogLimiter log_limit_{seconds(60), 10, 4};
   LogLimiter revoked_log_{std::chrono::hours(1), 1, 1024};  // once per revoked key an hour
 };

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <sys/resource.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -33,31 +32,21 @@ void raise_descriptor_limit() {
 
 ListenerGuard::ListenerGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint)
     : socket_(socket), endpoint_(std::move(endpoint)) {
-  static std::atomic<int> counter{0};
-  const std::string address = "inproc://lrts-listener-" + std::to_string(counter++);
   // Failed handshakes too: with --auth, a peer that does not speak CURVE is refused during the
   // handshake, before any authentication request, and would otherwise go unnoticed.
-  const int events = ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
-  if (zmq_socket_monitor(socket.get(), address.c_str(), events) != 0) {
+  monitor_ = open_monitor(ctx, socket,
+                          ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL);
+  if (!monitor_.get()) {
     LRTS_WARN("cannot watch {} for accept failures: {}", endpoint_, zmq_error_text());
-    return;
   }
-  monitor_ = ZmqSocket(ctx, ZMQ_PAIR);
-  if (!monitor_.connect(address)) monitor_.close();
 }
 
 void ListenerGuard::on_readable(TimePoint now) {
   bool exhausted = false;
-  ZmqFrame event, address;
-  while (monitor_.get() && monitor_.recv(event)) {
-    if (event.more()) monitor_.recv(address);
-    if (event.size() < 6) continue;
-    uint16_t kind;
-    int32_t err;
-    std::memcpy(&kind, event.data(), 2);
-    std::memcpy(&err, event.data() + 2, 4);
-    exhausted |= kind == ZMQ_EVENT_ACCEPT_FAILED && (err == EMFILE || err == ENFILE);
+  while (const auto e = read_monitor_event(monitor_)) {
+    const uint16_t kind = e->kind;
+    exhausted |= kind == ZMQ_EVENT_ACCEPT_FAILED && (e->value == EMFILE || e->value == ENFILE);
     if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
         kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
       ++failed_handshakes_;

@@ -43,8 +43,6 @@ class ListenerGuard {
   bool listening() const { return listening_; }
   // Times it stopped listening.
   uint64_t pauses() const { return pauses_; }
-  // Peers whose handshake failed (a plain peer on a CURVE socket, say).
-  uint64_t failed_handshakes() const { return failed_handshakes_; }
 
  private:
   void stop_listening(TimePoint now);
@@ -53,7 +51,7 @@ class ListenerGuard {
   std::string endpoint_;
   ZmqSocket monitor_;
   uint64_t pauses_ = 0;
-  uint64_t failed_handshakes_ = 0;
+  uint64_t failed_handshakes_ = 0;  // a plain peer on a CURVE socket, say
   bool listening_ = true;
   Duration backoff_ = seconds(1);
   TimePoint retry_at_ = TimePoint::max();

@@ -1,11 +1,35 @@
 #include "net/zmq_socket.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 namespace lrts::net {
 
 std::string zmq_error_text() { return zmq_strerror(zmq_errno()); }
+
+ZmqSocket open_monitor(ZmqContext& ctx, ZmqSocket& socket, int events) {
+  static std::atomic<int> counter{0};
+  const std::string address = "inproc://lrts-monitor-" + std::to_string(counter++);
+  if (zmq_socket_monitor(socket.get(), address.c_str(), events) != 0) return {};
+  ZmqSocket monitor(ctx, ZMQ_PAIR);
+  if (!monitor.connect(address)) return {};
+  return monitor;
+}
+
+std::optional<MonitorEvent> read_monitor_event(ZmqSocket& monitor) {
+  ZmqFrame event, address;
+  while (monitor.get() && monitor.recv(event)) {
+    if (event.more()) monitor.recv(address);
+    if (event.size() < 6) continue;
+    MonitorEvent e;
+    std::memcpy(&e.kind, event.data(), 2);
+    std::memcpy(&e.value, event.data() + 2, 4);
+    return e;
+  }
+  return std::nullopt;
+}
 
 ZmqContext::ZmqContext() : ctx_(zmq_ctx_new()) {
   if (!ctx_) std::abort();

@@ -4,6 +4,8 @@
 
 #include <zmq.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -74,5 +76,15 @@ class ZmqSocket {
 };
 
 std::string zmq_error_text();
+
+// Watches `socket`'s `events` (zmq_socket_monitor): a PAIR socket to poll, empty if libzmq
+// refused. `socket` must outlive it.
+ZmqSocket open_monitor(ZmqContext& ctx, ZmqSocket& socket, int events);
+struct MonitorEvent {
+  uint16_t kind = 0;  // ZMQ_EVENT_*
+  int32_t value = 0;  // errno, status code, ... depending on the kind
+};
+// The next event waiting on a monitor socket, if any.
+std::optional<MonitorEvent> read_monitor_event(ZmqSocket& monitor);
 
 }  // namespace lrts::net

@@ -20,12 +20,6 @@ const std::vector<std::string> kFastScheduler = {
 
 class DeliveryTest : public ClusterFixture {
  protected:
-  ApplicationInformation info(const std::string& id = "") const {
-    ApplicationInformation i = app_info();
-    i.track_progress = false;
-    i.application_id = id;
-    return i;
-  }
   std::vector<std::string> json_lines(const std::string& out) {
     std::vector<std::string> lines;
     std::istringstream in(out);

@@ -31,12 +31,6 @@ const std::vector<std::string> kFastScheduler = {
 
 class ResilienceTest : public ClusterFixture {
  protected:
-  ApplicationInformation info() const {
-    ApplicationInformation i = app_info();
-    i.track_progress = false;
-    return i;
-  }
-
   bool scheduler_logged(const std::string& text, std::chrono::milliseconds timeout = 20s) {
     return wait_until([&] { return cluster_.scheduler_logs().find(text) != std::string::npos; },
                       timeout);

@@ -118,12 +118,6 @@ protocol::WorkerHello hello_of(uint64_t uid, uint32_t slots, uint32_t capacity) 
 
 class SecurityTest : public ClusterFixture {
  protected:
-  ApplicationInformation info(const std::string& id = "") const {
-    ApplicationInformation i = app_info();
-    i.track_progress = false;
-    i.application_id = id;
-    return i;
-  }
   std::string add_member(const std::string& name, const std::string& role) {
     auto r = run_command({lrts_bin(), "keygen", cluster_.auth_dir(), "--add", name, "--role", role},
                          30s);

@@ -162,6 +162,13 @@ class ClusterFixture : public ::testing::Test {
     i.scheduler_port = cluster_.port();
     return i;
   }
+  // One that does not follow progress, under `id` (empty: a fresh one).
+  ApplicationInformation info(const std::string& id = "") const {
+    ApplicationInformation i = app_info();
+    i.track_progress = false;
+    i.application_id = id;
+    return i;
+  }
 
   TempDir dir_;
   Cluster cluster_;
