@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "net/auth.hpp"
 #include "net/zmq_socket.hpp"
@@ -647,6 +648,50 @@ TEST_F(SecurityTest, ARevokedKeyStaysRevokedWhenItsNameIsGivenToAnotherKey) {
   EXPECT_NE(std::string(err->text).find("revoked"), std::string::npos);
   EXPECT_FALSE((peer.expect<protocol::ToApp, protocol::AppWelcome>(1s)));
   EXPECT_FALSE(cluster_.scheduler().log_contains("stolen-role"));
+}
+
+TEST_F(SecurityTest, AMemberFloodingHellosLeavesBoundedLogsAndState) {
+  const std::string& keys = cluster_.enable_auth();
+  const std::string next = add_member("next", "application");
+  cluster_.start_scheduler(kFastScheduler);
+  const net::ClientAuth application = member(keys, net::Role::kApplication);
+  RawPeer flood(cluster_.port(), &application);
+  std::deque<std::string> ids;  // the hellos' views point into them
+  for (int i = 0; i < 3000; ++i) {
+    protocol::AppHello ah;
+    ah.application_id = ids.emplace_back("flood-" + std::to_string(i));
+    ah.session = 1000 + static_cast<uint64_t>(i);
+    flood.send(ah);
+  }
+  size_t welcomes = 0;
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (welcomes < ids.size() && std::chrono::steady_clock::now() < until) {
+    for (const std::string& bytes : flood.receive(200ms)) {
+      auto msg = protocol::decode<protocol::ToApp>(bytes, 64u << 20);
+      welcomes += msg && std::holds_alternative<protocol::AppWelcome>(*msg);
+    }
+  }
+  ASSERT_EQ(welcomes, ids.size());
+  // Past the application timeout the empty applications are forgotten, without a line each.
+  ASSERT_TRUE(wait_until([&] {
+    return occurrences(cluster_.scheduler().log(), "silent with no tasks; forgotten") >= ids.size();
+  })) << "the debug log says each was forgotten";
+  size_t lines = 0;
+  std::istringstream log(cluster_.scheduler().log());
+  for (std::string line; std::getline(log, line);) {
+    lines += line.find(" info ") != std::string::npos && line.find("flood-") != std::string::npos;
+    EXPECT_EQ(line.find("silent for"), std::string::npos) << line;
+  }
+  EXPECT_LE(lines, 200u) << "connection lines are limited per key";
+  // Another key's application is not silenced by it.
+  ApplicationInformation other = info("after-the-flood");
+  other.auth_dir = next;
+  ClientApplication app(other);
+  app.start_application();
+  ASSERT_TRUE(app.wait_connected(20s));
+  EXPECT_TRUE(wait_until([&] {
+    return cluster_.scheduler().log_contains("application 'after-the-flood' connected");
+  }));
 }
 
 }  // namespace
