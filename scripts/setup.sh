@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lrts needs (only those missing) and builds it.
-#   scripts/setup.sh [--bench] [build-dir]     default build dir: build (Release)
+#   scripts/setup.sh [--bench] [--test] [build-dir]     default build dir: build (Release)
 #   --bench also installs what the comparison benchmarks need (bench/packages.txt)
+#   --test  also installs what the tests drive (scripts/packages-test.txt: Prometheus, Chromium,
+#           Node) and Playwright into tests/browser (from npm)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 lists=("$root/scripts/packages.txt")
-if [ "${1:-}" = "--bench" ]; then
-  lists+=("$root/bench/packages.txt")
-  shift
-fi
+browser=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bench) lists+=("$root/bench/packages.txt"); shift ;;
+    --test) lists+=("$root/scripts/packages-test.txt"); browser=1; shift ;;
+    *) break ;;
+  esac
+done
 build="${1:-$root/build}"
 
 mapfile -t wanted < <(cat "${lists[@]}" | grep -v '^\s*#' | grep -v '^\s*$')
@@ -24,6 +30,19 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+if ((browser)); then
+  # Node from Debian unless one is installed already (a newer one may own npm).
+  if ! command -v npm >/dev/null; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+  fi
+  if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+    echo "lrts setup: installing playwright-core into tests/browser (npm)"
+    (cd "$root/tests/browser" && npm install --no-package-lock --no-audit --no-fund --silent)
+  fi
 fi
 
 generator=()

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "lrts/admin.hpp"
 #include "lrts/progress.hpp"
 #include "lrts/result.hpp"
 #include "lrts/service.hpp"
@@ -209,6 +210,10 @@ class ClientApplication {
   // Why this application cannot go on, e.g. "scheduler rejected this application: application
   // id 'x' belongs to another key" (its waits throw with it); empty while it can.
   std::string failure() const;
+  // The cluster's status as `lrts status` shows it (a query of its own to the scheduler, with
+  // this application's key; throws AdminError when it gets no answer within `timeout`). For
+  // workers, tasks, cancel and drain, see lrts::Admin (lrts/admin.hpp).
+  ClusterStatus status(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
 
   struct Impl;  // opaque
 

@@ -67,6 +67,12 @@ int main(int argc, char** argv) {
   commands.push_back(submit_command(app));
   commands.push_back(results_command(app));
   commands.push_back(keygen_command(app));
+  commands.push_back(status_command(app));
+  commands.push_back(workers_command(app));
+  commands.push_back(tasks_command(app));
+  commands.push_back(cancel_command(app));
+  commands.push_back(drain_command(app));
+  commands.push_back(dashboard_command(app));
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
@@ -79,6 +85,21 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "lrts: unknown command '%s' (commands: %s; see --help)\n", argv[1],
                    names.c_str());
       return 2;
+    }
+  }
+  // `lrts submit ... -- PROGRAM ARGS`: the program's words are its own, never flags of ours.
+  Command* with_program = nullptr;
+  if (argc > 1) {
+    for (const auto& c : commands) {
+      if (c->app()->get_name() == argv[1] && c->takes_program()) with_program = c.get();
+    }
+  }
+  if (with_program) {
+    for (int i = 2; i < argc; ++i) {
+      if (std::string_view(argv[i]) != "--") continue;
+      with_program->set_program(std::vector<std::string>(argv + i + 1, argv + argc));
+      argc = i;
+      break;
     }
   }
   int code = 0;

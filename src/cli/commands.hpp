@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace lrts::cli {
 
@@ -15,6 +16,9 @@ class Command {
   virtual CLI::App* app() const = 0;
   // Runs it after parsing; returns the process exit code.
   virtual int run() = 0;
+  // Whether everything after a `--` is a program to run, not flags (`lrts submit -- PROGRAM`).
+  virtual bool takes_program() const { return false; }
+  virtual void set_program(std::vector<std::string> argv) {}
 };
 
 // --scheduler-address and --scheduler-port, for the commands that talk to the scheduler.
@@ -33,5 +37,11 @@ std::unique_ptr<Command> progress_command(CLI::App& lrts);
 std::unique_ptr<Command> submit_command(CLI::App& lrts);
 std::unique_ptr<Command> results_command(CLI::App& lrts);
 std::unique_ptr<Command> keygen_command(CLI::App& lrts);
+std::unique_ptr<Command> status_command(CLI::App& lrts);
+std::unique_ptr<Command> workers_command(CLI::App& lrts);
+std::unique_ptr<Command> tasks_command(CLI::App& lrts);
+std::unique_ptr<Command> cancel_command(CLI::App& lrts);
+std::unique_ptr<Command> drain_command(CLI::App& lrts);
+std::unique_ptr<Command> dashboard_command(CLI::App& lrts);
 
 }  // namespace lrts::cli

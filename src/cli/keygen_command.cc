@@ -16,7 +16,8 @@ class KeygenCommand final : public Command {
             "Create the cluster's keys in DIR for --auth (ZeroMQ CURVE), or add, revoke and list "
             "member keys. DIR gets scheduler.key (the scheduler's and the progress server's "
             "secret), scheduler.pub (every member needs it), worker.key, application.key, "
-            "viewer.key, and `members` (the accepted keys, re-read by the daemons within a "
+            "viewer.key, admin.key (operators: lrts cancel, drain), and `members` (the accepted "
+            "keys, re-read by the daemons within a "
             "second of a change). Every file is 0600. Give the scheduler and the progress "
             "server DIR; give each other machine a directory with scheduler.pub and its role's "
             "key, as --add makes")) {
@@ -27,8 +28,8 @@ class KeygenCommand final : public Command {
                  "ROLE.key) and accepts it at once; to rotate a key, add the new one, move the "
                  "members over, then --revoke the old one");
     a.add_option("--role", role_,
-                 "Role of the member that --add makes: worker, application, viewer")
-        ->check(CLI::IsMember({"worker", "application", "viewer"}));
+                 "Role of the member that --add makes: worker, application, viewer, admin")
+        ->check(CLI::IsMember({"worker", "application", "viewer", "admin"}));
     a.add_option("--revoke", revoke_,
                  "Stop accepting member NAME's key: new connections are refused and the "
                  "daemons drop its messages within a second (its workers' tasks go to others)");
@@ -41,7 +42,7 @@ class KeygenCommand final : public Command {
     if (actions > 1) return fail("--add, --revoke and --list go one at a time");
     if (!role_.empty() && add_.empty()) return fail("--role goes with --add");
     if (!add_.empty()) {
-      if (role_.empty()) return fail("--add needs --role worker|application|viewer");
+      if (role_.empty()) return fail("--add needs --role worker|application|viewer|admin");
       auto out = net::add_member(dir_, add_, *net::parse_role(role_));
       if (!out) return fail(out.error());
       std::printf("added %s '%s': give that machine %s (use --auth %s there)\n", role_.c_str(),
@@ -64,7 +65,7 @@ class KeygenCommand final : public Command {
     std::printf(
         "cluster keys in %s: run the scheduler and the progress server with --auth %s; give "
         "workers, applications and viewers a copy of scheduler.pub with their key (or make one "
-        "each with: lrts keygen %s --add NAME --role worker|application|viewer)\n",
+        "each with: lrts keygen %s --add NAME --role worker|application|viewer|admin)\n",
         dir_.c_str(), dir_.c_str(), dir_.c_str());
     return 0;
   }

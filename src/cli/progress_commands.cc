@@ -45,10 +45,12 @@ class ProgressServerCommand final : public Command {
                   "workers send bars, a viewer key sees all, an application key its own");
     add_insecure_flag(a, pso_.insecure);
     flags::add_log_level(a, log_level_);
+    flags::add_log_format(a, log_format_);
+    flags::add_metrics_port(a, pso_.metrics_port, pso_.metrics_address);
   }
   CLI::App* app() const override { return app_; }
   int run() override {
-    if (auto s = log::init("progress-server", log_level_); !s) {
+    if (auto s = log::init("progress-server", log_level_, log_format_); !s) {
       std::fprintf(stderr, "lrts progress-server: %s\n", s.error().c_str());
       return 2;
     }
@@ -66,6 +68,7 @@ class ProgressServerCommand final : public Command {
   CLI::App* app_;
   progress_server::ProgressServerOptions pso_;
   std::string log_level_ = "info";
+  std::string log_format_ = "text";
   double timeout_s_ = 1, keep_closed_s_ = 300, worker_silence_s_ = 10;
 };
 

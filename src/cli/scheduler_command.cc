@@ -113,12 +113,14 @@ class SchedulerCommand final : public Command {
         ->capture_default_str()
         ->check(CLI::Range(1u, 1u << 24));
     flags::add_log_level(a, log_level_);
+    flags::add_log_format(a, log_format_);
+    flags::add_metrics_port(a, so_.metrics_port, so_.metrics_address);
   }
 
   CLI::App* app() const override { return app_; }
 
   int run() override {
-    if (auto s = log::init("scheduler", log_level_); !s) {
+    if (auto s = log::init("scheduler", log_level_, log_format_); !s) {
       std::fprintf(stderr, "lrts scheduler: %s\n", s.error().c_str());
       return 2;
     }
@@ -161,6 +163,7 @@ class SchedulerCommand final : public Command {
   CLI::App* app_;
   scheduler::ServerOptions so_;
   std::string log_level_ = "info";
+  std::string log_format_ = "text";
   std::string journal_sync_ = "normal";
   std::string keep_results_ = "7d";
   std::string hoard_timeout_ = "5m";

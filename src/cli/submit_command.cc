@@ -25,7 +25,28 @@ struct SubmitOptions {
   double wait_timeout_s = 0;
   std::string application_id;
   std::string auth_dir;
+  std::vector<std::string> program;  // after `--`: run this program (service lrts.command)
+  std::string cwd;
 };
+
+constexpr const char* kCommandService = "lrts.command";
+
+// The fields of task `index` of a program submission: {index} in an argument is the index.
+std::string program_fields(const SubmitOptions& o, uint64_t index) {
+  nlohmann::json argv = nlohmann::json::array();
+  const std::string token = "{index}";
+  for (std::string a : o.program) {
+    for (size_t at = a.find(token); at != std::string::npos; at = a.find(token, at)) {
+      const std::string n = std::to_string(index);
+      a.replace(at, token.size(), n);
+      at += n.size();
+    }
+    argv.push_back(std::move(a));
+  }
+  const std::vector<uint8_t> packed =
+      nlohmann::json::to_msgpack(nlohmann::json{{"argv", argv}, {"index", index}, {"cwd", o.cwd}});
+  return std::string(packed.begin(), packed.end());
+}
 
 // The command that collects what this submission leaves running.
 std::string collect_command(const SubmitOptions& o, const ClientApplication& app) {
@@ -38,6 +59,14 @@ std::string collect_command(const SubmitOptions& o, const ClientApplication& app
 }
 
 int submit(const SubmitOptions& o) {
+  if (o.program.empty() == o.service_name.empty()) {
+    std::fprintf(stderr,
+                 o.program.empty()
+                     ? "lrts submit: name a service, or give a program after -- (lrts submit "
+                       "--count 10 -- ./train --seed {index})\n"
+                     : "lrts submit: give a service name or a program after --, not both\n");
+    return 2;
+  }
   nlohmann::json fields;
   try {
     fields = nlohmann::json::parse(o.fields_json);
@@ -76,7 +105,10 @@ int submit(const SubmitOptions& o) {
   std::vector<std::string> ids;
   ids.reserve(static_cast<size_t>(o.count));
   for (int i = 0; i < o.count; ++i) {
-    ids.push_back(app.schedule_service(o.service_name, payload, task));
+    ids.push_back(o.program.empty()
+                      ? app.schedule_service(o.service_name, payload, task)
+                      : app.schedule_service(kCommandService,
+                                             program_fields(o, static_cast<uint64_t>(i)), task));
   }
   for (const auto& id : ids) std::printf("%s\n", id.c_str());
   std::fflush(stdout);
@@ -133,13 +165,18 @@ int submit(const SubmitOptions& o) {
 class SubmitCommand final : public Command {
  public:
   explicit SubmitCommand(CLI::App& lrts)
-      : app_(lrts.add_subcommand("submit",
-                                 "Submit tasks of a registered service; print their ids "
-                                 "(and results with --wait)")) {
+      : app_(lrts.add_subcommand(
+            "submit",
+            "Submit tasks of a registered service, or of any program: lrts submit [flags] -- "
+            "PROGRAM ARGS... ({index} in an argument becomes the task's index; workers need "
+            "--allow-commands). Prints the service ids (and results with --wait)")) {
     CLI::App& a = *app_;
-    a.add_option("service", o_.service_name, "Registered name of the service")
-        ->required()
+    a.add_option("service", o_.service_name,
+                 "Registered name of the service (or give a program after --)")
         ->check(flags::non_empty());
+    a.add_option("--cwd", o_.cwd,
+                 "With a program: the directory it runs in on the worker (default: the "
+                 "worker's own)");
     a.add_option("--fields", o_.fields_json,
                  "The service's fields as a JSON object, e.g. '{\"a\":6,\"b\":9}'")
         ->capture_default_str();
@@ -168,7 +205,22 @@ class SubmitCommand final : public Command {
         ->check(application_id_check());
   }
   CLI::App* app() const override { return app_; }
+  bool takes_program() const override { return true; }
+  void set_program(std::vector<std::string> argv) override {
+    o_.program = std::move(argv);
+    program_given_ = true;
+  }
   int run() override {
+    if (program_given_ && o_.program.empty()) {
+      std::fprintf(stderr, "lrts submit: nothing after --: give the program to run\n");
+      return 2;
+    }
+    if (!o_.program.empty() && o_.fields_json != "{}") {
+      std::fprintf(stderr,
+                   "lrts submit: --fields is for services; a program takes its "
+                   "arguments after --\n");
+      return 2;
+    }
     try {
       return submit(o_);
     } catch (const std::exception& e) {
@@ -180,6 +232,7 @@ class SubmitCommand final : public Command {
  private:
   CLI::App* app_;
   SubmitOptions o_;
+  bool program_given_ = false;
 };
 
 }  // namespace

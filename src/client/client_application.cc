@@ -281,6 +281,15 @@ size_t ClientApplication::results_waiting() const { return impl_->board->ready_c
 
 std::string ClientApplication::failure() const { return impl_->board->failure(); }
 
+ClusterStatus ClientApplication::status(std::chrono::milliseconds timeout) const {
+  AdminOptions o;
+  o.scheduler_address = impl_->info.scheduler_address;
+  o.scheduler_port = impl_->info.scheduler_port;
+  o.auth_dir = impl_->info.auth_dir;
+  o.timeout = timeout;
+  return Admin(o).status();
+}
+
 std::vector<ServiceResult> ClientApplication::collect_ready() {
   check_started();
   return impl_->board->take_ready();

@@ -18,6 +18,7 @@ using std::chrono::seconds;
 
 inline int64_t to_ns(Duration d) { return std::chrono::duration_cast<nanoseconds>(d).count(); }
 inline int64_t to_ms(Duration d) { return std::chrono::duration_cast<milliseconds>(d).count(); }
+inline double to_seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Wall-clock milliseconds since the Unix epoch (for records that outlive a process).
 inline int64_t wall_ms() {

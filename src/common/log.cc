@@ -1,8 +1,13 @@
 #include "common/log.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <memory>
 
 namespace lrts::log {
@@ -18,6 +23,59 @@ std::shared_ptr<spdlog::logger> make_logger() {
   return logger;
 }
 
+// One JSON object per line, for log shippers: {"time", "level", "component", "pid", "message"}.
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  explicit JsonFormatter(std::string component) : component_(std::move(component)) {}
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const auto t = std::chrono::system_clock::to_time_t(msg.time);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count() %
+        1000;
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char head[64];
+    const size_t n = std::strftime(head, sizeof head, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+    dest.append(head, head + n);
+    char tail[16];
+    std::snprintf(tail, sizeof tail, ".%03dZ\"", static_cast<int>(ms));
+    dest.append(tail, tail + std::strlen(tail));
+    const auto level = spdlog::level::to_string_view(msg.level);
+    append(dest, ",\"level\":");
+    quote(dest, std::string_view(level.data(), level.size()));
+    append(dest, ",\"component\":");
+    quote(dest, component_);
+    append(dest, ",\"pid\":" + std::to_string(::getpid()) + ",\"message\":");
+    quote(dest, std::string_view(msg.payload.data(), msg.payload.size()));
+    append(dest, "}\n");
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>(component_);
+  }
+
+ private:
+  static void append(spdlog::memory_buf_t& dest, std::string_view s) {
+    dest.append(s.data(), s.data() + s.size());
+  }
+  static void quote(spdlog::memory_buf_t& dest, std::string_view s) {
+    dest.push_back('"');
+    for (unsigned char c : s) {
+      if (c == '"' || c == '\\') {
+        dest.push_back('\\');
+        dest.push_back(static_cast<char>(c));
+      } else if (c < 0x20) {
+        char esc[8];
+        std::snprintf(esc, sizeof esc, "\\u%04x", c);
+        append(dest, esc);
+      } else {
+        dest.push_back(static_cast<char>(c));
+      }
+    }
+    dest.push_back('"');
+  }
+  std::string component_;
+};
+
 }  // namespace
 
 spdlog::logger& logger() {
@@ -25,13 +83,20 @@ spdlog::logger& logger() {
   return *instance;
 }
 
-Status init(std::string_view component, std::string_view level) {
+Status init(std::string_view component, std::string_view level, std::string_view format) {
+  if (format != "text" && format != "json") {
+    return make_error("unknown log format '" + std::string(format) + "' (use text or json)");
+  }
   auto lvl = spdlog::level::from_str(std::string(level));
   if (lvl == spdlog::level::off && level != "off") {
     return make_error("unknown log level '" + std::string(level) +
                       "' (use trace, debug, info, warn, error or off)");
   }
-  logger().set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [" + std::string(component) + "] %v");
+  if (format == "json") {
+    logger().set_formatter(std::make_unique<JsonFormatter>(std::string(component)));
+  } else {
+    logger().set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [" + std::string(component) + "] %v");
+  }
   logger().set_level(lvl);
   logger().flush_on(spdlog::level::info);
   return {};

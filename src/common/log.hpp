@@ -14,9 +14,10 @@ namespace lrts::log {
 
 spdlog::logger& logger();
 
-// Sets the component name shown in each line and the level ("trace", "debug", "info", "warn",
-// "error", "off").
-Status init(std::string_view component, std::string_view level);
+// Sets the component name shown in each line, the level ("trace", "debug", "info", "warn",
+// "error", "off") and the format: "text" (one readable line) or "json" (one JSON object per
+// line: time, level, component, pid, message — for log shippers).
+Status init(std::string_view component, std::string_view level, std::string_view format = "text");
 
 }  // namespace lrts::log
 

@@ -43,6 +43,12 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
       posix_spawn_file_actions_adddup2(&actions, from, to);
     }
   }
+  if (options.close_other_fds) {
+    int highest = 2;
+    for (const auto& fd : options.fds) highest = std::max(highest, fd.second);
+    posix_spawn_file_actions_addclosefrom_np(&actions, highest + 1);
+  }
+  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
   short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
   sigset_t empty, all;
   sigemptyset(&empty);
@@ -60,12 +66,22 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
   for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
 
+  std::vector<char*> env;
+  if (!options.env.empty()) {
+    env.reserve(options.env.size() + 1);
+    for (const auto& e : options.env) env.push_back(const_cast<char*>(e.c_str()));
+    env.push_back(nullptr);
+  }
+
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
+  const int rc = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(),
+                               env.empty() ? environ : env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    return make_error("cannot start " + options.argv[0] + ": " + ::strerror(rc));
+    std::string where;
+    if (!options.cwd.empty()) where = " in " + options.cwd;
+    return make_error("cannot start " + options.argv[0] + where + ": " + ::strerror(rc));
   }
   return ChildProcess(pid);
 }

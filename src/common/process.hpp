@@ -19,6 +19,15 @@ struct SpawnOptions {
   // with O_CLOEXEC stays closed in the child.
   std::vector<std::pair<int, int>> fds;
   bool new_process_group = false;  // keeps terminal Ctrl-C away from the child
+  // Also closes, in the child, every descriptor numbered above the highest child_fd of `fds`
+  // (or above 2), O_CLOEXEC or not: descriptors this process inherited without O_CLOEXEC stay
+  // out of a child that must not see them.
+  bool close_other_fds = false;
+  // The child's whole environment, "NAME=value" entries; empty: this process's own (environ).
+  std::vector<std::string> env;
+  // The child's working directory; empty: this process's own. A relative argv[0] is found
+  // from there.
+  std::string cwd;
 };
 
 // How a child ended, as a user should read it: "exited with status 3",

@@ -55,6 +55,25 @@ void add_log_level(CLI::App& app, std::string& level) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 }
 
+void add_log_format(CLI::App& app, std::string& format) {
+  app.add_option("--log-format", format,
+                 "Log lines as text, or as json: one object per line with time, level, "
+                 "component, pid and message (for log shippers)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+}
+
+void add_metrics_port(CLI::App& app, int& port, std::string& address) {
+  app.add_option("--metrics-port", port,
+                 "Serve /metrics in the Prometheus text format on this TCP port (0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-address", address,
+                 "Address the /metrics port listens on (it shows counts, not task data)")
+      ->capture_default_str()
+      ->check(non_empty());
+}
+
 CLI::Validator number(double min, double max) {
   char desc[64];
   std::snprintf(desc, sizeof desc, "NUMBER in [%g, %g]", min, max);

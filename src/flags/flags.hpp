@@ -22,6 +22,10 @@ std::vector<std::string> normalize(int argc, char** argv);
 bool parse(CLI::App& app, std::vector<std::string> args, const std::string& prog, int* code);
 
 void add_log_level(CLI::App& app, std::string& level);
+// --log-format text|json (daemons).
+void add_log_format(CLI::App& app, std::string& format);
+// --metrics-port PORT (daemons): /metrics in the Prometheus text format, off (0) by default.
+void add_metrics_port(CLI::App& app, int& port, std::string& address);
 
 // A finite number within [min, max] ("nan", "inf" and 1e300 are refused with the range).
 CLI::Validator number(double min, double max);

@@ -214,12 +214,14 @@ std::string_view role_name(Role role) {
       return "application";
     case Role::kViewer:
       return "viewer";
+    case Role::kAdmin:
+      return "admin";
   }
   return "?";
 }
 
 std::optional<Role> parse_role(std::string_view text) {
-  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer}) {
+  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer, Role::kAdmin}) {
     if (text == role_name(r)) return r;
   }
   return std::nullopt;
@@ -242,7 +244,7 @@ Status create_cluster_keys(const std::string& dir) {
   }
   if (auto s = write_new_file(dir + "/" + kServerPublic, public_file_text(*server)); !s) return s;
   std::vector<MemberLine> members;
-  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer}) {
+  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer, Role::kAdmin}) {
     auto k = new_key(std::string(role_name(r)));
     if (!k) return Error{k.error()};
     const std::string path = dir + "/" + std::string(role_name(r)) + ".key";
@@ -309,10 +311,13 @@ Result<ClientAuth> load_client_auth(const std::string& dir, Role role) {
   ClientAuth a;
   a.role = role;
   std::string path = dir + "/" + std::string(role_name(role)) + ".key";
-  if (role == Role::kViewer && ::access(path.c_str(), F_OK) != 0) {
-    path = dir + "/" + std::string(role_name(Role::kApplication)) + ".key";
-    a.role = Role::kApplication;
-  }
+  const auto fall_back = [&](Role to) {
+    if (::access(path.c_str(), F_OK) == 0) return;
+    path = dir + "/" + std::string(role_name(to)) + ".key";
+    a.role = to;
+  };
+  if (role == Role::kAdmin) fall_back(Role::kViewer);
+  if (role == Role::kViewer || role == Role::kAdmin) fall_back(Role::kApplication);
   if (::access(path.c_str(), F_OK) != 0) {
     return make_error("--auth " + dir + " has no " + std::string(role_name(role)) +
                       ".key (make one with: lrts keygen CLUSTER_DIR --add NAME --role " +

@@ -30,7 +30,9 @@
 
 namespace lrts::net {
 
-enum class Role : uint8_t { kWorker, kApplication, kViewer };
+// kAdmin: an operator's key — queries about every application, cancel and drain (lrts status,
+// cancel, drain ...). A viewer queries everything and changes nothing.
+enum class Role : uint8_t { kWorker, kApplication, kViewer, kAdmin };
 std::string_view role_name(Role role);
 std::optional<Role> parse_role(std::string_view text);
 
@@ -58,7 +60,8 @@ struct ClientAuth {
   Role role = Role::kWorker;
 };
 // The keys for `role` in an --auth directory. A viewer uses viewer.key, or application.key when
-// there is none (then it sees only that application's bars).
+// there is none (then it sees only that application's bars). An admin uses admin.key, or else
+// viewer.key, or else application.key (then it may do what that key may).
 Result<ClientAuth> load_client_auth(const std::string& dir, Role role);
 // Sets CURVE on a socket before it connects.
 void secure_client(ZmqSocket& socket, const ClientAuth& auth);

@@ -10,9 +10,11 @@
 
 #include "common/log.hpp"
 #include "common/log_limit.hpp"
+#include "common/metrics.hpp"
 #include "common/signals.hpp"
 #include "net/auth.hpp"
 #include "net/endpoint.hpp"
+#include "net/http_server.hpp"
 #include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
@@ -85,6 +87,20 @@ struct ProgressServer::Impl {
   TimePoint next_subscriber_check = TimePoint::max();
   uint64_t batches = 0;
   uint64_t bad = 0;
+  net::PublishedText metrics_text;
+  std::unique_ptr<net::HttpServer> metrics;  // --metrics-port
+  TimePoint next_metrics = TimePoint::max();
+  std::string render_metrics() const {
+    metrics::TextWriter w;
+    w.counter("lrts_progress_batches_received_total", "Progress batches received from workers.",
+              static_cast<double>(batches));
+    w.counter("lrts_bad_messages_total", "Messages dropped as malformed.",
+              static_cast<double>(bad));
+    w.gauge("lrts_progress_bars", "Bars held.", static_cast<double>(store.size()));
+    w.gauge("lrts_progress_subscribers", "Applications and viewers subscribed.",
+            static_cast<double>(subscribers.size()));
+    return w.take();
+  }
   LogLimiter log_limiter;
 
   explicit Impl(const ProgressServerOptions& o) : options(o), store(o.store) {}
@@ -335,6 +351,13 @@ Result<std::unique_ptr<ProgressServer>> ProgressServer::create(
     return Error{s.error()};
   }
   auto impl = std::make_unique<Impl>(options);
+  if (options.metrics_port > 0) {
+    auto m =
+        net::HttpServer::metrics(options.metrics_address, options.metrics_port, impl->metrics_text);
+    if (!m) return Error{"--metrics-port: " + m.error()};
+    impl->metrics = std::move(*m);
+    impl->next_metrics = TimePoint{};
+  }
   if (!options.auth_dir.empty()) {
     auto auth = net::Authenticator::create(impl->ctx, options.auth_dir);
     if (!auth) return Error{auth.error()};
@@ -364,7 +387,8 @@ int ProgressServer::run() {
     TimePoint now = Clock::now();
     const TimePoint deadline =
         std::min({s.next_push, s.store.next_expiry(), s.next_subscriber_check, s.next_worker_check,
-                  listener.next_deadline(), s.auth ? s.auth->next_deadline() : TimePoint::max()});
+                  s.next_metrics, listener.next_deadline(),
+                  s.auth ? s.auth->next_deadline() : TimePoint::max()});
     const long timeout =
         deadline == TimePoint::max() ? -1 : std::max<long>(0, to_ms(deadline - now) + 1);
     void* mon = listener.monitor_socket();
@@ -410,6 +434,10 @@ int ProgressServer::run() {
     if (now >= s.next_worker_check) s.check_workers(now);
     if (now >= s.next_push) s.push(now);
     s.store.expire(now);
+    if (now >= s.next_metrics) {
+      s.next_metrics = now + seconds(1);
+      s.metrics_text.publish(s.render_metrics());
+    }
   }
 }
 

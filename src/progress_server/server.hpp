@@ -26,6 +26,8 @@ struct ProgressServerOptions {
   // non-loopback address unless `insecure`).
   std::string auth_dir;
   bool insecure = false;
+  int metrics_port = 0;  // /metrics (0: off)
+  std::string metrics_address = "127.0.0.1";
   StoreOptions store;
 };
 

@@ -27,6 +27,94 @@ bool parse_service_id(std::string_view id, TaskKey* key) {
   return true;
 }
 
+const char* type_label(MsgType t) {
+  switch (t) {
+    case MsgType::kAppHello:
+      return "app_hello";
+    case MsgType::kSubmit:
+      return "submit";
+    case MsgType::kReceived:
+      return "received";
+    case MsgType::kCancel:
+      return "cancel";
+    case MsgType::kAppHeartbeat:
+      return "app_heartbeat";
+    case MsgType::kAppBye:
+      return "app_bye";
+    case MsgType::kCollected:
+      return "collected";
+    case MsgType::kDetach:
+      return "detach";
+    case MsgType::kQuery:
+      return "query";
+    case MsgType::kControl:
+      return "control";
+    case MsgType::kAppWelcome:
+      return "app_welcome";
+    case MsgType::kSubmitAck:
+      return "submit_ack";
+    case MsgType::kAppResults:
+      return "app_results";
+    case MsgType::kAppOutstanding:
+      return "app_outstanding";
+    case MsgType::kCollectedAck:
+      return "collected_ack";
+    case MsgType::kAppCounts:
+      return "app_counts";
+    case MsgType::kQueryReply:
+      return "query_reply";
+    case MsgType::kHeartbeatAck:
+      return "heartbeat_ack";
+    case MsgType::kError:
+      return "error";
+    case MsgType::kWorkerHello:
+      return "worker_hello";
+    case MsgType::kWorkerHeartbeat:
+      return "worker_heartbeat";
+    case MsgType::kWorkerResults:
+      return "worker_results";
+    case MsgType::kWorkerBye:
+      return "worker_bye";
+    case MsgType::kWorkerReturn:
+      return "worker_return";
+    case MsgType::kWorkerWelcome:
+      return "worker_welcome";
+    case MsgType::kAssign:
+      return "assign";
+    case MsgType::kResultAck:
+      return "result_ack";
+    case MsgType::kCancelTasks:
+      return "cancel_tasks";
+    case MsgType::kDrain:
+      return "drain";
+    case MsgType::kSlotHello:
+      return "slot_hello";
+    case MsgType::kSlotRun:
+      return "slot_run";
+    case MsgType::kSlotResults:
+      return "slot_results";
+    case MsgType::kSlotRecall:
+      return "slot_recall";
+    case MsgType::kSlotRecalled:
+      return "slot_recalled";
+    case MsgType::kProgress:
+      return "progress";
+    case MsgType::kProgressAck:
+      return "progress_ack";
+    case MsgType::kSubscribe:
+      return "subscribe";
+    case MsgType::kProgressUpdate:
+      return "progress_update";
+    case MsgType::kUnsubscribe:
+      return "unsubscribe";
+    case MsgType::kChunk:
+      return "chunk";
+    case MsgType::kChunkAck:
+      return "chunk_ack";
+  }
+  return "unknown";
+}
+
 const char* status_name(TaskStatus s) {
   switch (s) {
     case TaskStatus::kFinished:

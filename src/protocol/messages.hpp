@@ -19,7 +19,7 @@
 
 namespace lrts::protocol {
 
-inline constexpr uint32_t kVersion = 3;
+inline constexpr uint32_t kVersion = 4;
 inline constexpr size_t kDefaultMaxMessageBytes = 64u << 20;
 // A peer may announce a smaller limit than this; none may be smaller than kMinMaxMessageBytes.
 inline constexpr size_t kMinMaxMessageBytes = 1u << 20;
@@ -49,6 +49,9 @@ enum class MsgType : uint8_t {
   kAppBye = 6,     // drop everything of this application
   kCollected = 7,  // results handed to the user: forget them
   kDetach = 8,     // leave; the tasks run on and their results wait to be collected
+  // any client -> scheduler (no hello needed): queries and operator commands
+  kQuery = 9,
+  kControl = 10,
   // scheduler -> application
   kAppWelcome = 16,
   kSubmitAck = 17,
@@ -56,6 +59,7 @@ enum class MsgType : uint8_t {
   kAppOutstanding = 21,  // after a welcome: the tasks of earlier sessions, in batches
   kCollectedAck = 22,    // the journal holds that these results were collected
   kAppCounts = 23,       // how many of the application's tasks run now
+  kQueryReply = 24,      // the answer to a QUERY or CONTROL, as JSON
   // scheduler -> any peer
   kHeartbeatAck = 19,
   kError = 20,
@@ -70,6 +74,7 @@ enum class MsgType : uint8_t {
   kAssign = 49,
   kResultAck = 50,
   kCancelTasks = 51,
+  kDrain = 52,  // stop taking tasks, as on SIGTERM (lrts drain)
   // slot <-> worker (socketpair), see slot_messages.hpp
   kSlotHello = 64,
   kSlotRun = 65,
@@ -98,6 +103,8 @@ enum class TaskStatus : uint8_t {
 };
 inline constexpr uint8_t kMaxTaskStatus = 4;
 const char* status_name(TaskStatus s);
+// A message type as metrics label it ("worker_heartbeat"); "unknown" for none.
+const char* type_label(MsgType t);
 
 enum class ErrorCode : uint8_t {
   kHelloRequired = 1,    // the scheduler does not know this peer (it restarted): say hello again
@@ -346,6 +353,7 @@ struct WorkerHello {
   std::vector<std::string_view> services;
   // Tasks it runs or has queued (not finished ones: those are sent again after the welcome).
   std::vector<TaskAttempt> held;
+  std::string_view host;  // the machine it runs on
   static constexpr auto describe() {
     return std::tuple{wire::u(&WorkerHello::worker_uid),
                       wire::str(&WorkerHello::name, 1, kMaxNameBytes),
@@ -353,7 +361,8 @@ struct WorkerHello {
                       wire::u(&WorkerHello::capacity),
                       wire::u(&WorkerHello::max_message),
                       wire::strs(&WorkerHello::services, kMaxServicesPerWorker, kMaxNameBytes),
-                      wire::list(&WorkerHello::held)};
+                      wire::list(&WorkerHello::held),
+                      wire::str(&WorkerHello::host, 0, kMaxNameBytes)};
   }
 };
 
@@ -361,10 +370,14 @@ struct WorkerHeartbeat {
   static constexpr MsgType kType = MsgType::kWorkerHeartbeat;
   static constexpr const char* kName = "worker heartbeat";
   uint32_t capacity = 0;
-  uint32_t running = 0;  // tasks its slots run now (a worker that holds tasks and runs none of
-                         // them for --hoard-timeout is taken for a hoarder)
+  uint32_t running = 0;       // tasks its slots run now (a worker that holds tasks and runs none of
+                              // them for --hoard-timeout is taken for a hoarder)
+  uint64_t memory_bytes = 0;  // resident memory of the worker and its slots' processes
+  bool draining = false;      // it takes no new tasks (SIGTERM, lrts drain)
   static constexpr auto describe() {
-    return std::tuple{wire::u(&WorkerHeartbeat::capacity), wire::u(&WorkerHeartbeat::running)};
+    return std::tuple{wire::u(&WorkerHeartbeat::capacity), wire::u(&WorkerHeartbeat::running),
+                      wire::u(&WorkerHeartbeat::memory_bytes),
+                      wire::flag(&WorkerHeartbeat::draining)};
   }
 };
 
@@ -475,14 +488,82 @@ struct CancelTasks {
   static constexpr auto describe() { return std::tuple{wire::keys(&CancelTasks::keys)}; }
 };
 
+// ---- queries and operator commands (any client -> scheduler -> that client) ---------------
+
+inline constexpr uint32_t kMaxQueryRows = 10'000;
+inline constexpr uint32_t kMaxQueryKeys = 100'000;
+
+// A question about the cluster, answered with a QueryReply carrying the same id. Served from the
+// scheduler's own tables: a snapshot of counters, or a listing bounded by `limit`.
+// `what`: status, workers, applications, tasks, task, worker, failures (docs/protocol.md).
+struct Query {
+  static constexpr MsgType kType = MsgType::kQuery;
+  static constexpr const char* kName = "query";
+  uint64_t id = 0;
+  std::string_view what;
+  std::string_view application_id;  // tasks: only this application's
+  std::string_view state;           // tasks: only in this state
+  std::string_view worker;          // tasks: only on this worker; worker: which one
+  std::string_view service_id;      // task: which one
+  uint32_t offset = 0;
+  uint32_t limit = 0;  // 0: the default (100)
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&Query::id),
+                      wire::str(&Query::what, 1, 32),
+                      wire::str(&Query::application_id, 0, kMaxAppIdBytes),
+                      wire::str(&Query::state, 0, 32),
+                      wire::str(&Query::worker, 0, kMaxNameBytes),
+                      wire::str(&Query::service_id, 0, 64),
+                      wire::u(&Query::offset),
+                      wire::u(&Query::limit, kMaxQueryRows)};
+  }
+};
+
+// An operator's command: `cancel` these tasks (or every task of `application_id`), or `drain`
+// a worker (it takes no more tasks and ends as on SIGTERM).
+struct Control {
+  static constexpr MsgType kType = MsgType::kControl;
+  static constexpr const char* kName = "control";
+  uint64_t id = 0;
+  std::string_view action;
+  std::vector<TaskKey> keys;
+  std::string_view application_id;
+  std::string_view worker;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&Control::id), wire::str(&Control::action, 1, 32),
+                      wire::keys(&Control::keys),
+                      wire::str(&Control::application_id, 0, kMaxAppIdBytes),
+                      wire::str(&Control::worker, 0, kMaxNameBytes)};
+  }
+  void check(mp::Reader& r) const {
+    if (keys.size() > kMaxQueryKeys) r.fail("too many service ids in one command");
+  }
+};
+
+// The answer: `code` 0 and a JSON document, or an ErrorCode and a JSON {"error": text}.
+struct QueryReply {
+  static constexpr MsgType kType = MsgType::kQueryReply;
+  static constexpr const char* kName = "query reply";
+  uint64_t id = 0;
+  uint8_t code = 0;
+  std::string_view json;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&QueryReply::id), wire::u(&QueryReply::code, kMaxErrorCode),
+                      wire::bin(&QueryReply::json)};
+  }
+};
+
+// The scheduler asks a worker to drain: the same as its first SIGTERM.
+using Drain = Signal<MsgType::kDrain>;
+
 // ---- what each receiver accepts ---------------------------------------------------------------
 
 using ToScheduler = std::variant<AppHello, Submit, Received, Cancel, AppHeartbeat, AppBye,
                                  Collected, Detach, WorkerHello, WorkerHeartbeat, WorkerResults,
-                                 WorkerBye, WorkerReturn, Chunk, ChunkAck>;
+                                 WorkerBye, WorkerReturn, Chunk, ChunkAck, Query, Control>;
 using ToApp = std::variant<AppWelcome, AppOutstanding, SubmitAck, CollectedAck, AppResults,
-                           HeartbeatAck, ErrorMsg, Chunk, ChunkAck, AppCounts>;
+                           HeartbeatAck, ErrorMsg, Chunk, ChunkAck, AppCounts, QueryReply>;
 using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, CancelTasks, HeartbeatAck, ErrorMsg,
-                              Chunk, ChunkAck>;
+                              Chunk, ChunkAck, Drain>;
 
 }  // namespace lrts::protocol

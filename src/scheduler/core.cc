@@ -42,6 +42,7 @@ void SchedulerCore::on_journal_committed(uint64_t records) {
 void SchedulerCore::on_message(const PeerId& peer, const protocol::ToScheduler& msg, TimePoint now,
                                const Caller& caller) {
   now_ = now;
+  if (started_ == TimePoint{}) started_ = now;
   caller_ = caller;
   std::visit([&](const auto& m) { dispatch(peer, m, now); }, msg);
   caller_ = {};
@@ -351,6 +352,7 @@ void SchedulerCore::on_app(uint32_t ai, const protocol::Cancel& m, TimePoint) {
 
 void SchedulerCore::on_app(uint32_t ai, const protocol::AppHeartbeat&, TimePoint now) {
   App& a = apps_[ai];
+  ++stats_.heartbeats;
   // Answering is only a sign of life (a restarted scheduler answers "hello required"), so
   // not every heartbeat: replies would cost more than the heartbeats themselves.
   if (now - a.last_ack >= protocol::kHeartbeatAckEvery * options_.heartbeat_interval) {
@@ -454,6 +456,10 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   placement_.set_services(wi, std::move(services));
   for (uint32_t n : old) service_names_.release(n);
   w.slots = m.slots;
+  w.host.assign(m.host);
+  if (!known) w.connected_at = now;
+  w.draining = false;
+  w.running = 0;
   w.hoarding = false;  // a new session starts clear
   w.capacity = capped_capacity(w, m.capacity);
   w.last_seen = now;
@@ -598,7 +604,11 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerResults& m, Tim
 
 void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerHeartbeat& m, TimePoint now) {
   Worker& w = workers_[wi];
+  ++stats_.heartbeats;
   w.capacity = capped_capacity(w, m.capacity);
+  w.running = m.running;
+  w.memory_bytes = m.memory_bytes;
+  w.draining = m.draining;
   check_hoarding(wi, m.running, now);
   placement_.mark_ready(wi);
   if (now - w.last_ack >= protocol::kHeartbeatAckEvery * options_.heartbeat_interval) {

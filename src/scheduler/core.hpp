@@ -44,6 +44,7 @@
 
 #include "common/clock.hpp"
 #include "common/log_limit.hpp"
+#include "common/metrics.hpp"
 #include "common/slab.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
@@ -145,6 +146,9 @@ struct CoreOptions {
   size_t max_apps = 100'000;
   size_t max_service_names = 65'536;
   size_t max_worker_names = 1'000'000;
+  // Shown by queries (lrts status).
+  std::string journal_path;  // empty: no journal
+  std::string listen_endpoint;
 };
 
 struct CoreStats {
@@ -158,11 +162,21 @@ struct CoreStats {
   uint64_t congested = 0;  // peers dropped because they did not read what they were sent
   uint64_t forged = 0;     // results refused: not an attempt given to the worker that sent it
   uint64_t hoarders = 0;   // workers flagged for holding tasks they did not run
-  size_t queued = 0;       // including tasks waiting to be reclaimed after a restart
+  uint64_t heartbeats = 0;
+  uint64_t queries = 0;  // queries and operator commands answered
+  // Terminal results by status (completed is their sum).
+  uint64_t finished = 0;
+  uint64_t failed = 0;
+  uint64_t cancelled = 0;
+  uint64_t timed_out = 0;
+  size_t queued = 0;  // including tasks waiting to be reclaimed after a restart
   size_t assigned = 0;
   size_t done = 0;
+  size_t waiting = 0;  // of queued: restored, waiting for their workers to claim them
   size_t workers = 0;
   size_t apps = 0;
+  uint64_t slots = 0;       // of connected workers
+  uint64_t busy_slots = 0;  // running a task (as far as the scheduler knows)
   uint64_t blob_bytes = 0;  // large payloads held
 };
 
@@ -180,12 +194,24 @@ struct TaskInfo {
   bool streaming = false;  // its payload is on its way (fields to the worker, result to the app)
 };
 
+// How long tasks waited and ran, and what ended in the last minute (for queries and metrics).
+struct CoreActivity {
+  metrics::Histogram queue_wait;  // submitted (or put back) -> assigned
+  metrics::Histogram run_time;    // as the worker measured it
+  metrics::MinuteWindow completed;
+  metrics::MinuteWindow failed;
+};
+
 // Who sent a message, as its connection's key says (--auth): the member's name and what its
 // role allows. Without --auth a caller has no identity and may do everything.
 struct Caller {
   std::string_view identity;
   bool may_work = true;
   bool may_apply = true;
+  // Queries about every application (not only those of its own key), and operator commands on
+  // any of them (cancel, drain).
+  bool may_view_all = true;
+  bool may_operate = true;
 };
 
 class SchedulerCore {
@@ -220,6 +246,7 @@ class SchedulerCore {
   void restore(RecoveredState state, TimePoint now);
 
   CoreStats stats() const;
+  const CoreActivity& activity() const { return activity_; }
   std::optional<TaskInfo> task(const TaskKey& key) const;
   // Checks the core's internal invariants (for tests and simulations); a one-line reason if
   // one is broken.
@@ -229,6 +256,8 @@ class SchedulerCore {
   // ---- messages: one handler per kind (a kind without one does not compile in dispatch) ----
   void dispatch(const PeerId& peer, const protocol::AppHello& m, TimePoint now);
   void dispatch(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now);
+  void dispatch(const PeerId& peer, const protocol::Query& m, TimePoint now);
+  void dispatch(const PeerId& peer, const protocol::Control& m, TimePoint now);
   template <class M>
   void dispatch(const PeerId& peer, const M& m, TimePoint now);
   // A request its key does not allow: refused with `text`, logged once per identity and kind.
@@ -263,6 +292,14 @@ class SchedulerCore {
   void send_heartbeat_ack(const PeerId& peer, bool app);
   // Takes a finished incoming stream as a payload; false if it never arrived whole.
   bool take_stream(PeerStreams& streams, uint64_t stream, Payload& out);
+
+  // ---- queries and operator commands (core_query.cc) ----
+  // Each returns the JSON answer, or sets *code and returns the reason.
+  std::string answer(const protocol::Query& q, protocol::ErrorCode* code) const;
+  std::string command(const protocol::Control& c, protocol::ErrorCode* code);
+  // Whether the caller may see (or act on) the application's tasks.
+  bool may_see(const App& a) const;
+  void note_completed(uint32_t t);
 
   // ---- tasks (core_tasks.cc) ----
   uint32_t find_task(const TaskKey& key) const;
@@ -366,6 +403,21 @@ class SchedulerCore {
   LogLimiter peer_log_{seconds(60), 200, 1024};            // per key and kind of line
   TimePoint restored_until_{};                             // restore() + reclaim_grace
   CoreStats stats_;
+  CoreActivity activity_;
+  TimePoint started_{};  // the first event's time (uptime)
+  // The latest failed tasks, newest last, for operators (lrts status, the dashboard).
+  struct Failure {
+    TaskKey key;
+    std::string app_id;
+    std::string service;
+    std::string worker;
+    uint32_t attempt = 0;
+    std::string error;  // cut to kFailureTextBytes
+    int64_t wall_ms = 0;
+  };
+  static constexpr size_t kMaxFailures = 100;
+  static constexpr size_t kFailureTextBytes = 1024;
+  std::deque<Failure> failures_;
 };
 
 }  // namespace lrts::scheduler

@@ -65,6 +65,7 @@ void SchedulerCore::erase_task(uint32_t t) {
 
 void SchedulerCore::enqueue(uint32_t t) {
   tasks_[t].state = TaskState::kQueued;
+  tasks_[t].queued_at = now_;
   placement_.enqueue(t);
 }
 
@@ -76,6 +77,9 @@ void SchedulerCore::assign(uint32_t wi, uint32_t t) {
   --stats_.queued;
   ++stats_.assigned;
   task.worker = wi;
+  task.started_at = now_;
+  if (task.queued_at != TimePoint{})
+    activity_.queue_wait.observe(to_seconds(now_ - task.queued_at));
   task.prev_owner = task.last_owner;
   task.last_owner = {w.uid, task.attempt};
   task.restored = false;
@@ -149,6 +153,7 @@ void SchedulerCore::finish_task(uint32_t t, TaskStatus status, Payload payload, 
   task.done_at = now_;
   ++stats_.done;
   ++stats_.completed;
+  note_completed(t);
   journal_finished(task);
   note_result_for_delivery(t);
 }
@@ -350,6 +355,7 @@ void SchedulerCore::expire_results(uint32_t ai, TimePoint now) {
 
 void SchedulerCore::on_tick(TimePoint now) {
   now_ = now;
+  if (started_ == TimePoint{}) started_ = now;
   if (now >= reclaim_at_) {
     reclaim_at_ = TimePoint::max();
     size_t n = 0;
@@ -569,6 +575,13 @@ CoreStats SchedulerCore::stats() const {
   CoreStats s = stats_;
   s.workers = worker_by_uid_.size();
   s.apps = app_by_id_.size();
+  for (const SlabHandle h : limbo_) {
+    if (tasks_.valid(h) && tasks_[h.index].state == TaskState::kLimbo) ++s.waiting;
+  }
+  for (const auto& [uid, wi] : worker_by_uid_) {
+    s.slots += workers_[wi].slots;
+    s.busy_slots += std::min(workers_[wi].assigned, workers_[wi].slots);
+  }
   s.blob_bytes = blobs_.bytes();
   return s;
 }

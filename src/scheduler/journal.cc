@@ -79,6 +79,7 @@ void Journal::writer_loop() {
       upto = pending_upto_;
     }
     JournalStats delta;
+    const TimePoint began = Clock::now();
     Status st = store_->apply(batches, &delta);
     for (int attempt = 1; !st; ++attempt) {
       // The disk is full or failing: nothing that depends on these records is acknowledged
@@ -103,6 +104,7 @@ void Journal::writer_loop() {
     {
       MutexLock lock(mu_);
       ++stats_.transactions;
+      stats_.commit_seconds.observe(to_seconds(Clock::now() - began));
       stats_.records += delta.records;
       stats_.coalesced += delta.coalesced;
     }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
 #include "scheduler/core.hpp"
@@ -22,7 +23,8 @@ namespace lrts::scheduler {
 struct JournalStats {
   uint64_t transactions = 0;
   uint64_t records = 0;
-  uint64_t coalesced = 0;  // records that cancelled out and were never written
+  uint64_t coalesced = 0;             // records that cancelled out and were never written
+  metrics::Histogram commit_seconds;  // one transaction (Journal only)
 };
 
 class JournalStore {

@@ -11,9 +11,11 @@
 #include "common/signals.hpp"
 #include "net/auth.hpp"
 #include "net/endpoint.hpp"
+#include "net/http_server.hpp"
 #include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
 #include "scheduler/journal.hpp"
+#include "scheduler/server_metrics.hpp"
 
 namespace lrts::scheduler {
 
@@ -21,15 +23,17 @@ namespace {
 
 class RouterTransport final : public Transport {
  public:
-  explicit RouterTransport(net::ZmqSocket& socket) : socket_(socket) {}
+  RouterTransport(net::ZmqSocket& socket, Traffic& traffic) : socket_(socket), traffic_(traffic) {}
   void send_app(const PeerId& peer, const protocol::ToApp& message) override {
     buf_.clear();
     protocol::encode(message, buf_);
+    traffic_.sent(std::visit([](const auto& m) { return m.kType; }, message), buf_.size());
     send(peer, buf_);
   }
   void send_worker(const PeerId& peer, const protocol::ToWorker& message) override {
     buf_.clear();
     protocol::encode(message, buf_);
+    traffic_.sent(std::visit([](const auto& m) { return m.kType; }, message), buf_.size());
     send(peer, buf_);
   }
   uint64_t dropped_full() const { return dropped_full_; }
@@ -56,6 +60,7 @@ class RouterTransport final : public Transport {
   }
 
   net::ZmqSocket& socket_;
+  Traffic& traffic_;
   std::string buf_;
   uint64_t dropped_full_ = 0;  // messages dropped because the peer's queue was full
   std::vector<PeerId> congested_;
@@ -68,7 +73,10 @@ struct SchedulerServer::Impl {
   net::ZmqContext ctx;
   std::unique_ptr<net::Authenticator> auth;  // before the router: it answers its handshakes
   net::ZmqSocket router{ctx, ZMQ_ROUTER};
-  RouterTransport transport{router};
+  Traffic traffic;
+  RouterTransport transport{router, traffic};
+  net::PublishedText metrics_text;
+  std::unique_ptr<net::HttpServer> metrics;  // --metrics-port
   std::unique_ptr<Journal> journal;
   std::unique_ptr<BlobStore> blobs;
   std::unique_ptr<SchedulerCore> core;
@@ -108,6 +116,7 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
   impl->endpoint = r.last_endpoint();
   CoreOptions core = options.core;
   core.max_message_bytes = options.max_message_bytes;
+  core.listen_endpoint = impl->endpoint;
   if (core.epoch == 1)
     core.epoch = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
   RecoveredState recovered;
@@ -126,9 +135,17 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
         "application(s) in {} ms",
         (*journal)->path(), state->tasks.size(), state->apps.size(), to_ms(Clock::now() - t0));
     recovered = std::move(*state);
+    core.journal_path = (*journal)->path();
     impl->journal = std::move(*journal);
   }
   if (!impl->blobs) impl->blobs = std::make_unique<MemoryBlobStore>();
+  if (options.metrics_port > 0) {
+    auto m =
+        net::HttpServer::metrics(options.metrics_address, options.metrics_port, impl->metrics_text);
+    if (!m) return Error{"--metrics-port: " + m.error()};
+    impl->metrics = std::move(*m);
+    LRTS_INFO("metrics on http://{}:{}/metrics", options.metrics_address, options.metrics_port);
+  }
   impl->core =
       std::make_unique<SchedulerCore>(core, impl->transport, *impl->blobs, impl->journal.get());
   if (impl->journal) {
@@ -150,12 +167,14 @@ int SchedulerServer::run() {
   net::ZmqFrame identity, payload, extra;
   std::unordered_set<PeerId> revoked_told;
   TimePoint next_stats = Clock::now() + s.options.stats_interval;
+  const TimePoint started = Clock::now();
+  TimePoint next_metrics = s.metrics ? started : TimePoint::max();
   CoreStats last_logged{};
   uint64_t logged_full = 0;
   for (;;) {
     TimePoint now = Clock::now();
     const TimePoint deadline =
-        std::min({s.core->next_deadline(), next_stats, listener.next_deadline(),
+        std::min({s.core->next_deadline(), next_stats, next_metrics, listener.next_deadline(),
                   s.auth ? s.auth->next_deadline() : TimePoint::max()});
     long timeout_ms = -1;
     if (deadline != TimePoint::max()) {
@@ -222,6 +241,9 @@ int SchedulerServer::run() {
         caller.identity = member->name;
         caller.may_work = member->role == net::Role::kWorker;
         caller.may_apply = member->role == net::Role::kApplication;
+        caller.may_view_all =
+            member->role == net::Role::kViewer || member->role == net::Role::kAdmin;
+        caller.may_operate = member->role == net::Role::kAdmin;
       }
       if (payload.more()) {
         s.core->on_bad_message(
@@ -234,12 +256,30 @@ int SchedulerServer::run() {
         s.core->on_bad_message(peer, msg.error(), now);
         continue;
       }
+      s.traffic.received(std::visit([](const auto& m) { return m.kType; }, *msg), payload.size());
       s.core->on_message(peer, *msg, now, caller);
     }
     s.core->on_tick(now);
     s.core->flush(now);
     if (s.journal) s.journal->hand_off();
 
+    if (now >= next_metrics) {
+      // Rendered here, served by the HTTP thread: a scrape never touches the loop's state.
+      next_metrics = now + seconds(1);
+      const CoreStats st = s.core->stats();
+      JournalStats js;
+      if (s.journal) js = s.journal->stats();
+      SchedulerGauges g;
+      g.core = &st;
+      g.activity = &s.core->activity();
+      g.journal = s.journal ? &js : nullptr;
+      g.journal_backlog = s.core->journal_appended() - (s.journal ? s.journal->committed() : 0);
+      if (!s.journal) g.journal_backlog = 0;
+      g.traffic = &s.traffic;
+      g.dropped_full = s.transport.dropped_full();
+      g.uptime_s = to_seconds(now - started);
+      s.metrics_text.publish(render_metrics(g));
+    }
     if (now >= next_stats) {
       next_stats = now + s.options.stats_interval;
       if (const auto [open, limit] = net::descriptor_use(); open * 10 > limit * 9) {

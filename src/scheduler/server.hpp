@@ -23,6 +23,8 @@ struct ServerOptions {
   // `insecure`).
   std::string auth_dir;
   bool insecure = false;
+  int metrics_port = 0;  // 0: no /metrics
+  std::string metrics_address = "127.0.0.1";
   CoreOptions core;
 };
 

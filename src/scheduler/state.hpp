@@ -61,6 +61,8 @@ struct Task {
   // for its last chunk), or the result to the application.
   uint64_t stream = 0;
   TimePoint done_at{};
+  TimePoint queued_at{};   // last put in the queue (submitted, retried, handed back)
+  TimePoint started_at{};  // last assigned
   // The last two assignments: a worker that was given up on may still report its attempt.
   AttemptOwner last_owner;
   AttemptOwner prev_owner;
@@ -92,9 +94,15 @@ struct Worker {
   // holding nothing); --hoard-timeout past it, it is flagged and gets no tasks on this session.
   TimePoint last_progress{};
   bool hoarding = false;
+  bool draining = false;  // it said so in a heartbeat, or was told to (lrts drain)
   bool in_ready = false;
   uint32_t ready_stamp = 0;
   std::vector<uint32_t> services;  // name ids it offers
+  // What it reports, for queries.
+  std::string host;
+  TimePoint connected_at{};
+  uint32_t running = 0;  // tasks its slots run, as of its last heartbeat
+  uint64_t memory_bytes = 0;
   // Results to acknowledge, each once the journal holds everything up to `first`.
   std::deque<std::pair<uint64_t, protocol::TaskAttempt>> acks;
   std::vector<TaskKey> cancels;    // tasks it must drop

@@ -116,6 +116,12 @@ void WorkerCore::handle(const protocol::CancelTasks& m, TimePoint) {
   for (const auto& key : m.keys) executor_.cancel(key, outcomes_);
 }
 
+void WorkerCore::handle(const protocol::Drain&, TimePoint now) {
+  if (draining_) return;  // a second request is not a second signal: it never stops at once
+  LRTS_INFO("the scheduler asks this worker to drain (lrts drain)");
+  on_stop_signal(now);
+}
+
 void WorkerCore::handle(const protocol::HeartbeatAck& m, TimePoint now) {
   if (session_.on_heartbeat_ack(m.scheduler_epoch, now)) send_hello(now);
 }
@@ -154,6 +160,7 @@ void WorkerCore::send_hello(TimePoint now) {
   hello.slots = static_cast<uint32_t>(executor_.slot_count());
   hello.capacity = capacity(now);
   hello.max_message = options_.max_message_bytes;
+  hello.host = options_.host;
   for (const auto& s : options_.services) hello.services.push_back(s);
   // Only what runs here: finished results are sent again after the welcome and settle
   // themselves (a finished result is accepted from any attempt; a lost one only if current).
@@ -164,7 +171,8 @@ void WorkerCore::send_hello(TimePoint now) {
 
 void WorkerCore::send_heartbeat(TimePoint now) {
   link_.send(protocol::WorkerHeartbeat{capacity(now),
-                                       static_cast<uint32_t>(executor_.busy_slots().size())});
+                                       static_cast<uint32_t>(executor_.busy_slots().size()),
+                                       memory_bytes_, draining_});
   session_.heartbeat_sent(now);
 }
 

@@ -50,6 +50,7 @@ class WorkerLink {
 struct WorkerCoreOptions {
   uint64_t uid = 0;  // random per worker process
   std::string name;
+  std::string host;  // the machine's name
   std::vector<std::string> services;
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
   bool finish_on_stop = true;
@@ -97,6 +98,8 @@ class WorkerCore {
   // True when the worker may exit: drained and delivered, or stopped.
   bool done() const { return done_; }
   bool draining() const { return draining_; }
+  // Resident memory of the worker and its slots, sampled by the daemon (sent with heartbeats).
+  void set_memory_bytes(uint64_t bytes) { memory_bytes_ = bytes; }
 
   // Timers: hellos, heartbeats, surplus, drain deadline, slot timeouts and restarts.
   void on_tick(TimePoint now);
@@ -129,6 +132,7 @@ class WorkerCore {
   void handle(const protocol::ErrorMsg& m, TimePoint now);
   void handle(const protocol::Chunk& m, TimePoint now);
   void handle(const protocol::ChunkAck& m, TimePoint now);
+  void handle(const protocol::Drain& m, TimePoint now);
 
   uint32_t capacity(TimePoint now) const { return draining_ ? 0 : executor_.capacity(now); }
   void send_hello(TimePoint now);
@@ -154,6 +158,7 @@ class WorkerCore {
   std::vector<protocol::TaskAttempt> to_return_;
   bool draining_ = false;
   bool done_ = false;
+  uint64_t memory_bytes_ = 0;
   bool warned_waiting_ = false;
   TimePoint drain_deadline_ = TimePoint::max();
   TimePoint next_surplus_check_{};

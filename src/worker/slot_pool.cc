@@ -1,5 +1,6 @@
 #include "worker/slot_pool.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,7 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <unordered_map>
 
 #include "common/log.hpp"
 #include "protocol/slot_messages.hpp"
@@ -33,6 +36,40 @@ uint64_t resident_bytes(pid_t pid) {
   const int n = std::fscanf(f, "%llu %llu", &size, &resident);
   std::fclose(f);
   return n == 2 ? resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+// Resident memory per process group, from one pass over /proc/*/stat.
+std::unordered_map<pid_t, uint64_t> resident_by_group() {
+  std::unordered_map<pid_t, uint64_t> out;
+  DIR* d = ::opendir("/proc");
+  if (!d) return out;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  char path[300], buf[512];
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) continue;
+    buf[n] = 0;
+    // pid (comm) state ppid pgrp ... ; comm may hold spaces and parentheses: skip to the last ')'.
+    const char* p = std::strrchr(buf, ')');
+    if (!p) continue;
+    char state = 0;
+    long ppid = 0, pgrp = 0;
+    unsigned long long rss = 0;
+    // Fields after comm: state(3) ppid(4) pgrp(5) ... rss(24).
+    if (std::sscanf(p + 1,
+                    " %c %ld %ld %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
+                    "%*u %*u %llu",
+                    &state, &ppid, &pgrp, &rss) == 4) {
+      out[static_cast<pid_t>(pgrp)] += rss * page;
+    }
+  }
+  ::closedir(d);
+  return out;
 }
 
 }  // namespace
@@ -327,11 +364,30 @@ void SlotPool::slot_ended(Slot& s, int wait_status, TimePoint now) {
 void SlotPool::check_memory(TimePoint now) {
   if (!core_ || now < next_memory_check_ || !core_->executor().wants_memory_check()) return;
   next_memory_check_ = now + kMemoryCheckInterval;
+  // The slot itself every check; its whole group (programs it started) once a second, as a
+  // pass over /proc costs a millisecond or so.
+  if (now >= next_group_scan_) {
+    next_group_scan_ = now + seconds(1);
+    group_rss_ = resident_by_group();
+  }
   for (int i : core_->executor().busy_slots()) {
     Slot& s = *slots_[i];
     if (!s.proc.unreaped()) continue;
-    core_->on_slot_rss(i, resident_bytes(s.proc.pid()));
+    const auto g = group_rss_.find(s.proc.pid());
+    const uint64_t own = resident_bytes(s.proc.pid());
+    core_->on_slot_rss(i, std::max(own, g != group_rss_.end() ? g->second : 0));
   }
+}
+
+uint64_t SlotPool::resident_total() const {
+  const auto groups = resident_by_group();
+  uint64_t total = resident_bytes(::getpid());
+  for (const auto& s : slots_) {
+    if (!s->proc.unreaped()) continue;
+    const auto g = groups.find(s->proc.pid());
+    total += g != groups.end() ? g->second : resident_bytes(s->proc.pid());
+  }
+  return total;
 }
 
 bool SlotPool::has_open_bars(const std::vector<int>& busy) const {

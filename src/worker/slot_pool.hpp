@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -65,8 +66,11 @@ class SlotPool final : public SlotControl {
   void on_poll(const zmq_pollitem_t* items, TimePoint now);
   // After SIGCHLD: reaps dead slots (and strays of theirs).
   void reap(TimePoint now);
-  // Reads busy slots' resident memory when the executor wants it.
+  // Reads busy slots' resident memory when the executor wants it: each slot's whole process
+  // group (the programs a task started count against its --max-job-memory-mb too).
   void check_memory(TimePoint now);
+  // Resident memory of this process and of every slot's process group.
+  uint64_t resident_total() const;
   TimePoint next_memory_check() const { return next_memory_check_; }
 
   // Progress: bars that changed in busy slots' shared memory since the last call.
@@ -86,6 +90,8 @@ class SlotPool final : public SlotControl {
   std::vector<std::string> services_;  // as the first slot reported them
   WorkerCore* core_ = nullptr;
   TimePoint next_memory_check_{};
+  TimePoint next_group_scan_{};
+  std::unordered_map<pid_t, uint64_t> group_rss_;  // resident bytes per process group
 };
 
 }  // namespace lrts::worker

@@ -8,10 +8,12 @@
 #include "common/cpu.hpp"
 #include "common/log.hpp"
 #include "common/log_limit.hpp"
+#include "common/metrics.hpp"
 #include "common/process.hpp"
 #include "common/signals.hpp"
 #include "net/auth.hpp"
 #include "net/endpoint.hpp"
+#include "net/http_server.hpp"
 #include "net/zmq_socket.hpp"
 #include "protocol/codec.hpp"
 #include "worker/core.hpp"
@@ -22,11 +24,13 @@ namespace lrts::worker {
 
 namespace {
 
-std::string default_name() {
+std::string host_name() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  return std::string(host) + ":" + std::to_string(::getpid());
+  return host;
 }
+
+std::string default_name() { return host_name() + ":" + std::to_string(::getpid()); }
 
 uint64_t random_uid() {
   std::random_device rd;
@@ -51,12 +55,29 @@ class Worker final : public WorkerLink {
                                             std::move(auth)}) {}
 
   int run() {
+    if (options_.metrics_port > 0) {
+      auto m =
+          net::HttpServer::metrics(options_.metrics_address, options_.metrics_port, metrics_text_);
+      if (!m) {
+        LRTS_ERROR("--metrics-port: {}", m.error());
+        return 2;
+      }
+      metrics_ = std::move(*m);
+    }
     SignalPipe signals{SIGINT, SIGTERM, SIGCHLD};
     become_subreaper();  // processes of tasks whose slot died are found and stopped
     auto services = pool_.start(options_.slot_start_timeout);
     if (!services) {
       LRTS_ERROR("{}", services.error());
       return 1;
+    }
+    if (!options_.allow_commands_given) {
+      std::erase(*services, std::string(kCommandService));  // offered only when allowed
+    } else {
+      std::string which;
+      for (const auto& p : options_.allow_commands) which += (which.empty() ? "" : ", ") + p;
+      LRTS_INFO("runs programs as tasks (--allow-commands): {}",
+                which.empty() ? "any program" : which);
     }
     if (services->empty()) {
       LRTS_WARN(
@@ -85,6 +106,7 @@ class Worker final : public WorkerLink {
     WorkerCoreOptions co;
     co.uid = random_uid();
     co.name = name_;
+    co.host = host_name();
     co.services = std::move(*services);
     co.max_message_bytes = options_.max_message_bytes;
     co.finish_on_stop = options_.finish_on_stop;
@@ -109,11 +131,16 @@ class Worker final : public WorkerLink {
         next_stats = now + kStatsInterval;
         log_stats();
       }
+      if (now >= next_sample_) {
+        next_sample_ = now + seconds(1);
+        core_->set_memory_bytes(pool_.resident_total());
+        if (metrics_) metrics_text_.publish(render_metrics());
+      }
       // A scan waits for the progress link to be able to send (an acknowledgement wakes us
       // through the socket before that).
       const TimePoint scan_at = std::max(next_scan_, progress_.send_allowed_at());
-      TimePoint deadline =
-          std::min({core_->next_deadline(), progress_.next_deadline(), scan_at, next_stats});
+      TimePoint deadline = std::min(
+          {core_->next_deadline(), progress_.next_deadline(), scan_at, next_stats, next_sample_});
       if (core_->executor().wants_memory_check()) {
         deadline = std::min(deadline, pool_.next_memory_check());
       }
@@ -228,7 +255,34 @@ class Worker final : public WorkerLink {
     }
   }
 
+  std::string render_metrics() const {
+    metrics::TextWriter w;
+    const WorkerStats& ws = core_->stats();
+    const auto& ps = progress_.stats();
+    const auto d = [](uint64_t v) { return static_cast<double>(v); };
+    w.gauge("lrts_worker_slots", "Slots (processes that run tasks).", pool_slots());
+    w.gauge("lrts_worker_slots_busy", "Slots running a task.",
+            d(core_->executor().busy_slots().size()));
+    w.gauge("lrts_worker_tasks_held", "Tasks held (running or waiting for a slot).",
+            d(core_->executor().size()));
+    w.counter("lrts_worker_tasks_assigned_total", "Tasks assigned to this worker.", d(ws.assigned));
+    w.counter("lrts_worker_results_total", "Results sent to the scheduler.", d(ws.results));
+    w.counter("lrts_worker_handed_back_total", "Tasks handed back unfinished.", d(ws.handed_back));
+    w.gauge("lrts_worker_results_unacknowledged", "Results the scheduler has not acknowledged.",
+            d(core_->unacknowledged_results()));
+    w.gauge("lrts_worker_memory_bytes", "Resident memory of the worker and its slots.",
+            d(pool_.resident_total()));
+    w.gauge("lrts_worker_draining", "1 while the worker drains.", core_->draining() ? 1 : 0);
+    w.counter("lrts_progress_batches_total", "Progress batches sent.", d(ps.batches));
+    w.counter("lrts_progress_bar_updates_total", "Bar updates sent in progress batches.",
+              d(ps.bars_sent));
+    w.gauge("lrts_progress_round_trip_seconds", "Progress batch round trip (EWMA).",
+            ps.rtt_ewma_ms / 1000.0);
+    return w.take();
+  }
+
   static constexpr Duration kStatsInterval = seconds(30);
+  static constexpr const char* kCommandService = "lrts.command";
 
   WorkerOptions options_;
   std::optional<net::ClientAuth> auth_;
@@ -241,6 +295,9 @@ class Worker final : public WorkerLink {
   std::unique_ptr<WorkerCore> core_;
   std::vector<protocol::BarState> bar_updates_;
   TimePoint next_scan_ = TimePoint::max();
+  TimePoint next_sample_{};
+  net::PublishedText metrics_text_;
+  std::unique_ptr<net::HttpServer> metrics_;
   uint64_t logged_batches_ = 0;
   uint64_t logged_assigned_ = 0;
   std::string buf_;
@@ -277,6 +334,21 @@ int run_worker(const WorkerOptions& in) {
     auth = std::move(*a);
   }
   ::signal(SIGPIPE, SIG_IGN);
+  // What the slots (and the program tasks they run) read: set here, for the slot processes
+  // this worker starts, whatever the environment said.
+  if (options.allow_commands_given) {
+    std::string list;
+    for (const auto& p : options.allow_commands) list += (list.empty() ? "" : ":") + p;
+    ::setenv("LRTS_ALLOW_COMMANDS", list.empty() ? "*" : list.c_str(), 1);
+  } else {
+    ::unsetenv("LRTS_ALLOW_COMMANDS");
+  }
+  if (!options.command_output.empty()) {
+    ::setenv("LRTS_COMMAND_OUTPUT", options.command_output.c_str(), 1);
+  }
+  char mb[32];
+  std::snprintf(mb, sizeof mb, "%g", options.command_output_mb);
+  ::setenv("LRTS_COMMAND_OUTPUT_MB", mb, 1);
   Worker worker(options, options.max_jobs_resolved, *progress, std::move(auth));
   return worker.run();
 }

@@ -35,6 +35,14 @@ struct WorkerOptions {
   Duration progress_floor = milliseconds(20);  // fastest progress batch cadence
   Duration progress_ceiling = seconds(1);      // slowest; also the wait for a lost batch
   std::string auth_dir;  // --auth: the worker's key (worker.key) and scheduler.pub
+  int metrics_port = 0;  // /metrics (0: off)
+  std::string metrics_address = "127.0.0.1";
+  // --allow-commands: program tasks (service lrts.command) run here. Empty list with the flag:
+  // any program; otherwise only these paths.
+  bool allow_commands_given = false;
+  std::vector<std::string> allow_commands;
+  std::string command_output;  // default $TMPDIR/lrts-commands
+  double command_output_mb = 64;
 };
 
 // Runs a worker until SIGINT/SIGTERM. Returns the process exit code.

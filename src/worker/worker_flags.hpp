@@ -11,6 +11,8 @@ namespace lrts::worker {
 struct WorkerFlags {
   WorkerOptions options;
   std::string log_level = "info";
+  std::string log_format = "text";
+  CLI::Option* allow_commands_option = nullptr;  // to tell "--allow-commands" from absent
   double timeout = 1;
   double max_message_mb = 64;
   double max_result_mb = 1024;

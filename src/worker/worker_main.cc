@@ -111,10 +111,28 @@ void add_worker_flags(CLI::App& app, WorkerFlags& f) {
       ->capture_default_str()
       ->check(CLI::Range(1, 600'000));
   flags::add_log_level(app, f.log_level);
+  flags::add_log_format(app, f.log_format);
+  flags::add_metrics_port(app, o.metrics_port, o.metrics_address);
+  f.allow_commands_option =
+      app.add_option(
+             "--allow-commands", o.allow_commands,
+             "Run programs as tasks (lrts submit -- PROGRAM ARGS): with no value any program, "
+             "or only these absolute paths (comma-separated or repeated). A program is code "
+             "sent by an application: allow it only where applications are trusted")
+          ->expected(0, -1)
+          ->delimiter(',')
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--command-output", o.command_output,
+                 "Directory for the full stdout and stderr of program tasks, one "
+                 "SERVICE_ID.ATTEMPT.out/.err pair each (default: $TMPDIR/lrts-commands)");
+  app.add_option("--command-output-mb", o.command_output_mb,
+                 "Most MiB of stdout and of stderr kept per program task (the rest is cut)")
+      ->capture_default_str()
+      ->check(flags::number(0, 1 << 20));
 }
 
 int run_worker_command(WorkerFlags& f, const char* component) {
-  if (auto s = log::init(component, f.log_level); !s) {
+  if (auto s = log::init(component, f.log_level, f.log_format); !s) {
     std::fprintf(stderr, "lrts worker: %s\n", s.error().c_str());
     return 2;
   }
@@ -141,6 +159,15 @@ int run_worker_command(WorkerFlags& f, const char* component) {
   if (auto ep = net::connect_endpoint(f.options.progress_address, f.options.progress_port); !ep) {
     std::fprintf(stderr, "lrts worker: --progress-address: %s\n", ep.error().c_str());
     return 2;
+  }
+  f.options.allow_commands_given = f.allow_commands_option && f.allow_commands_option->count() > 0;
+  std::erase(f.options.allow_commands, std::string());
+  for (const auto& p : f.options.allow_commands) {
+    if (p.empty() || p[0] != '/') {
+      std::fprintf(stderr, "lrts worker: --allow-commands takes absolute paths; got '%s'\n",
+                   p.c_str());
+      return 2;
+    }
   }
   return run_worker(f.options);
 }

@@ -213,6 +213,7 @@ std::string examples_dir() { return LRTS_EXAMPLES_DIR; }
 std::string example_services_lib() { return LRTS_EXAMPLE_SERVICES; }
 std::string test_services_lib() { return LRTS_TEST_SERVICES; }
 std::string test_app() { return LRTS_TEST_APP; }
+std::string source_dir() { return LRTS_SOURCE_DIR; }
 
 std::string Cluster::scheduler_logs() const {
   std::string out;
@@ -286,6 +287,26 @@ Daemon& Cluster::start_worker(int slots, std::vector<std::string> extra) {
   argv.push_back(name);
   workers_.emplace_back(argv, dir_.file(name + ".log"));
   return workers_.back();
+}
+
+AdminOptions Cluster::admin_options() const {
+  AdminOptions o;
+  o.scheduler_port = port_;
+  o.auth_dir = auth_dir_;
+  o.timeout = 2s;
+  return o;
+}
+
+bool Cluster::wait_for_connected(size_t n, std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        try {
+          return Admin(admin_options()).status().workers == n;
+        } catch (const AdminError&) {
+          return false;  // not up yet
+        }
+      },
+      timeout);
 }
 
 bool Cluster::wait_for_workers(size_t n, std::chrono::milliseconds timeout) {

@@ -105,6 +105,7 @@ std::string examples_dir();
 std::string example_services_lib();
 std::string test_services_lib();
 std::string test_app();
+std::string source_dir();
 
 // A scheduler and workers on a free port in a temp dir. With LRTS_TEST_AUTH=1 in the
 // environment every cluster runs with --auth (see enable_auth).
@@ -134,6 +135,10 @@ class Cluster {
   bool wait_for_workers(size_t n, std::chrono::milliseconds timeout = 20s);
   // Everything logged, for failure messages.
   std::string logs() const;
+  // For lrts::Admin: this cluster's scheduler (and its keys with enable_auth).
+  AdminOptions admin_options() const;
+  // Asks the scheduler (lrts status) until `n` workers are connected.
+  bool wait_for_connected(size_t n, std::chrono::milliseconds timeout = 20s);
 
  private:
   TempDir& dir_;

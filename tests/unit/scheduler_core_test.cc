@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "protocol/codec.hpp"
@@ -690,6 +691,134 @@ TEST_F(SchedulerCoreTest, AfterARestartAnAttemptTheJournalMissedIsTakenWithinThe
   say("W", protocol::WorkerResults{0, {{{100, 2}, 1, TaskStatus::kFinished, "r2", 0, 1}}});
   EXPECT_EQ(core.stats().completed, 1u);
   EXPECT_EQ(core.stats().forged, 1u);
+}
+
+// ---- queries and operator commands ---------------------------------------------------------
+
+class SchedulerQueryTest : public SchedulerCoreTest {
+ protected:
+  // The reply to one QUERY or CONTROL from `caller` on connection "ops".
+  nlohmann::json ask(const protocol::ToScheduler& msg, const Caller& caller = {},
+                     uint8_t* code = nullptr) {
+    core_.on_message("ops", msg, now_, caller);
+    core_.flush(now_);
+    for (auto& m : to_app("ops")) {
+      if (auto* r = std::get_if<protocol::QueryReply>(&m)) {
+        if (code) *code = r->code;
+        return nlohmann::json::parse(r->json);
+      }
+    }
+    ADD_FAILURE() << "no reply";
+    return {};
+  }
+  nlohmann::json query(std::string_view what, const Caller& caller = {}, uint8_t* code = nullptr,
+                       std::string_view state = {}, std::string_view id = {}) {
+    protocol::Query q;
+    q.id = 9;
+    q.what = what;
+    q.state = state;
+    q.service_id = id;
+    return ask(q, caller, code);
+  }
+};
+
+TEST_F(SchedulerQueryTest, QueriesAnswerFromTheCoresTables) {
+  app_hello("a");
+  submit("a", {1, 2, 3});
+  worker_hello("w", 7, 2);
+  ASSERT_EQ(assigned("w").size(), 2u);
+  advance(3s);
+  result("w", {100, 1}, 1, TaskStatus::kFailed, "oops", 0);
+  const auto st = query("status");
+  EXPECT_EQ(st["workers"], 1);
+  EXPECT_EQ(st["slots"], 2);
+  EXPECT_EQ(st["busy_slots"], 1);
+  EXPECT_EQ(st["submitted"], 3);
+  EXPECT_EQ(st["failed"], 1);
+  EXPECT_EQ(st["running"], 1);
+  EXPECT_EQ(st["queued"], 1);
+  EXPECT_EQ(st["completed_last_minute"], 1);
+  EXPECT_EQ(st["applications"], 1);
+  const auto failed = query("tasks", {}, nullptr, "failed");
+  ASSERT_EQ(failed["tasks"].size(), 1u);
+  EXPECT_EQ(failed["tasks"][0]["error"], "oops");
+  EXPECT_EQ(failed["tasks"][0]["worker"], "w");
+  const auto running = query("tasks", {}, nullptr, "running");
+  ASSERT_EQ(running["tasks"].size(), 1u);
+  EXPECT_EQ(running["tasks"][0]["service_id"], "0000000000000064-2");
+  EXPECT_DOUBLE_EQ(running["tasks"][0]["run_time_s"].get<double>(), 3.0);
+  EXPECT_EQ(query("tasks", {}, nullptr, "queued")["total"], 1);
+  const auto task = query("task", {}, nullptr, {}, "0000000000000064-1");
+  ASSERT_EQ(task["attempts"].size(), 1u);
+  EXPECT_EQ(task["attempts"][0]["worker"], "w");
+  EXPECT_EQ(query("workers")["workers"][0]["name"], "w");
+  EXPECT_EQ(query("failures")["failures"][0]["error"], "oops");
+  uint8_t code = 0;
+  query("everything", {}, &code);
+  EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kRefused));
+  query("tasks", {}, &code, "sleeping");
+  EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kRefused));
+  query("task", {}, &code, {}, "0000000000000064-99");
+  EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kRefused));
+  EXPECT_TRUE(core_.verify().ok());
+}
+
+TEST_F(SchedulerQueryTest, QueriesAndCommandsAreHeldToTheCallersRole) {
+  const Caller alice{"alice", false, true, false, false};
+  const Caller bob{"bob", false, true, false, false};
+  const Caller viewer{"viewer", false, false, true, false};
+  const Caller admin{"admin", false, false, true, true};
+  const Caller worker{"worker", true, false, false, false};
+  core_.on_message("a", protocol::AppHello{"app", 100, 0, 0}, now_, alice);
+  submit("a", {1, 2});
+  core_.on_message(
+      "w",
+      [] {
+        protocol::WorkerHello h;
+        h.worker_uid = 7;
+        h.name = "w";
+        h.slots = 1;
+        h.capacity = 1;
+        h.services = {"svc"};
+        return h;
+      }(),
+      now_, worker);
+  core_.flush(now_);
+  ASSERT_EQ(assigned("w").size(), 1u);
+  EXPECT_EQ(query("tasks", alice)["total"], 2);
+  EXPECT_EQ(query("tasks", bob)["total"], 0);
+  EXPECT_EQ(query("tasks", viewer)["total"], 2);
+  uint8_t code = 0;
+  query("status", worker, &code);
+  EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kForbidden));
+
+  protocol::Control cancel;
+  cancel.action = "cancel";
+  cancel.keys = {{100, 1}, {100, 2}};
+  EXPECT_EQ(ask(cancel, bob)["forbidden"], 2);
+  ask(cancel, viewer, &code);
+  EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kForbidden));
+  cancel.keys = {{100, 1}};
+  EXPECT_EQ(ask(cancel, alice)["cancelled"], 1);
+  EXPECT_EQ(query("status", admin)["cancelled"], 1);
+  // The running attempt is stopped on its worker.
+  bool told = false;
+  for (auto& m : to_worker("w")) told |= std::holds_alternative<protocol::CancelTasks>(m);
+  EXPECT_TRUE(told);
+
+  protocol::Control drain;
+  drain.action = "drain";
+  drain.worker = "w";
+  ask(drain, viewer, &code);
+  EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kForbidden));
+  ask(drain, alice, &code);
+  EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kForbidden));
+  EXPECT_EQ(ask(drain, admin)["draining"][0], "w");
+  bool drained = false;
+  for (auto& m : to_worker("w")) drained |= std::holds_alternative<protocol::Drain>(m);
+  EXPECT_TRUE(drained);
+  EXPECT_EQ(query("workers", admin)["workers"][0]["state"], "draining");
+  EXPECT_TRUE(core_.verify().ok());
 }
 
 }  // namespace
