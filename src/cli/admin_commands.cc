@@ -144,13 +144,13 @@ class StatusCommand final : public Command {
                   static_cast<unsigned long long>(s.slots),
                   static_cast<unsigned long long>(s.busy_slots),
                   static_cast<unsigned long long>(s.idle_slots));
-      std::printf("tasks      %llu queued, %llu running%s\n",
-                  static_cast<unsigned long long>(s.queued),
-                  static_cast<unsigned long long>(s.running),
-                  s.waiting ? (", " + std::to_string(s.waiting) +
-                               " waiting for their workers after a restart")
-                                  .c_str()
-                            : "");
+      std::printf(
+          "tasks      %llu queued, %llu running%s\n", static_cast<unsigned long long>(s.queued),
+          static_cast<unsigned long long>(s.running),
+          s.waiting
+              ? (", " + std::to_string(s.waiting) + " waiting for their workers after a restart")
+                    .c_str()
+              : "");
       std::printf(
           "ended      %llu finished, %llu failed, %llu cancelled, %llu timed out; %llu "
           "result(s) awaiting collection\n",
@@ -283,13 +283,13 @@ class TasksCommand final : public Command {
         for (char& c : err) {
           if (c == '\n' || c == '\r' || c == '\t') c = ' ';
         }
-        rows.push_back({t.value("service_id", std::string()), t.value("state", std::string()),
-                        std::to_string(t.value("attempt", 0u)) + "/" +
-                            std::to_string(t.value("max_retries", 0u) + 1),
-                        t.value("service", std::string()), t.value("worker", std::string()),
-                        t["run_time_s"].is_number() ? human_seconds(t["run_time_s"].get<double>())
-                                                    : "-",
-                        progress.empty() ? "-" : progress, err.empty() ? "-" : err});
+        rows.push_back(
+            {t.value("service_id", std::string()), t.value("state", std::string()),
+             std::to_string(t.value("attempt", 0u)) + "/" +
+                 std::to_string(t.value("max_retries", 0u) + 1),
+             t.value("service", std::string()), t.value("worker", std::string()),
+             t["run_time_s"].is_number() ? human_seconds(t["run_time_s"].get<double>()) : "-",
+             progress.empty() ? "-" : progress, err.empty() ? "-" : err});
       }
       print_table(rows);
       const uint64_t total = j.value("total", uint64_t{0});
@@ -382,8 +382,7 @@ class CancelCommand final : public Command {
           std::printf(", %llu had ended already", static_cast<unsigned long long>(o.already_done));
         }
         if (o.forbidden) {
-          std::printf(", %llu belong to another key",
-                      static_cast<unsigned long long>(o.forbidden));
+          std::printf(", %llu belong to another key", static_cast<unsigned long long>(o.forbidden));
         }
         if (!o.unknown.empty()) std::printf(", %zu unknown", o.unknown.size());
         std::printf("\n");

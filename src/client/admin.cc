@@ -63,7 +63,8 @@ struct Admin::Impl {
       if (zmq_poll(items, 2, wait) < 0 && zmq_errno() != EINTR) break;
       if (items[1].revents & ZMQ_POLLIN) handshakes->on_readable(Clock::now());
       while (dealer.recv(frame)) {
-        auto msg = protocol::decode<protocol::ToApp>(frame.view(), protocol::kDefaultMaxMessageBytes);
+        auto msg =
+            protocol::decode<protocol::ToApp>(frame.view(), protocol::kDefaultMaxMessageBytes);
         if (!msg) continue;
         if (const auto* e = std::get_if<protocol::ErrorMsg>(&*msg)) {
           throw AdminError("the scheduler at " + where + " refused: " + std::string(e->text));

@@ -1,7 +1,8 @@
 // What daemons count for operators: histograms, a per-second window for "the last minute", and
-// the Prometheus text exposition format (https://prometheus.io/docs/instrumenting/exposition_formats/).
-// Plain values owned by one thread; a daemon renders them into text on its own loop and hands
-// the text to its HTTP thread (net/http_server.hpp), so nothing here is shared.
+// the Prometheus text exposition format
+// (https://prometheus.io/docs/instrumenting/exposition_formats/). Plain values owned by one thread;
+// a daemon renders them into text on its own loop and hands the text to its HTTP thread
+// (net/http_server.hpp), so nothing here is shared.
 #pragma once
 
 #include <array>
@@ -51,8 +52,7 @@ class TextWriter {
   using Labels = std::vector<std::pair<std::string_view, std::string_view>>;
   void counter(std::string_view name, std::string_view help, double value,
                const Labels& labels = {});
-  void gauge(std::string_view name, std::string_view help, double value,
-             const Labels& labels = {});
+  void gauge(std::string_view name, std::string_view help, double value, const Labels& labels = {});
   void histogram(std::string_view name, std::string_view help, const Histogram& h);
   // The next samples of a family already started (other label values).
   void sample(std::string_view name, double value, const Labels& labels);

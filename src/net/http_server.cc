@@ -111,10 +111,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const Options& options, Ha
     res.status = out.status;
     res.set_content(out.body, out.content_type.c_str());
   });
-  const int port = options.port == 0 ? s.bind_to_any_port(options.address.c_str())
-                                     : (s.bind_to_port(options.address.c_str(), options.port)
-                                            ? options.port
-                                            : -1);
+  const int port =
+      options.port == 0
+          ? s.bind_to_any_port(options.address.c_str())
+          : (s.bind_to_port(options.address.c_str(), options.port) ? options.port : -1);
   if (port < 0) {
     return make_error("cannot listen for HTTP on " + options.address + ":" +
                       std::to_string(options.port) + ": " + std::strerror(errno));

@@ -158,7 +158,9 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
                 {"services", std::move(services)},
                 {"last_heartbeat_s", to_seconds(now - w.last_seen)},
                 {"memory_bytes", w.memory_bytes},
-                {"state", w.hoarding ? "hoarding" : w.draining ? "draining" : "ok"},
+                {"state", w.hoarding   ? "hoarding"
+                          : w.draining ? "draining"
+                                       : "ok"},
                 {"connected_s", to_seconds(now - w.connected_at)}};
   };
   auto task_json = [&](const Task& t) {
@@ -194,37 +196,36 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
     for (const auto& [id, ai] : app_by_id_) connected += apps_[ai].connected ? 1 : 0;
     const uint64_t last_minute = activity_.completed.last_minute(now);
     const uint64_t backlog = journal_ ? journal_seq_ - journal_committed_ : 0;
-    return dump(json{
-        {"workers", st.workers},
-        {"slots", st.slots},
-        {"busy_slots", st.busy_slots},
-        {"idle_slots", st.slots - st.busy_slots},
-        {"queued", st.queued - st.waiting},
-        {"waiting", st.waiting},
-        {"running", st.assigned},
-        {"finished", st.finished},
-        {"failed", st.failed},
-        {"cancelled", st.cancelled},
-        {"timed_out", st.timed_out},
-        {"awaiting_collection", st.done},
-        {"submitted", st.submitted},
-        {"requeued", st.requeued},
-        {"applications", st.apps},
-        {"applications_connected", connected},
-        {"throughput_per_s", static_cast<double>(last_minute) / 60.0},
-        {"completed_last_minute", last_minute},
-        {"failed_last_minute", activity_.failed.last_minute(now)},
-        {"journal",
-         {{"enabled", journal_ != nullptr},
-          {"path", options_.journal_path},
-          {"appended", journal_seq_},
-          {"committed", durable()},
-          {"backlog", backlog}}},
-        {"uptime_s", to_seconds(now - started_)},
-        {"version", kVersion},
-        {"scheduler", options_.listen_endpoint},
-        {"epoch", hex(options_.epoch)},
-        {"payload_bytes", st.blob_bytes}});
+    return dump(json{{"workers", st.workers},
+                     {"slots", st.slots},
+                     {"busy_slots", st.busy_slots},
+                     {"idle_slots", st.slots - st.busy_slots},
+                     {"queued", st.queued - st.waiting},
+                     {"waiting", st.waiting},
+                     {"running", st.assigned},
+                     {"finished", st.finished},
+                     {"failed", st.failed},
+                     {"cancelled", st.cancelled},
+                     {"timed_out", st.timed_out},
+                     {"awaiting_collection", st.done},
+                     {"submitted", st.submitted},
+                     {"requeued", st.requeued},
+                     {"applications", st.apps},
+                     {"applications_connected", connected},
+                     {"throughput_per_s", static_cast<double>(last_minute) / 60.0},
+                     {"completed_last_minute", last_minute},
+                     {"failed_last_minute", activity_.failed.last_minute(now)},
+                     {"journal",
+                      {{"enabled", journal_ != nullptr},
+                       {"path", options_.journal_path},
+                       {"appended", journal_seq_},
+                       {"committed", durable()},
+                       {"backlog", backlog}}},
+                     {"uptime_s", to_seconds(now - started_)},
+                     {"version", kVersion},
+                     {"scheduler", options_.listen_endpoint},
+                     {"epoch", hex(options_.epoch)},
+                     {"payload_bytes", st.blob_bytes}});
   }
 
   if (q.what == "workers") {
@@ -351,14 +352,13 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
     for (const AttemptOwner* o : {&task.prev_owner, &task.last_owner}) {
       if (o->attempt == 0) continue;
       const auto w = worker_by_uid_.find(o->worker_uid);
-      attempts.push_back(json{
-          {"attempt", o->attempt},
-          {"worker", w != worker_by_uid_.end() ? worker_names_[workers_[w->second].name]
-                                               : "uid " + hex(o->worker_uid) + " (gone)"}});
+      attempts.push_back(
+          json{{"attempt", o->attempt},
+               {"worker", w != worker_by_uid_.end() ? worker_names_[workers_[w->second].name]
+                                                    : "uid " + hex(o->worker_uid) + " (gone)"}});
     }
     j["attempts"] = std::move(attempts);
-    if (task.state == TaskState::kDone && task.status != TaskStatus::kFinished &&
-        !task.data.blob) {
+    if (task.state == TaskState::kDone && task.status != TaskStatus::kFinished && !task.data.blob) {
       j["error"] = cut(task.data.bytes, protocol::kMaxErrorTextBytes);
     }
     return dump(j);
@@ -389,9 +389,8 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
 // ---- operator commands --------------------------------------------------------------------------
 
 std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) {
-  const std::string who = caller_.identity.empty()
-                              ? std::string("an operator")
-                              : "'" + std::string(caller_.identity) + "'";
+  const std::string who = caller_.identity.empty() ? std::string("an operator")
+                                                   : "'" + std::string(caller_.identity) + "'";
   if (c.action == "cancel") {
     if (!caller_.may_operate && !caller_.may_apply) {
       *code = ErrorCode::kForbidden;
@@ -413,8 +412,8 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
         return;
       }
       if (task.state == TaskState::kAssigned) cancel_on_worker(t);
-      finish_task(t, TaskStatus::kCancelled, Payload{reason, 0, 0}, task.attempt,
-                  NameTable::kNone, 0);
+      finish_task(t, TaskStatus::kCancelled, Payload{reason, 0, 0}, task.attempt, NameTable::kNone,
+                  0);
       ++cancelled;
     };
     if (!c.application_id.empty()) {
@@ -437,9 +436,9 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
     }
     if (cancelled) {
       LRTS_INFO("{} cancelled {} task(s){}", who, cancelled,
-                c.application_id.empty() ? ""
-                                         : " of application '" + std::string(c.application_id) +
-                                               "'");
+                c.application_id.empty()
+                    ? ""
+                    : " of application '" + std::string(c.application_id) + "'");
     }
     return dump(json{{"cancelled", cancelled},
                      {"already_done", done},
@@ -467,8 +466,7 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
       *code = ErrorCode::kRefused;
       return "no worker named '" + std::string(c.worker) + "' is connected (see lrts workers)";
     }
-    LRTS_INFO("{} asked worker '{}' to drain ({} task(s) on it)", who, std::string(c.worker),
-              held);
+    LRTS_INFO("{} asked worker '{}' to drain ({} task(s) on it)", who, std::string(c.worker), held);
     return dump(json{{"draining", std::move(drained)}, {"held", held}});
   }
   *code = ErrorCode::kRefused;

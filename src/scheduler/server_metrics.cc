@@ -3,8 +3,7 @@
 namespace lrts::scheduler {
 
 void render_traffic(metrics::TextWriter& w, const Traffic& t) {
-  const auto series = [&](const char* name, const char* help,
-                          const std::array<uint64_t, 256>& v) {
+  const auto series = [&](const char* name, const char* help, const std::array<uint64_t, 256>& v) {
     bool first = true;
     for (size_t i = 0; i < v.size(); ++i) {
       if (v[i] == 0) continue;
@@ -39,8 +38,7 @@ std::string render_metrics(const SchedulerGauges& g) {
   w.sample("lrts_tasks_completed_total", d(s.cancelled), {{"status", "cancelled"}});
   w.sample("lrts_tasks_completed_total", d(s.timed_out), {{"status", "timed_out"}});
   w.counter("lrts_tasks_requeued_total", "Attempts lost and queued again.", d(s.requeued));
-  w.counter("lrts_results_delivered_total", "Results collected by applications.",
-            d(s.delivered));
+  w.counter("lrts_results_delivered_total", "Results collected by applications.", d(s.delivered));
   w.histogram("lrts_task_queue_wait_seconds", "Time from queued to assigned.",
               g.activity->queue_wait);
   w.histogram("lrts_task_run_seconds", "Run time of ended tasks, as workers measured it.",
@@ -49,8 +47,7 @@ std::string render_metrics(const SchedulerGauges& g) {
   w.gauge("lrts_slots", "Slots of the connected workers.", d(s.slots));
   w.gauge("lrts_slots_busy", "Slots running a task.", d(s.busy_slots));
   w.gauge("lrts_applications", "Applications the scheduler holds.", d(s.apps));
-  w.counter("lrts_heartbeats_total", "Heartbeats from workers and applications.",
-            d(s.heartbeats));
+  w.counter("lrts_heartbeats_total", "Heartbeats from workers and applications.", d(s.heartbeats));
   w.counter("lrts_queries_total", "Queries and operator commands answered.", d(s.queries));
   w.counter("lrts_bad_messages_total", "Messages dropped as malformed.", d(s.bad_messages));
   w.counter("lrts_refused_total", "Requests refused (over a limit, or not allowed to the key).",

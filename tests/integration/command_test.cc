@@ -17,10 +17,9 @@ namespace {
 
 using nlohmann::json;
 
-const std::vector<std::string> kFastScheduler = {"--heartbeat-interval", "0.2",
-                                                 "--worker-timeout",     "2",
-                                                 "--app-timeout",        "2",
-                                                 "--unknown-service-wait", "0.5"};
+const std::vector<std::string> kFastScheduler = {
+    "--heartbeat-interval", "0.2", "--worker-timeout",       "2",
+    "--app-timeout",        "2",   "--unknown-service-wait", "0.5"};
 
 class CommandTest : public ClusterFixture {
  protected:
@@ -47,9 +46,13 @@ class CommandTest : public ClusterFixture {
     return Admin(cluster_.admin_options()).tasks(q);
   }
   json tasks_json(const std::string& state) const {
-    std::vector<std::string> argv = {lrts_bin(), "tasks", "--scheduler-port",
-                                     std::to_string(cluster_.port()), "--progress-port",
-                                     std::to_string(cluster_.progress_port()), "--json"};
+    std::vector<std::string> argv = {lrts_bin(),
+                                     "tasks",
+                                     "--scheduler-port",
+                                     std::to_string(cluster_.port()),
+                                     "--progress-port",
+                                     std::to_string(cluster_.progress_port()),
+                                     "--json"};
     if (!state.empty()) argv.insert(argv.end(), {"--state", state});
     const CommandResult r = run_command(argv);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -67,11 +70,11 @@ TEST_F(CommandTest, ProgramsGetTheirIndexEnvironmentAndExitCodes) {
   cluster_.start_scheduler(kFastScheduler);
   cluster_.start_worker(2, {"--allow-commands"});
   ASSERT_TRUE(cluster_.wait_for_connected(1));
-  const CommandResult r = run_command(submit(
-      {"--count", "5", "--wait"},
-      {"/bin/sh", "-c",
-       "echo \"$LRTS_TASK_INDEX $LRTS_ATTEMPT $LRTS_SERVICE_ID seed={index}\"; "
-       "[ {index} -ne 3 ] || { echo \"no luck with {index}\" >&2; exit 7; }"}));
+  const CommandResult r =
+      run_command(submit({"--count", "5", "--wait"},
+                         {"/bin/sh", "-c",
+                          "echo \"$LRTS_TASK_INDEX $LRTS_ATTEMPT $LRTS_SERVICE_ID seed={index}\"; "
+                          "[ {index} -ne 3 ] || { echo \"no luck with {index}\" >&2; exit 7; }"}));
   EXPECT_EQ(r.exit_code, 1) << r.err;  // one of five did not finish
   const auto results = lines(r.out);
   ASSERT_EQ(results.size(), 5u) << r.out;
@@ -108,12 +111,14 @@ TEST_F(CommandTest, ShellAndPythonReportProgressThroughTheirDescriptor) {
   ASSERT_TRUE(cluster_.wait_for_connected(1));
   // A shell loop that advances a named bar until a file appears, then closes it.
   const std::string go = dir_.file("go");
-  CommandResult r = run_command(submit(
-      {}, {"/bin/sh", "-c",
-           "echo 'bar files 50 file Copying files' >&$LRTS_PROGRESS_FD; i=0; "
-           "while [ ! -e " + go + " ] && [ $i -lt 600 ]; do echo 'add files 1' >&$LRTS_PROGRESS_FD; "
-           "i=$((i+1)); sleep 0.1; done; echo 'set files 50' >&$LRTS_PROGRESS_FD; "
-           "echo 'done files' >&$LRTS_PROGRESS_FD"}));
+  CommandResult r = run_command(
+      submit({}, {"/bin/sh", "-c",
+                  "echo 'bar files 50 file Copying files' >&$LRTS_PROGRESS_FD; i=0; "
+                  "while [ ! -e " +
+                      go +
+                      " ] && [ $i -lt 600 ]; do echo 'add files 1' >&$LRTS_PROGRESS_FD; "
+                      "i=$((i+1)); sleep 0.1; done; echo 'set files 50' >&$LRTS_PROGRESS_FD; "
+                      "echo 'done files' >&$LRTS_PROGRESS_FD"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // A Python script with no lrts at all: bare numbers advance the task's default bar.
   r = run_command(submit({}, {"/usr/bin/python3", "-c",
@@ -170,9 +175,9 @@ TEST_F(CommandTest, TimeoutAndCancelKillTheProgramAndWhatItStarted) {
   ASSERT_TRUE(cluster_.wait_for_connected(1));
   const std::string timed = dir_.file("timed.pid"), cancelled = dir_.file("cancelled.pid");
   // Each starts a background sleep (a grandchild) and waits for it.
-  CommandResult r = run_command(submit(
-      {"--task-timeout", "1", "--wait"},
-      {"/bin/sh", "-c", "sleep 300 & echo $! > " + timed + "; wait"}));
+  CommandResult r =
+      run_command(submit({"--task-timeout", "1", "--wait"},
+                         {"/bin/sh", "-c", "sleep 300 & echo $! > " + timed + "; wait"}));
   EXPECT_EQ(r.exit_code, 1);
   const auto results = lines(r.out);
   ASSERT_EQ(results.size(), 1u) << r.out;
@@ -227,8 +232,8 @@ TEST_F(CommandTest, ProgramsRunOnlyWhereAllowed) {
       << res[0].dump();
 
   // Usage errors.
-  r = run_command({lrts_bin(), "submit", "--scheduler-port", std::to_string(cluster_.port()),
-                   "--"});
+  r = run_command(
+      {lrts_bin(), "submit", "--scheduler-port", std::to_string(cluster_.port()), "--"});
   EXPECT_EQ(r.exit_code, 2);
   r = run_command({lrts_bin(), "submit", "--scheduler-port", std::to_string(cluster_.port())});
   EXPECT_EQ(r.exit_code, 2);

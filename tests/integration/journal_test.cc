@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lrts/admin.hpp"
 #include "support/harness.hpp"
 
 namespace lrts::testing {
@@ -43,15 +44,15 @@ TEST_F(JournalTest, ASchedulerStartedWithNoFlagsKeepsItsQueueThroughSigkill) {
   const std::string state =
       home + "/.local/state/lrts/scheduler-" + std::to_string(cluster_.port());
   Daemon first(argv, dir_.file("first.log"));
-  ASSERT_TRUE(wait_until([&] { return first.log_contains("listening"); })) << first.log();
-  EXPECT_TRUE(first.log_contains("journal " + state + "/lrts-state.db")) << first.log();
+  ASSERT_TRUE(cluster_.wait_for_connected(0)) << first.log();  // the scheduler answers
+  EXPECT_EQ(Admin(cluster_.admin_options()).status().journal_path, state + "/lrts-state.db");
   submit_twenty();
   first.signal(SIGKILL);
   ASSERT_NE(first.wait_exit(), -1);
 
   Daemon second(argv, dir_.file("second.log"));
-  ASSERT_TRUE(wait_until([&] { return second.log_contains("listening"); })) << second.log();
-  EXPECT_TRUE(second.log_contains("loaded 20 task(s)")) << second.log();
+  ASSERT_TRUE(cluster_.wait_for_connected(0)) << second.log();
+  EXPECT_EQ(Admin(cluster_.admin_options()).status().queued, 20u) << second.log();
   cluster_.start_worker(2);
   auto got =
       run_command(lrts({"results", "--application-id", "kept", "--wait", "--timeout", "30"}));
@@ -64,7 +65,7 @@ TEST_F(JournalTest, ASchedulerStartedWithNoFlagsKeepsItsQueueThroughSigkill) {
 
 TEST_F(JournalTest, ASecondSchedulerOnTheSameJournalIsRefusedEvenWithItsFilesRemoved) {
   Daemon& first = cluster_.start_scheduler();
-  ASSERT_TRUE(wait_until([&] { return first.log_contains("listening"); })) << first.log();
+  ASSERT_TRUE(cluster_.wait_for_connected(0)) << first.log();
   // Whatever lock files there are, gone: the lock does not depend on them.
   for (const auto& e : std::filesystem::directory_iterator(dir_.file("state"))) {
     if (e.path().extension() == ".lock") std::filesystem::remove(e.path());
@@ -88,7 +89,7 @@ void damage(const std::string& path, std::streamoff offset, size_t bytes) {
 
 TEST_F(JournalTest, ADamagedJournalIsRefusedWithWhatToDo) {
   Daemon& s = cluster_.start_scheduler();
-  ASSERT_TRUE(wait_until([&] { return s.log_contains("listening"); })) << s.log();
+  ASSERT_TRUE(cluster_.wait_for_connected(0)) << s.log();
   submit_twenty();
   s.signal(SIGTERM);
   ASSERT_NE(s.wait_exit(), -1);

@@ -84,9 +84,9 @@ TEST_F(OperateTest, StatusWorkersAndTasksShowWhatTheClusterHolds) {
 
   // The CLI's JSON has the documented keys, and the same figures.
   const json st = cli_json({"status"});
-  for (const char* key : {"workers", "slots", "busy_slots", "queued", "running", "finished", "failed",
-                          "cancelled", "applications", "throughput_per_s", "journal",
-                          "uptime_s"}) {
+  for (const char* key :
+       {"workers", "slots", "busy_slots", "queued", "running", "finished", "failed", "cancelled",
+        "applications", "throughput_per_s", "journal", "uptime_s"}) {
     EXPECT_TRUE(st.contains(key)) << key << " missing from " << st.dump();
   }
   EXPECT_EQ(st["running"], 2);
@@ -166,9 +166,9 @@ TEST_F(OperateTest, BadInputGetsOneLineErrorsAndExitCodes) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("no worker named 'nobody'"), std::string::npos) << r.err;
   // Nobody listening: a clear line within the timeout, not a hang.
-  r = run_command({lrts_bin(), "status", "--scheduler-port", std::to_string(free_port()),
-                   "--timeout", "0.5"},
-                  20s);
+  r = run_command(
+      {lrts_bin(), "status", "--scheduler-port", std::to_string(free_port()), "--timeout", "0.5"},
+      20s);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("no answer from the scheduler"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
