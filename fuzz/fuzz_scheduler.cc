@@ -1,7 +1,7 @@
 // The scheduler's core fed with what hostile peers may send: each message of the input is
 // [peer byte][length byte][bytes], decoded as the server would and handed to the core, with the
 // clock moving on. The peer byte also picks the sender's key (none, a worker key, one of two
-// application keys), as --auth would. The core never crashes and its invariant checks
+// application keys, a viewer, an admin), as --auth would. The core never crashes and its invariant checks
 // (LRTS_CHECK) hold.
 #include <cstdint>
 #include <string>
@@ -42,14 +42,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.hoard_timeout = 3s;
   options.max_worker_capacity = 64;
   static const lrts::scheduler::Caller kCallers[] = {
-      {}, {"w1", true, false}, {"a1", false, true}, {"a2", false, true}};
+      {},
+      {"w1", true, false, false, false},
+      {"a1", false, true, false, false},
+      {"a2", false, true, false, false},
+      {"v1", false, false, true, false},
+      {"op", false, false, true, true}};
   lrts::scheduler::SchedulerCore core(options, transport, blobs);
   lrts::TimePoint now{};
   core.restore({}, now);
   size_t at = 0;
   while (at + 2 <= size) {
     const std::string peer(1, static_cast<char>('a' + data[at] % 8));
-    const lrts::scheduler::Caller& caller = kCallers[(data[at] / 8) % 4];
+    const lrts::scheduler::Caller& caller = kCallers[(data[at] / 8) % 6];
     const size_t len = data[at + 1];
     at += 2;
     const std::string_view bytes(reinterpret_cast<const char*>(data + at),

@@ -95,6 +95,27 @@ int main(int argc, char** argv) {
   sub.sessions = {99};
   p::SlotRun run;
   run.tasks = {{1, "test.noop", "\x80", "id-1", 1}};
+  p::Query status_q;
+  status_q.id = 1;
+  status_q.what = "status";
+  p::Query tasks_q;
+  tasks_q.id = 2;
+  tasks_q.what = "tasks";
+  tasks_q.state = "running";
+  tasks_q.application_id = "app-1";
+  tasks_q.limit = 5;
+  p::Query task_q;
+  task_q.id = 3;
+  task_q.what = "task";
+  task_q.service_id = "0000000000001234-7";
+  p::Control cancel_c;
+  cancel_c.id = 4;
+  cancel_c.action = "cancel";
+  cancel_c.keys = {key};
+  p::Control drain_c;
+  drain_c.id = 5;
+  drain_c.action = "drain";
+  drain_c.worker = "w";
   const std::vector<std::pair<std::string, std::string>> wire = {
       {"app_hello", enc(hello)},
       {"submit", enc(submit)},
@@ -113,6 +134,11 @@ int main(int argc, char** argv) {
       {"subscribe", enc(sub)},
       {"slot_run", enc(run)},
       {"slot_recall", enc(p::SlotRecall{{1, 2}})},
+      {"query_status", enc(status_q)},
+      {"query_tasks", enc(tasks_q)},
+      {"control_cancel", enc(cancel_c)},
+      {"query_reply", enc(p::QueryReply{1, 0, "{}"})},
+      {"drain", enc(p::Drain{})},
   };
   for (const auto& [name, bytes] : wire) write(root + "/wire", name, bytes);
 
@@ -179,6 +205,19 @@ int main(int argc, char** argv) {
     add(1, enc(p::WorkerReturn{{{key, 1}}}));
     add(0, enc(p::Detach{}));
     write(root + "/scheduler", "session", s);
+    // Queries and commands from each kind of key (the peer byte's bits pick it).
+    std::string q;
+    s.swap(q);
+    add(0, enc(hello));
+    add(0, enc(submit));
+    add(1, enc(wh));
+    add(2, enc(status_q));
+    add(10, enc(tasks_q));
+    add(18, enc(task_q));
+    add(34, enc(cancel_c));
+    add(42, enc(drain_c));
+    add(2, enc(cancel_c));
+    write(root + "/scheduler", "queries", s);
   }
   return 0;
 }
