@@ -1,8 +1,8 @@
 // The scheduler's core fed with what hostile peers may send: each message of the input is
 // [peer byte][length byte][bytes], decoded as the server would and handed to the core, with the
 // clock moving on. The peer byte also picks the sender's key (none, a worker key, one of two
-// application keys, a viewer, an admin), as --auth would. The core never crashes and its invariant checks
-// (LRTS_CHECK) hold.
+// application keys, a viewer, an admin), as --auth would. The core never crashes and its invariant
+// checks (LRTS_CHECK) hold.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -41,13 +41,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.app_grace = 5s;
   options.hoard_timeout = 3s;
   options.max_worker_capacity = 64;
-  static const lrts::scheduler::Caller kCallers[] = {
-      {},
-      {"w1", true, false, false, false},
-      {"a1", false, true, false, false},
-      {"a2", false, true, false, false},
-      {"v1", false, false, true, false},
-      {"op", false, false, true, true}};
+  static const lrts::scheduler::Caller kCallers[] = {{},
+                                                     {"w1", true, false, false, false},
+                                                     {"a1", false, true, false, false},
+                                                     {"a2", false, true, false, false},
+                                                     {"v1", false, false, true, false},
+                                                     {"op", false, false, true, true}};
   lrts::scheduler::SchedulerCore core(options, transport, blobs);
   lrts::TimePoint now{};
   core.restore({}, now);

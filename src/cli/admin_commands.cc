@@ -9,6 +9,7 @@
 #include "flags/flags.hpp"
 #include "lrts/admin.hpp"
 #include "protocol/messages.hpp"
+#include "tui/format.hpp"
 
 namespace lrts::cli {
 
@@ -96,13 +97,15 @@ void print_table(const std::vector<std::vector<std::string>>& rows, size_t max =
   for (const auto& r : rows) {
     for (size_t i = 0; i < r.size(); ++i) {
       if (width.size() <= i) width.push_back(0);
-      width[i] = std::min(max, std::max(width[i], r[i].size()));
+      width[i] = std::min(max, std::max(width[i], tui::printable(r[i]).size()));
     }
   }
   for (const auto& r : rows) {
     std::string line;
     for (size_t i = 0; i < r.size(); ++i) {
-      std::string cell = r[i].size() > max ? r[i].substr(0, max - 1) + "~" : r[i];
+      // Names, errors and bar units come from peers: no terminal control reaches the screen.
+      const std::string text = tui::printable(r[i]);
+      std::string cell = text.size() > max ? text.substr(0, max - 1) + "~" : text;
       if (i + 1 < r.size()) cell.resize(width[i], ' ');
       line += cell;
       if (i + 1 < r.size()) line += "  ";
@@ -387,7 +390,9 @@ class CancelCommand final : public Command {
         if (!o.unknown.empty()) std::printf(", %zu unknown", o.unknown.size());
         std::printf("\n");
         for (const auto& id : o.unknown) {
-          std::fprintf(stderr, "lrts cancel: the scheduler holds no task %s\n", id.c_str());
+          std::fprintf(stderr,
+                       "lrts cancel: the scheduler holds no task %s (or it is another key's)\n",
+                       tui::printable(id).c_str());
         }
       }
       // Partly done is not done: a task named that could not be cancelled is an error.
@@ -420,7 +425,7 @@ class DrainCommand final : public Command {
     return guarded("drain", [&] {
       Admin admin(t_.admin());
       for (const auto& name : admin.drain(worker_)) {
-        std::printf("worker %s is draining\n", name.c_str());
+        std::printf("worker %s is draining\n", tui::printable(name).c_str());
       }
       return 0;
     });

@@ -23,6 +23,7 @@ struct Admin::Impl {
   std::unique_ptr<net::HandshakeGuard> handshakes;
   std::string where;
   uint64_t next_id = 1;
+  uint64_t proof = 0;  // the next_proof of the last answer read (protocol::Query)
   std::string buf;
 
   explicit Impl(AdminOptions o) : options(std::move(o)) {
@@ -46,7 +47,19 @@ struct Admin::Impl {
   // Sends `m` (its id set here) and waits for the answer; throws on an error or no answer.
   template <class M>
   json call(M m) {
+    for (int tries = 0;; ++tries) {
+      bool resync = false;
+      json j = call_once(m, &resync);
+      if (!resync || tries > 0) return j;
+    }
+  }
+
+  // One request; `*resync` set when it was refused for a stale proof (an answer to an earlier
+  // call that timed out came late): the caller sends it again with the proof now known.
+  template <class M>
+  json call_once(M& m, bool* resync) {
     m.id = next_id++;
+    m.proof = proof;
     buf.clear();
     protocol::encode(m, buf);
     if (dealer.send(buf) != net::SendResult::kSent) {
@@ -70,9 +83,16 @@ struct Admin::Impl {
           throw AdminError("the scheduler at " + where + " refused: " + std::string(e->text));
         }
         const auto* r = std::get_if<protocol::QueryReply>(&*msg);
-        if (!r || r->id != m.id) continue;  // an answer to an earlier call that timed out
+        if (!r) continue;
+        proof = r->next_proof;        // the latest answer's, whichever call it is for
+        if (r->id != m.id) continue;  // an answer to an earlier call that timed out
         json j = json::parse(r->json, nullptr, false);
         if (j.is_discarded()) throw AdminError("the scheduler sent an answer that is not JSON");
+        if (r->code == static_cast<uint8_t>(protocol::ErrorCode::kRefused) && j.is_object() &&
+            j.value("error", std::string()).find("next_proof") != std::string::npos) {
+          *resync = true;
+          return j;
+        }
         if (r->code != 0) {
           throw AdminError(j.is_object() && j.contains("error") && j["error"].is_string()
                                ? j["error"].get<std::string>()

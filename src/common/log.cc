@@ -57,21 +57,54 @@ class JsonFormatter final : public spdlog::formatter {
   static void append(spdlog::memory_buf_t& dest, std::string_view s) {
     dest.append(s.data(), s.data() + s.size());
   }
+  // A JSON string: control characters escaped, and bytes that are not UTF-8 (names and ids come
+  // from peers) replaced by U+FFFD, so that every line parses.
   static void quote(spdlog::memory_buf_t& dest, std::string_view s) {
     dest.push_back('"');
-    for (unsigned char c : s) {
-      if (c == '"' || c == '\\') {
-        dest.push_back('\\');
-        dest.push_back(static_cast<char>(c));
-      } else if (c < 0x20) {
-        char esc[8];
-        std::snprintf(esc, sizeof esc, "\\u%04x", c);
-        append(dest, esc);
+    for (size_t i = 0; i < s.size();) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c < 0x80) {
+        if (c == '"' || c == '\\') {
+          dest.push_back('\\');
+          dest.push_back(static_cast<char>(c));
+        } else if (c < 0x20 || c == 0x7f) {
+          char esc[8];
+          std::snprintf(esc, sizeof esc, "\\u%04x", c);
+          append(dest, esc);
+        } else {
+          dest.push_back(static_cast<char>(c));
+        }
+        ++i;
+        continue;
+      }
+      const size_t n = utf8_length(s.substr(i));
+      if (n == 0) {
+        append(dest, "\\ufffd");
+        ++i;
       } else {
-        dest.push_back(static_cast<char>(c));
+        append(dest, s.substr(i, n));
+        i += n;
       }
     }
     dest.push_back('"');
+  }
+  // Bytes of the well-formed UTF-8 sequence `s` starts with (2 to 4), or 0.
+  static size_t utf8_length(std::string_view s) {
+    const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+    const auto cont = [&](size_t k) { return k < s.size() && (b(k) & 0xC0) == 0x80; };
+    const unsigned char c = b(0);
+    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+      if (!cont(1) || !cont(2)) return 0;
+      if ((c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F)) return 0;
+      return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+      if (!cont(1) || !cont(2) || !cont(3)) return 0;
+      if ((c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F)) return 0;
+      return 4;
+    }
+    return 0;
   }
   std::string component_;
 };

@@ -190,7 +190,23 @@ class Dashboard {
     return json::parse(http_admin_->query_json(what, q, id));
   }
 
+  // On loopback, only requests naming a loopback host: a web page elsewhere that points a name
+  // of its own at 127.0.0.1 (DNS rebinding) gets nothing.
+  bool host_allowed(const std::string& host) const {
+    if (!net::is_loopback(o_.address)) return true;  // --insecure: the operator's proxy decides
+    std::string h = host;
+    if (!h.empty() && h.front() == '[') {
+      h = h.substr(1, h.find(']') == std::string::npos ? std::string::npos : h.find(']') - 1);
+    } else if (const size_t colon = h.rfind(':'); colon != std::string::npos) {
+      h = h.substr(0, colon);
+    }
+    return h == "localhost" || h == "127.0.0.1" || h == "::1" || h == o_.address;
+  }
+
   net::HttpResponse handle(const net::HttpRequest& r) {
+    if (!host_allowed(r.host)) {
+      return error_response(403, "this dashboard answers only requests to a loopback host name");
+    }
     if (r.path == "/" || r.path == "/index.html") {
       return {200, "text/html; charset=utf-8", kIndexHtml};
     }

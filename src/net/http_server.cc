@@ -76,6 +76,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const Options& options, Ha
   s.set_keep_alive_max_count(100);
   s.set_payload_max_length(64 * 1024);
   s.set_default_headers({{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
+  // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, which lets a second process
+  // bind the same port silently (two workers with one --metrics-port would share scrapes).
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   if (feed && !events_path.empty()) {
     const int max_streams = options.max_streams;
     s.Get(events_path, [raw, max_streams](const httplib::Request&, httplib::Response& res) {
@@ -100,6 +106,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const Options& options, Ha
   s.Get(".*", [handler](const httplib::Request& req, httplib::Response& res) {
     HttpRequest r;
     r.path = req.path;
+    r.host = req.get_header_value("Host");
     for (const auto& [k, v] : req.params) r.params[k] = v;
     HttpResponse out;
     try {
@@ -129,7 +136,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::metrics(const std::string& addre
   Options o;
   o.address = address;
   o.port = port;
-  o.threads = 2;
+  o.threads = 4;
   return start(o, [&text](const HttpRequest& r) {
     if (r.path != "/metrics") {
       return HttpResponse{404, "text/plain", "lrts serves /metrics here\n"};

@@ -19,6 +19,7 @@ namespace lrts::net {
 
 struct HttpRequest {
   std::string path;
+  std::string host;                           // the Host header
   std::map<std::string, std::string> params;  // query string, decoded
 };
 

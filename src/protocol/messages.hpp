@@ -490,16 +490,20 @@ struct CancelTasks {
 
 // ---- queries and operator commands (any client -> scheduler -> that client) ---------------
 
-inline constexpr uint32_t kMaxQueryRows = 10'000;
+inline constexpr uint32_t kMaxQueryRows = 1000;
 inline constexpr uint32_t kMaxQueryKeys = 100'000;
 
 // A question about the cluster, answered with a QueryReply carrying the same id. Served from the
 // scheduler's own tables: a snapshot of counters, or a listing bounded by `limit`.
 // `what`: status, workers, applications, tasks, task, worker, failures (docs/protocol.md).
+// `proof`: the `next_proof` of the last reply on this connection (0 on its first request): a
+// connection gets one answer at a time, and only by reading it can it ask again, so a client
+// that does not read cannot make the scheduler queue answers for it.
 struct Query {
   static constexpr MsgType kType = MsgType::kQuery;
   static constexpr const char* kName = "query";
   uint64_t id = 0;
+  uint64_t proof = 0;
   std::string_view what;
   std::string_view application_id;  // tasks: only this application's
   std::string_view state;           // tasks: only in this state
@@ -509,6 +513,7 @@ struct Query {
   uint32_t limit = 0;  // 0: the default (100)
   static constexpr auto describe() {
     return std::tuple{wire::u(&Query::id),
+                      wire::u(&Query::proof),
                       wire::str(&Query::what, 1, 32),
                       wire::str(&Query::application_id, 0, kMaxAppIdBytes),
                       wire::str(&Query::state, 0, 32),
@@ -525,12 +530,15 @@ struct Control {
   static constexpr MsgType kType = MsgType::kControl;
   static constexpr const char* kName = "control";
   uint64_t id = 0;
+  uint64_t proof = 0;  // as in Query
   std::string_view action;
   std::vector<TaskKey> keys;
   std::string_view application_id;
   std::string_view worker;
   static constexpr auto describe() {
-    return std::tuple{wire::u(&Control::id), wire::str(&Control::action, 1, 32),
+    return std::tuple{wire::u(&Control::id),
+                      wire::u(&Control::proof),
+                      wire::str(&Control::action, 1, 32),
                       wire::keys(&Control::keys),
                       wire::str(&Control::application_id, 0, kMaxAppIdBytes),
                       wire::str(&Control::worker, 0, kMaxNameBytes)};
@@ -541,15 +549,17 @@ struct Control {
 };
 
 // The answer: `code` 0 and a JSON document, or an ErrorCode and a JSON {"error": text}.
+// `next_proof`: what the connection's next QUERY or CONTROL must carry.
 struct QueryReply {
   static constexpr MsgType kType = MsgType::kQueryReply;
   static constexpr const char* kName = "query reply";
   uint64_t id = 0;
   uint8_t code = 0;
   std::string_view json;
+  uint64_t next_proof = 0;
   static constexpr auto describe() {
     return std::tuple{wire::u(&QueryReply::id), wire::u(&QueryReply::code, kMaxErrorCode),
-                      wire::bin(&QueryReply::json)};
+                      wire::bin(&QueryReply::json), wire::u(&QueryReply::next_proof)};
   }
 };
 

@@ -29,6 +29,8 @@ SchedulerCore::SchedulerCore(CoreOptions options, Transport& transport, BlobStor
     : options_(options), transport_(transport), blobs_(blobs), journal_(journal) {
   service_names_.set_max(options_.max_service_names);
   worker_names_.set_max(options_.max_worker_names);
+  proof_state_ ^= options_.epoch * 0xBF58476D1CE4E5B9ULL;
+  if (proof_state_ == 0) proof_state_ = 1;
 }
 
 SchedulerCore::~SchedulerCore() = default;

@@ -222,6 +222,12 @@ class SchedulerCore {
   // `journal` may be null: state lives in memory only and nothing waits for commits.
   SchedulerCore(CoreOptions options, Transport& transport, BlobStore& blobs,
                 JournalSink* journal = nullptr);
+  // A query or operator command: answered apart from the burst it came in (the server spends
+  // a bounded time on them after each flush).
+  static bool is_query(const protocol::ToScheduler& m) {
+    return std::holds_alternative<protocol::Query>(m) ||
+           std::holds_alternative<protocol::Control>(m);
+  }
   ~SchedulerCore();
   SchedulerCore(const SchedulerCore&) = delete;
   SchedulerCore& operator=(const SchedulerCore&) = delete;
@@ -299,6 +305,10 @@ class SchedulerCore {
   std::string command(const protocol::Control& c, protocol::ErrorCode* code);
   // Whether the caller may see (or act on) the application's tasks.
   bool may_see(const App& a) const;
+  // Whether a request carries the proof of the connection's last answer (see protocol::Query).
+  template <class M>
+  bool admit_query(const PeerId& peer, const M& m);
+  uint64_t next_proof(const PeerId& peer);
   void note_completed(uint32_t t);
 
   // ---- tasks (core_tasks.cc) ----
@@ -418,6 +428,15 @@ class SchedulerCore {
   static constexpr size_t kMaxFailures = 100;
   static constexpr size_t kFailureTextBytes = 1024;
   std::deque<Failure> failures_;
+  // Connections that asked: the proof their next request must carry (the oldest forgotten).
+  struct QueryPeer {
+    uint64_t proof = 0;
+    bool told = false;  // refused once for a missing proof since the last answer
+  };
+  static constexpr size_t kMaxQueryPeers = 10'000;
+  std::unordered_map<PeerId, QueryPeer> query_peers_;
+  std::deque<PeerId> query_order_;
+  uint64_t proof_state_ = 0x9E3779B97F4A7C15ULL;
 };
 
 }  // namespace lrts::scheduler

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/log.hpp"
 #include "scheduler/core.hpp"
@@ -18,9 +19,9 @@ using protocol::TaskStatus;
 namespace {
 
 constexpr uint32_t kDefaultRows = 100;
-// A filtered listing stops looking after this many tasks (its total is then a lower bound), so
-// that one query over a million tasks cannot hold the loop for long.
-constexpr uint32_t kMaxScan = 200'000;
+// A listing stops looking after this many tasks (its total is then a lower bound), so that one
+// query over a million tasks cannot hold the loop for long (a few milliseconds at most).
+constexpr uint32_t kMaxScan = 50'000;
 constexpr size_t kErrorTextInListing = 4096;
 constexpr const char* kVersion = "0.1.0";
 
@@ -118,7 +119,46 @@ void SchedulerCore::note_completed(uint32_t t) {
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
+template <class M>
+bool SchedulerCore::admit_query(const PeerId& peer, const M& m) {
+  auto it = query_peers_.find(peer);
+  const uint64_t expected = it == query_peers_.end() ? 0 : it->second.proof;
+  if (m.proof == expected) return true;
+  // Not the proof of the last answer: the peer did not read it (or mixes requests). Said once
+  // per answer it owes a read of, then dropped: a peer that does not read gets nothing queued.
+  if (it != query_peers_.end() && !it->second.told) {
+    it->second.told = true;
+    ++stats_.refused;
+    transport_.send_app(
+        peer, protocol::QueryReply{m.id, static_cast<uint8_t>(ErrorCode::kRefused),
+                                   error_json("one request at a time on a connection: read the "
+                                              "answer and send its next_proof"),
+                                   expected});
+  }
+  return false;
+}
+
+uint64_t SchedulerCore::next_proof(const PeerId& peer) {
+  // xorshift64*: unpredictable enough to prove a reply was read (not a secret).
+  proof_state_ ^= proof_state_ >> 12;
+  proof_state_ ^= proof_state_ << 25;
+  proof_state_ ^= proof_state_ >> 27;
+  const uint64_t proof = (proof_state_ * 0x2545F4914F6CDD1DULL) | 1;
+  auto [it, fresh] = query_peers_.try_emplace(peer);
+  if (fresh) {
+    query_order_.push_back(peer);
+    if (query_order_.size() > kMaxQueryPeers) {
+      query_peers_.erase(query_order_.front());  // the oldest starts afresh
+      query_order_.pop_front();
+    }
+  }
+  it->second.proof = proof;
+  it->second.told = false;
+  return proof;
+}
+
 void SchedulerCore::dispatch(const PeerId& peer, const protocol::Query& m, TimePoint) {
+  if (!admit_query(peer, m)) return;
   ++stats_.queries;
   ErrorCode code{};
   std::string body;
@@ -129,15 +169,18 @@ void SchedulerCore::dispatch(const PeerId& peer, const protocol::Query& m, TimeP
     body = answer(m, &code);
   }
   if (code != ErrorCode{}) body = error_json(body);
-  transport_.send_app(peer, protocol::QueryReply{m.id, static_cast<uint8_t>(code), body});
+  transport_.send_app(
+      peer, protocol::QueryReply{m.id, static_cast<uint8_t>(code), body, next_proof(peer)});
 }
 
 void SchedulerCore::dispatch(const PeerId& peer, const protocol::Control& m, TimePoint) {
+  if (!admit_query(peer, m)) return;
   ++stats_.queries;
   ErrorCode code{};
   std::string body = command(m, &code);
   if (code != ErrorCode{}) body = error_json(body);
-  transport_.send_app(peer, protocol::QueryReply{m.id, static_cast<uint8_t>(code), body});
+  transport_.send_app(
+      peer, protocol::QueryReply{m.id, static_cast<uint8_t>(code), body, next_proof(peer)});
 }
 
 // ---- queries ----------------------------------------------------------------------------------
@@ -290,46 +333,69 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
       return "unknown task state '" + std::string(q.state) +
              "' (states: queued, waiting, running, done, finished, failed, cancelled, timed_out)";
     }
-    json rows = json::array();
-    uint64_t total = 0;
-    uint32_t scanned = 0;
-    bool capped = false;
-    auto visit = [&](uint32_t t) {
-      if (capped) return;
-      if (++scanned > kMaxScan) {
-        capped = true;
-        return;
-      }
-      const Task& task = tasks_[t];
-      if (!state_matches(task, q.state) || !may_see(apps_[task.app])) return;
-      if (total++ < q.offset || rows.size() >= limit) return;
-      rows.push_back(task_json(task));
-    };
+    // The total, when the counters know it: then the scan stops with the page.
+    std::optional<uint64_t> known_total;
+    const App* app = nullptr;
     if (!q.application_id.empty()) {
       const auto it = app_by_id_.find(std::string(q.application_id));
       if (it == app_by_id_.end() || !may_see(apps_[it->second])) {
         *code = ErrorCode::kRefused;
         return "the scheduler holds no application '" + std::string(q.application_id) + "'";
       }
-      for (uint32_t t = apps_[it->second].tasks.first; t != kNone && !capped;
-           t = tasks_[t].app_links.next) {
+      app = &apps_[it->second];
+    }
+    if (q.worker.empty() && caller_.may_view_all) {
+      const CoreStats st = stats();
+      if (app) {
+        if (q.state.empty()) known_total = app->tasks.size;
+        if (q.state == "running") known_total = app->running;
+        if (q.state == "done") known_total = app->tasks.size - app->unfinished;
+      } else {
+        if (q.state.empty()) known_total = tasks_.live();
+        if (q.state == "queued") known_total = st.queued - st.waiting;
+        if (q.state == "waiting") known_total = st.waiting;
+        if (q.state == "running") known_total = st.assigned;
+        if (q.state == "done") known_total = st.done;
+      }
+    }
+    json rows = json::array();
+    uint64_t total = 0;
+    uint32_t scanned = 0;
+    bool capped = false, stop = false;
+    auto visit = [&](uint32_t t) {
+      if (++scanned > kMaxScan) {
+        capped = stop = true;
+        return;
+      }
+      const Task& task = tasks_[t];
+      if (!state_matches(task, q.state) || !may_see(apps_[task.app])) return;
+      if (total++ < q.offset) return;
+      if (rows.size() < limit) rows.push_back(task_json(task));
+      if (rows.size() >= limit && known_total) stop = true;
+    };
+    if (app) {
+      for (uint32_t t = app->tasks.first; t != kNone && !stop; t = tasks_[t].app_links.next) {
         visit(t);
       }
     } else if (!q.worker.empty()) {
       const uint32_t name = worker_names_.find(q.worker);
-      for (uint32_t i = 0; i < workers_.capacity(); ++i) {
+      for (uint32_t i = 0; i < workers_.capacity() && !stop; ++i) {
         if (!workers_.used(i) || (workers_[i].name != name && hex(workers_[i].uid) != q.worker)) {
           continue;
         }
-        for (uint32_t t = workers_[i].tasks.first; t != kNone && !capped;
+        for (uint32_t t = workers_[i].tasks.first; t != kNone && !stop;
              t = tasks_[t].worker_links.next) {
           visit(t);
         }
       }
     } else {
-      for (uint32_t t = 0; t < tasks_.capacity() && !capped; ++t) {
+      for (uint32_t t = 0; t < tasks_.capacity() && !stop; ++t) {
         if (tasks_.used(t)) visit(t);
       }
+    }
+    if (known_total) {
+      total = *known_total;
+      capped = false;
     }
     return dump(json{{"tasks", std::move(rows)},
                      {"total", total},
@@ -400,11 +466,14 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
     const std::string reason = "cancelled by " + who + " (lrts cancel)";
     size_t cancelled = 0, done = 0, forbidden = 0;
     json unknown = json::array();
+    // Another key's task is reported as unknown, as its queries do: a key learns nothing of
+    // what is not its own.
     auto cancel_one = [&](uint32_t t) {
       Task& task = tasks_[t];
       if (!may_see(apps_[task.app]) || (!caller_.may_operate && !caller_.may_view_all &&
                                         apps_[task.app].owner != caller_.identity)) {
         ++forbidden;
+        if (unknown.size() < 100) unknown.push_back(protocol::format_service_id(task.key));
         return;
       }
       if (task.state == TaskState::kDone) {
@@ -440,10 +509,9 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
                     ? ""
                     : " of application '" + std::string(c.application_id) + "'");
     }
-    return dump(json{{"cancelled", cancelled},
-                     {"already_done", done},
-                     {"forbidden", forbidden},
-                     {"unknown", std::move(unknown)}});
+    (void)forbidden;  // counted with the unknown ones
+    return dump(
+        json{{"cancelled", cancelled}, {"already_done", done}, {"unknown", std::move(unknown)}});
   }
   if (c.action == "drain") {
     if (!caller_.may_operate) {

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <deque>
 #include <random>
 #include <unordered_set>
 
@@ -20,6 +21,10 @@
 namespace lrts::scheduler {
 
 namespace {
+
+// Time a loop round may spend answering queries, and how many may wait.
+constexpr Duration kQueryBudget = milliseconds(2);
+constexpr size_t kMaxPendingQueries = 4096;
 
 class RouterTransport final : public Transport {
  public:
@@ -166,6 +171,14 @@ int SchedulerServer::run() {
 
   net::ZmqFrame identity, payload, extra;
   std::unordered_set<PeerId> revoked_told;
+  struct PendingQuery {
+    PeerId peer;
+    std::string bytes;
+    std::string identity;
+    Caller caller;  // its identity points into `identity` once taken out
+  };
+  std::deque<PendingQuery> queries;
+  uint64_t dropped_queries = 0, logged_dropped_queries = 0;
   TimePoint next_stats = Clock::now() + s.options.stats_interval;
   const TimePoint started = Clock::now();
   TimePoint next_metrics = s.metrics ? started : TimePoint::max();
@@ -174,7 +187,8 @@ int SchedulerServer::run() {
   for (;;) {
     TimePoint now = Clock::now();
     const TimePoint deadline =
-        std::min({s.core->next_deadline(), next_stats, next_metrics, listener.next_deadline(),
+        std::min({queries.empty() ? TimePoint::max() : now, s.core->next_deadline(), next_stats,
+                  next_metrics, listener.next_deadline(),
                   s.auth ? s.auth->next_deadline() : TimePoint::max()});
     long timeout_ms = -1;
     if (deadline != TimePoint::max()) {
@@ -261,6 +275,21 @@ int SchedulerServer::run() {
     }
     s.core->on_tick(now);
     s.core->flush(now);
+    // Queries after scheduling, for at most kQueryBudget a round (at least one): a flood of
+    // them slows answers, not tasks.
+    if (!queries.empty()) {
+      const TimePoint until = Clock::now() + kQueryBudget;
+      size_t n = 0;
+      while (n < queries.size() && (n == 0 || Clock::now() < until)) {
+        PendingQuery& q = queries[n++];
+        auto msg = protocol::decode<protocol::ToScheduler>(q.bytes, s.options.max_message_bytes);
+        if (!msg) continue;
+        q.caller.identity = q.identity;
+        s.core->on_message(q.peer, *msg, now, q.caller);
+      }
+      queries.erase(queries.begin(), queries.begin() + static_cast<std::ptrdiff_t>(n));
+      s.core->flush(now);
+    }
     if (s.journal) s.journal->hand_off();
 
     if (now >= next_metrics) {
@@ -287,6 +316,11 @@ int SchedulerServer::run() {
             "{} of {} file descriptors in use: new workers and applications will be refused "
             "past the limit (raise it with ulimit -n)",
             open, limit);
+      }
+      if (dropped_queries != logged_dropped_queries) {
+        LRTS_WARN("dropped {} query(ies): more than {} were waiting to be answered",
+                  dropped_queries - logged_dropped_queries, kMaxPendingQueries);
+        logged_dropped_queries = dropped_queries;
       }
       if (const uint64_t full = s.transport.dropped_full(); full != logged_full) {
         LRTS_WARN(

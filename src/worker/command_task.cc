@@ -109,14 +109,16 @@ std::string find_program(const std::string& name, const std::string& dir) {
 }
 
 // Throws unless `path` (how `name` was found) is one of the ':'-separated absolute paths of
-// `allowed`, both compared after realpath.
-void check_allowed(const std::string& name, const std::string& path, std::string_view allowed) {
+// `allowed`, both compared after realpath. Returns the resolved path: that is what runs, so a
+// symlink switched between the check and the start cannot run another program.
+std::string check_allowed(const std::string& name, const std::string& path,
+                          std::string_view allowed) {
   const auto real = real_path(path);
   if (!real) fail("cannot run " + name + ": " + errno_text());
   for (;;) {
     const size_t colon = allowed.find(':');
     const std::string entry(allowed.substr(0, colon));
-    if (!entry.empty() && entry[0] == '/' && real_path(entry) == real) return;
+    if (!entry.empty() && entry[0] == '/' && real_path(entry) == real) return *real;
     if (colon == std::string_view::npos) break;
     allowed.remove_prefix(colon + 1);
   }
@@ -495,8 +497,8 @@ CommandResult CommandTask::run(TaskContext& ctx) {
     if (::stat(dir.c_str(), &st) != 0) fail("cannot run in " + cwd + ": " + errno_text());
     if (!S_ISDIR(st.st_mode)) fail("cannot run in " + cwd + ": not a directory");
   }
-  const std::string program = find_program(argv[0], dir);
-  if (std::string_view(allowed) != "*") check_allowed(argv[0], program, allowed);
+  std::string program = find_program(argv[0], dir);
+  if (std::string_view(allowed) != "*") program = check_allowed(argv[0], program, allowed);
 
   const std::string output_dir =
       env_or("LRTS_COMMAND_OUTPUT", env_or("TMPDIR", "/tmp") + "/lrts-commands");

@@ -1,6 +1,9 @@
 #include "lrts/worker_main.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "common/cpu.hpp"
 #include "common/log.hpp"
@@ -162,12 +165,21 @@ int run_worker_command(WorkerFlags& f, const char* component) {
   }
   f.options.allow_commands_given = f.allow_commands_option && f.allow_commands_option->count() > 0;
   std::erase(f.options.allow_commands, std::string());
-  for (const auto& p : f.options.allow_commands) {
+  for (auto& p : f.options.allow_commands) {
     if (p.empty() || p[0] != '/') {
       std::fprintf(stderr, "lrts worker: --allow-commands takes absolute paths; got '%s'\n",
                    p.c_str());
       return 2;
     }
+    // Resolved now: a symlink in the list pointed elsewhere later allows nothing new.
+    char* real = ::realpath(p.c_str(), nullptr);
+    if (!real) {
+      std::fprintf(stderr, "lrts worker: --allow-commands: %s: %s\n", p.c_str(),
+                   std::strerror(errno));
+      return 2;
+    }
+    p = real;
+    std::free(real);
   }
   return run_worker(f.options);
 }

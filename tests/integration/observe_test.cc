@@ -116,7 +116,8 @@ TEST_F(ObserveTest, DaemonsLogOneJsonObjectPerLine) {
   std::vector<std::string> sched = kFastScheduler;
   sched.insert(sched.end(), {"--log-format", "json"});
   cluster_.start_scheduler(sched);
-  cluster_.start_worker(1, {"--log-format", "json"});
+  // A name that is not UTF-8 still makes lines that parse.
+  cluster_.start_worker(1, {"--log-format", "json", "--name", "bad\xff\x1bname"});
   ASSERT_TRUE(cluster_.wait_for_connected(1));
   for (const std::string& log : {cluster_.scheduler().log(), cluster_.worker(0).log()}) {
     std::istringstream in(log);
@@ -132,6 +133,22 @@ TEST_F(ObserveTest, DaemonsLogOneJsonObjectPerLine) {
   }
   const CommandResult bad = run_command({lrts_bin(), "scheduler", "--log-format", "xml"});
   EXPECT_EQ(bad.exit_code, 2);
+  // A metrics port another daemon holds is an error at start, not a shared port.
+  const int taken = free_port();
+  Daemon holder({lrts_bin(), "progress-server", "--port", std::to_string(free_port()),
+                 "--metrics-port", std::to_string(taken)},
+                dir_.file("holder.log"));
+  ASSERT_TRUE(wait_until([&] {
+    int st = 0;
+    http_get(taken, "/metrics", &st);
+    return st == 200;
+  }));
+  const CommandResult clash =
+      run_command({lrts_bin(), "scheduler", "--port", std::to_string(free_port()), "--no-journal",
+                   "--metrics-port", std::to_string(taken)},
+                  20s);
+  EXPECT_EQ(clash.exit_code, 2) << clash.err;
+  EXPECT_NE(clash.err.find("--metrics-port"), std::string::npos) << clash.err;
 }
 
 // Node, Playwright (tests/browser, installed by scripts/setup.sh) and Debian's Chromium.
@@ -182,6 +199,13 @@ TEST_F(ObserveTest, TheDashboardShowsWorkersMovingBarsAndFailuresInARealBrowser)
   EXPECT_EQ(status, 404);
   http_get(port, "/api/tasks?state=sleeping", &status);
   EXPECT_EQ(status, 400);
+  {
+    // A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) gets nothing.
+    httplib::Client c("127.0.0.1", port);
+    auto res = c.Get("/api/tasks", {{"Host", "attacker.example"}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 403);
+  }
   app.stop_application();
   dashboard.signal(SIGTERM);
   EXPECT_EQ(dashboard.wait_exit(), 0);

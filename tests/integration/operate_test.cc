@@ -5,10 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "lrts/admin.hpp"
+#include "net/zmq_socket.hpp"
+#include "protocol/codec.hpp"
 #include "services/test_services.hpp"
 #include "support/harness.hpp"
 
@@ -325,6 +329,68 @@ TEST_F(OperateTest, QueriesAndCommandsAreHeldToTheCallersKey) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(cluster_.worker(0).wait_exit(20s), 0);
   app.stop_application();
+}
+
+TEST_F(OperateTest, AFloodOfQueriesSlowsAnswersNotTasksAndAReaderlessPeerGetsOneAnswer) {
+  cluster_.start_scheduler(kFastScheduler);
+  cluster_.start_worker(2);
+  ASSERT_TRUE(cluster_.wait_for_connected(1));
+  // 20,000 results held, so that each page of tasks costs the scheduler something.
+  CommandResult r = run_command(cli({"submit", "test.noop", "--count", "20000"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(wait_until([&] { return status().awaiting_collection == 20000; }, 60s));
+  // A peer that sends 2,000 queries and reads nothing.
+  {
+    net::ZmqContext ctx;
+    net::ZmqSocket sock(ctx, ZMQ_DEALER);
+    sock.set_int(ZMQ_SNDHWM, 0);
+    ASSERT_TRUE(sock.connect("tcp://127.0.0.1:" + std::to_string(cluster_.port())));
+    const double before = memory_mib(cluster_.scheduler().pid());
+    for (int i = 0; i < 2000; ++i) {
+      protocol::Query q;
+      q.id = static_cast<uint64_t>(i) + 1;
+      q.what = "tasks";
+      q.limit = protocol::kMaxQueryRows;
+      std::string buf;
+      protocol::encode(q, buf);
+      sock.send(buf);
+    }
+    // Eight clients asking for full pages as fast as they can, while 5,000 tasks run.
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> answered{0};
+    std::vector<std::thread> askers;
+    for (int t = 0; t < 8; ++t) {
+      askers.emplace_back([&] {
+        Admin admin(cluster_.admin_options());
+        TaskQuery q;
+        q.limit = protocol::kMaxQueryRows;
+        while (!stop) {
+          try {
+            admin.tasks(q);
+            ++answered;
+          } catch (const AdminError&) {
+          }
+        }
+      });
+    }
+    ClientApplication app(info());
+    app.start_application();
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5000; ++i)
+      ids.push_back(app.schedule_service(test_services::NoopService()));
+    size_t done = 0;
+    for (const auto& res : app.wait_for_multi(ids, 60s)) done += res.ok() ? 1 : 0;
+    stop = true;
+    for (auto& t : askers) t.join();
+    EXPECT_EQ(done, ids.size());
+    EXPECT_GT(answered.load(), 10u);
+    // The readerless peer got one answer queued, not two thousand pages.
+    if (!kUnderAddressSanitizer) {
+      EXPECT_LT(memory_mib(cluster_.scheduler().pid()) - before, 100.0);
+    }
+    app.stop_application();
+  }
+  EXPECT_EQ(status().finished, 25000u);
 }
 
 }  // namespace

@@ -698,13 +698,19 @@ TEST_F(SchedulerCoreTest, AfterARestartAnAttemptTheJournalMissedIsTakenWithinThe
 class SchedulerQueryTest : public SchedulerCoreTest {
  protected:
   // The reply to one QUERY or CONTROL from `caller` on connection "ops".
-  nlohmann::json ask(const protocol::ToScheduler& msg, const Caller& caller = {},
+  nlohmann::json ask(protocol::ToScheduler msg, const Caller& caller = {},
                      uint8_t* code = nullptr) {
+    std::visit(
+        [&](auto& m) {
+          if constexpr (requires { m.proof; }) m.proof = proof_;
+        },
+        msg);
     core_.on_message("ops", msg, now_, caller);
     core_.flush(now_);
     for (auto& m : to_app("ops")) {
       if (auto* r = std::get_if<protocol::QueryReply>(&m)) {
         if (code) *code = r->code;
+        proof_ = r->next_proof;
         return nlohmann::json::parse(r->json);
       }
     }
@@ -720,6 +726,7 @@ class SchedulerQueryTest : public SchedulerCoreTest {
     q.service_id = id;
     return ask(q, caller, code);
   }
+  uint64_t proof_ = 0;
 };
 
 TEST_F(SchedulerQueryTest, QueriesAnswerFromTheCoresTables) {
@@ -795,7 +802,7 @@ TEST_F(SchedulerQueryTest, QueriesAndCommandsAreHeldToTheCallersRole) {
   protocol::Control cancel;
   cancel.action = "cancel";
   cancel.keys = {{100, 1}, {100, 2}};
-  EXPECT_EQ(ask(cancel, bob)["forbidden"], 2);
+  EXPECT_EQ(ask(cancel, bob)["unknown"].size(), 2u);  // another key's: as if unknown
   ask(cancel, viewer, &code);
   EXPECT_EQ(code, static_cast<uint8_t>(protocol::ErrorCode::kForbidden));
   cancel.keys = {{100, 1}};
@@ -819,6 +826,32 @@ TEST_F(SchedulerQueryTest, QueriesAndCommandsAreHeldToTheCallersRole) {
   EXPECT_TRUE(drained);
   EXPECT_EQ(query("workers", admin)["workers"][0]["state"], "draining");
   EXPECT_TRUE(core_.verify().ok());
+}
+
+TEST_F(SchedulerQueryTest, AConnectionThatDoesNotReadItsAnswersGetsNoMore) {
+  EXPECT_EQ(query("status")["workers"], 0);
+  const uint64_t good = proof_;
+  // Requests without the last answer's proof: one refusal (carrying the proof), then silence.
+  protocol::Query q;
+  q.what = "status";
+  for (int i = 0; i < 100; ++i) {
+    q.id = 100 + static_cast<uint64_t>(i);
+    q.proof = 0;
+    core_.on_message("ops", q, now_);
+  }
+  core_.flush(now_);
+  const auto replies = to_app("ops");
+  ASSERT_EQ(replies.size(), 1u);
+  const auto& r = std::get<protocol::QueryReply>(replies[0]);
+  EXPECT_EQ(r.code, static_cast<uint8_t>(protocol::ErrorCode::kRefused));
+  EXPECT_EQ(r.next_proof, good);
+  // With the proof, answered again; each connection has its own.
+  EXPECT_EQ(query("status")["workers"], 0);
+  protocol::Query other;
+  other.what = "status";
+  core_.on_message("other", other, now_);
+  core_.flush(now_);
+  EXPECT_EQ(to_app("other").size(), 1u);
 }
 
 }  // namespace
