@@ -179,9 +179,8 @@ void observed_throughput(int tasks, int runs, int slots) {
   // The cluster's worker, with /metrics.
   cluster.workers.push_back(lrts::bench::start(
       {LRTS_BIN, "worker", "--scheduler-port", std::to_string(cluster.port), "--progress-port",
-       std::to_string(cluster.progress_port), "--max-jobs", std::to_string(slots),
-       "--service-lib", LRTS_BENCH_SERVICES, "--log-level", "warn", "--metrics-port",
-       std::to_string(wm)},
+       std::to_string(cluster.progress_port), "--max-jobs", std::to_string(slots), "--service-lib",
+       LRTS_BENCH_SERVICES, "--log-level", "warn", "--metrics-port", std::to_string(wm)},
       "/tmp/lrts-bench-worker-0.log"));
   lrts::ApplicationInformation info;
   info.scheduler_port = cluster.port;
@@ -208,11 +207,11 @@ void observed_throughput(int tasks, int runs, int slots) {
           << "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: lrts\n"
           << "    static_configs:\n      - targets: ['127.0.0.1:" << sm << "', '127.0.0.1:" << wm
           << "']\n";
-      prometheus = lrts::bench::start(
-          {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-           "--storage.tsdb.path=" + dir + "/tsdb",
-           "--web.listen-address=127.0.0.1:" + std::to_string(prom)},
-          dir + "/log");
+      prometheus =
+          lrts::bench::start({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                              "--storage.tsdb.path=" + dir + "/tsdb",
+                              "--web.listen-address=127.0.0.1:" + std::to_string(prom)},
+                             dir + "/log");
     }
     {
       // The dashboard answers before the run starts.
@@ -228,8 +227,12 @@ void observed_throughput(int tasks, int runs, int slots) {
       // How many scrapes it made of the two targets during the run.
       httplib::Client q("127.0.0.1", prom);
       if (auto r = q.Get("/api/v1/query?query=sum(count_over_time(up%5B10m%5D))")) {
-        const auto at = r->body.rfind("\",\"");
-        if (at != std::string::npos) scrapes += std::strtoull(r->body.c_str() + at + 3, nullptr, 10);
+        // ..."value":[1700000000.1,"12"]}]}}: the number between the last two quotes.
+        const auto end = r->body.rfind('"');
+        const auto begin = end == std::string::npos ? end : r->body.rfind('"', end - 1);
+        if (begin != std::string::npos) {
+          scrapes += std::strtoull(r->body.c_str() + begin + 1, nullptr, 10);
+        }
       }
       prometheus.signal(SIGTERM);
       prometheus.wait();
