@@ -100,13 +100,13 @@ struct TaskQuery {
   std::string state;           // empty: any; or one of TaskInfo::state, or "done"
   std::string worker;          // empty: any; a worker's name or uid
   uint32_t offset = 0;
-  uint32_t limit = 100;  // at most 10,000
+  uint32_t limit = 100;  // at most 1,000
 };
 
 struct CancelOutcome {
   uint64_t cancelled = 0;
   uint64_t already_done = 0;
-  uint64_t forbidden = 0;  // another key's tasks
+  uint64_t forbidden = 0;  // not used: another key's tasks are reported as unknown
   std::vector<std::string> unknown;
 };
 
@@ -118,7 +118,7 @@ class Admin {
   Admin& operator=(const Admin&) = delete;
 
   ClusterStatus status();
-  std::vector<WorkerInfo> workers(uint32_t offset = 0, uint32_t limit = 10'000);
+  std::vector<WorkerInfo> workers(uint32_t offset = 0, uint32_t limit = 1000);
   std::vector<TaskInfo> tasks(const TaskQuery& query = {});
   // Cancels these tasks (they end as cancelled; running attempts are stopped).
   CancelOutcome cancel(const std::vector<std::string>& service_ids);

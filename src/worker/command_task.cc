@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -43,8 +45,16 @@ constexpr int kFirstFreeFd = kProgressFd + 1;
 // How often the child is checked for its end once stdout and stderr are closed but the progress
 // pipe is not (a program that closed its output and goes on reporting progress).
 constexpr int kReapPollMs = 10;
+// A program's count stops at the largest value rather than wrapping around to a small one.
+void saturating_advance(ProgressBar& bar, uint64_t n) {
+  const uint64_t c = bar.count();
+  bar.set_count(c > UINT64_MAX - n ? UINT64_MAX : c + n);
+}
 
-[[noreturn]] void fail(std::string message) { throw std::runtime_error(std::move(message)); }
+// After the program ends, how long what it started may still write to its stdout and stderr.
+constexpr std::chrono::milliseconds kOutputGrace{1000};
+
+[[noreturn]] void fail(const std::string& message) { throw std::runtime_error(message); }
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -340,7 +350,7 @@ class ProgressLines {
   bool apply(std::string_view line) {
     if (line.empty()) return true;
     if (auto n = parse_uint(line)) {
-      ctx_.progress().advance(*n);
+      saturating_advance(ctx_.progress(), *n);
       return true;
     }
     std::string_view rest = line, command, id;
@@ -367,7 +377,7 @@ class ProgressLines {
     ProgressBar* bar = find_or_start(id);
     if (!bar) return true;  // past the bar limit
     if (command == "add") {
-      bar->advance(*n);
+      saturating_advance(*bar, *n);
     } else if (command == "set") {
       bar->set_count(*n);
     } else {
@@ -420,18 +430,40 @@ class ProgressLines {
 int pump(ChildProcess& child, int out_fd, int err_fd, int progress_fd, OutputSink& out,
          OutputSink& err, ProgressLines& progress) {
   std::string buf(kReadBytes, '\0');
-  pollfd p[3] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}, {progress_fd, POLLIN, 0}};
+  // The child's exit wakes the poll (a pidfd): a process it left behind holding stdout or
+  // stderr (a daemon it started) cannot keep the task running after the program has ended.
+  UniqueFd exit_fd(static_cast<int>(::syscall(SYS_pidfd_open, child.pid(), 0)));
+  pollfd p[4] = {{out_fd, POLLIN, 0},
+                 {err_fd, POLLIN, 0},
+                 {progress_fd, POLLIN, 0},
+                 {exit_fd.valid() ? exit_fd.get() : -1, POLLIN, 0}};
   int status = 0;
+  bool exited = false;
+  std::chrono::steady_clock::time_point grace_until{};
   for (;;) {
     const bool outputs_open = p[0].fd >= 0 || p[1].fd >= 0;
-    if (!outputs_open) {
-      if (p[2].fd < 0) {
-        status = child.wait();
-        break;
-      }
-      if (child.try_wait(&status)) break;
+    if (!exited && child.try_wait(&status)) {
+      exited = true;
+      grace_until = std::chrono::steady_clock::now() + kOutputGrace;
+      p[3].fd = -1;
     }
-    const int r = ::poll(p, 3, outputs_open ? -1 : kReapPollMs);
+    const auto now = std::chrono::steady_clock::now();
+    if (exited && (!outputs_open || now >= grace_until)) {
+      if (outputs_open) {
+        err.note(
+            "[lrts: the program ended; a process it started still holds its output, "
+            "which is not read further]");
+      }
+      break;
+    }
+    int timeout = -1;
+    if (exited) {
+      timeout = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(grace_until - now).count() + 1);
+    } else if (!exit_fd.valid()) {
+      timeout = kReapPollMs;  // no pidfd (an old kernel): look for the exit now and then
+    }
+    const int r = ::poll(p, 4, timeout);
     if (r < 0) {
       if (errno == EINTR) continue;
       fail("poll: " + errno_text());

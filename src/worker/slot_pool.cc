@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -38,9 +39,19 @@ uint64_t resident_bytes(pid_t pid) {
   return n == 2 ? resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) : 0;
 }
 
-// Resident memory per process group, from one pass over /proc/*/stat.
-std::unordered_map<pid_t, uint64_t> resident_by_group() {
+// Resident memory of what each of `roots` runs: its process group and its descendants (a
+// program that starts a new session with setsid is still a descendant), from one pass over
+// /proc/*/stat. A process that left both — it double-forked out of a new session and was
+// reparented to this worker (the subreaper) — is not counted; it is killed when its task ends.
+std::unordered_map<pid_t, uint64_t> resident_of_trees(const std::vector<pid_t>& roots) {
+  struct Proc {
+    pid_t ppid;
+    pid_t pgrp;
+    uint64_t rss;
+  };
+  std::unordered_map<pid_t, Proc> procs;
   std::unordered_map<pid_t, uint64_t> out;
+  for (pid_t r : roots) out[r] = 0;
   DIR* d = ::opendir("/proc");
   if (!d) return out;
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -65,10 +76,23 @@ std::unordered_map<pid_t, uint64_t> resident_by_group() {
                     " %c %ld %ld %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
                     "%*u %*u %llu",
                     &state, &ppid, &pgrp, &rss) == 4) {
-      out[static_cast<pid_t>(pgrp)] += rss * page;
+      procs[static_cast<pid_t>(std::atol(e->d_name))] = {static_cast<pid_t>(ppid),
+                                                         static_cast<pid_t>(pgrp), rss * page};
     }
   }
   ::closedir(d);
+  for (const auto& [pid, proc] : procs) {
+    // The root it belongs to: its group's, or the first root up its parent chain.
+    pid_t root = 0;
+    if (out.count(proc.pgrp)) root = proc.pgrp;
+    for (pid_t at = pid; !root && at > 1;) {
+      if (out.count(at)) root = at;
+      const auto it = procs.find(at);
+      if (it == procs.end() || it->second.ppid == at) break;
+      at = it->second.ppid;
+    }
+    if (root) out[root] += proc.rss;
+  }
   return out;
 }
 
@@ -368,7 +392,11 @@ void SlotPool::check_memory(TimePoint now) {
   // pass over /proc costs a millisecond or so.
   if (now >= next_group_scan_) {
     next_group_scan_ = now + seconds(1);
-    group_rss_ = resident_by_group();
+    std::vector<pid_t> roots;
+    for (const auto& slot : slots_) {
+      if (slot->proc.unreaped()) roots.push_back(slot->proc.pid());
+    }
+    group_rss_ = resident_of_trees(roots);
   }
   for (int i : core_->executor().busy_slots()) {
     Slot& s = *slots_[i];
@@ -380,7 +408,11 @@ void SlotPool::check_memory(TimePoint now) {
 }
 
 uint64_t SlotPool::resident_total() const {
-  const auto groups = resident_by_group();
+  std::vector<pid_t> roots;
+  for (const auto& slot : slots_) {
+    if (slot->proc.unreaped()) roots.push_back(slot->proc.pid());
+  }
+  const auto groups = resident_of_trees(roots);
   uint64_t total = resident_bytes(::getpid());
   for (const auto& s : slots_) {
     if (!s->proc.unreaped()) continue;

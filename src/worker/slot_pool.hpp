@@ -91,7 +91,7 @@ class SlotPool final : public SlotControl {
   WorkerCore* core_ = nullptr;
   TimePoint next_memory_check_{};
   TimePoint next_group_scan_{};
-  std::unordered_map<pid_t, uint64_t> group_rss_;  // resident bytes per process group
+  std::unordered_map<pid_t, uint64_t> group_rss_;  // resident bytes per slot: group and descendants
 };
 
 }  // namespace lrts::worker

@@ -199,6 +199,35 @@ TEST_F(CommandTest, TimeoutAndCancelKillTheProgramAndWhatItStarted) {
   ASSERT_TRUE(wait_until([&] { return tasks("cancelled").size() == 1; }));
 }
 
+TEST_F(CommandTest, WhatAProgramLeavesBehindNeitherHoldsItsTaskNorEscapesTheMemoryLimit) {
+  cluster_.start_scheduler(kFastScheduler);
+  cluster_.start_worker(1, {"--allow-commands", "--max-job-memory-mb", "150"});
+  ASSERT_TRUE(cluster_.wait_for_connected(1));
+  // A daemon in a session of its own that keeps the program's stdout: the task ends with the
+  // program, not with the daemon.
+  CommandResult r = run_command(
+      submit({"--wait"}, {"/bin/sh", "-c", "setsid sh -c 'sleep 120' & echo started"}), 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto res = lines(r.out);
+  ASSERT_EQ(res.size(), 1u) << r.out;
+  EXPECT_EQ(res[0]["status"], "finished");
+  EXPECT_LT(res[0]["run_time_ms"].get<double>(), 10'000) << res[0].dump();
+  // Memory held by a process that left the slot's session still counts against the limit
+  // (resident figures mean nothing under AddressSanitizer).
+  if (kUnderAddressSanitizer) return;
+  r = run_command(submit({"--wait", "--max-retries", "0"},
+                         {"/bin/sh", "-c",
+                          "setsid /usr/bin/python3 -c 'import time; x = b\"a\" * (400 << 20); "
+                          "time.sleep(120)' & wait"}),
+                  60s);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  res = lines(r.out);
+  ASSERT_EQ(res.size(), 1u) << r.out;
+  EXPECT_EQ(res[0]["status"], "failed");
+  EXPECT_NE(res[0]["error"].get<std::string>().find("memory limit"), std::string::npos)
+      << res[0].dump();
+}
+
 TEST_F(CommandTest, ProgramsRunOnlyWhereAllowed) {
   cluster_.start_scheduler(kFastScheduler);
   cluster_.start_worker(1);  // no --allow-commands

@@ -355,19 +355,25 @@ TEST_F(OperateTest, AFloodOfQueriesSlowsAnswersNotTasksAndAReaderlessPeerGetsOne
       protocol::encode(q, buf);
       sock.send(buf);
     }
-    // Eight clients asking for full pages as fast as they can, while 5,000 tasks run.
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> answered{0};
-    std::vector<std::thread> askers;
+    // Eight clients asking for full pages as fast as they can, while tasks run.
+    struct Askers {
+      std::atomic<bool> stop{false};
+      std::atomic<uint64_t> answered{0};
+      std::vector<std::thread> threads;
+      ~Askers() {
+        stop = true;
+        for (auto& t : threads) t.join();
+      }
+    } askers;
     for (int t = 0; t < 8; ++t) {
-      askers.emplace_back([&] {
+      askers.threads.emplace_back([&] {
         Admin admin(cluster_.admin_options());
         TaskQuery q;
         q.limit = protocol::kMaxQueryRows;
-        while (!stop) {
+        while (!askers.stop) {
           try {
             admin.tasks(q);
-            ++answered;
+            ++askers.answered;
           } catch (const AdminError&) {
           }
         }
@@ -376,21 +382,20 @@ TEST_F(OperateTest, AFloodOfQueriesSlowsAnswersNotTasksAndAReaderlessPeerGetsOne
     ClientApplication app(info());
     app.start_application();
     std::vector<std::string> ids;
-    for (int i = 0; i < 5000; ++i)
-      ids.push_back(app.schedule_service(test_services::NoopService()));
+    const int n = kUnderAddressSanitizer ? 1000 : 5000;  // ASan makes each page ~5x dearer
+    for (int i = 0; i < n; ++i) ids.push_back(app.schedule_service(test_services::NoopService()));
     size_t done = 0;
-    for (const auto& res : app.wait_for_multi(ids, 60s)) done += res.ok() ? 1 : 0;
-    stop = true;
-    for (auto& t : askers) t.join();
+    for (const auto& res : app.wait_for_multi(ids, 120s)) done += res.ok() ? 1 : 0;
+    askers.stop = true;
     EXPECT_EQ(done, ids.size());
-    EXPECT_GT(answered.load(), 10u);
+    EXPECT_GT(askers.answered.load(), 10u);
     // The readerless peer got one answer queued, not two thousand pages.
     if (!kUnderAddressSanitizer) {
       EXPECT_LT(memory_mib(cluster_.scheduler().pid()) - before, 100.0);
     }
     app.stop_application();
   }
-  EXPECT_EQ(status().finished, 25000u);
+  EXPECT_EQ(status().finished, kUnderAddressSanitizer ? 21000u : 25000u);
 }
 
 }  // namespace
