@@ -40,10 +40,11 @@ class DashboardCommand final : public Command {
     a.add_flag("--insecure", o_.insecure,
                "Serve on a non-loopback address although the page has no login");
     flags::add_log_level(a, log_level_);
+    flags::add_log_format(a, log_format_);
   }
   CLI::App* app() const override { return app_; }
   int run() override {
-    if (auto s = log::init("dashboard", log_level_); !s) {
+    if (auto s = log::init("dashboard", log_level_, log_format_); !s) {
       std::fprintf(stderr, "lrts dashboard: %s\n", s.error().c_str());
       return 2;
     }
@@ -54,6 +55,7 @@ class DashboardCommand final : public Command {
   CLI::App* app_;
   dashboard::DashboardOptions o_;
   std::string log_level_ = "warn";
+  std::string log_format_ = "text";
 };
 
 }  // namespace

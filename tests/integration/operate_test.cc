@@ -332,6 +332,11 @@ TEST_F(OperateTest, QueriesAndCommandsAreHeldToTheCallersKey) {
 }
 
 TEST_F(OperateTest, AFloodOfQueriesSlowsAnswersNotTasksAndAReaderlessPeerGetsOneAnswer) {
+  if (kUnderAddressSanitizer) {
+    // Eight threads parsing pages as fast as they can take the two cores from the scheduler
+    // in an instrumented build: what this measures is measured in the release build.
+    GTEST_SKIP() << "a load test; run in the release build";
+  }
   cluster_.start_scheduler(kFastScheduler);
   cluster_.start_worker(2);
   ASSERT_TRUE(cluster_.wait_for_connected(1));
@@ -382,7 +387,7 @@ TEST_F(OperateTest, AFloodOfQueriesSlowsAnswersNotTasksAndAReaderlessPeerGetsOne
     ClientApplication app(info());
     app.start_application();
     std::vector<std::string> ids;
-    const int n = kUnderAddressSanitizer ? 1000 : 5000;  // ASan makes each page ~5x dearer
+    const int n = 5000;
     for (int i = 0; i < n; ++i) ids.push_back(app.schedule_service(test_services::NoopService()));
     size_t done = 0;
     for (const auto& res : app.wait_for_multi(ids, 120s)) done += res.ok() ? 1 : 0;
@@ -395,7 +400,7 @@ TEST_F(OperateTest, AFloodOfQueriesSlowsAnswersNotTasksAndAReaderlessPeerGetsOne
     }
     app.stop_application();
   }
-  EXPECT_EQ(status().finished, kUnderAddressSanitizer ? 21000u : 25000u);
+  EXPECT_EQ(status().finished, 25000u);
 }
 
 }  // namespace
