@@ -106,7 +106,6 @@ struct TaskQuery {
 struct CancelOutcome {
   uint64_t cancelled = 0;
   uint64_t already_done = 0;
-  uint64_t forbidden = 0;  // not used: another key's tasks are reported as unknown
   std::vector<std::string> unknown;
 };
 

@@ -375,7 +375,6 @@ class CancelCommand final : public Command {
       if (json_) {
         std::printf("%s\n", json{{"cancelled", o.cancelled},
                                  {"already_done", o.already_done},
-                                 {"forbidden", o.forbidden},
                                  {"unknown", o.unknown}}
                                 .dump()
                                 .c_str());
@@ -383,9 +382,6 @@ class CancelCommand final : public Command {
         std::printf("%llu task(s) cancelled", static_cast<unsigned long long>(o.cancelled));
         if (o.already_done) {
           std::printf(", %llu had ended already", static_cast<unsigned long long>(o.already_done));
-        }
-        if (o.forbidden) {
-          std::printf(", %llu belong to another key", static_cast<unsigned long long>(o.forbidden));
         }
         if (!o.unknown.empty()) std::printf(", %zu unknown", o.unknown.size());
         std::printf("\n");
@@ -396,7 +392,7 @@ class CancelCommand final : public Command {
         }
       }
       // Partly done is not done: a task named that could not be cancelled is an error.
-      return o.forbidden || !o.unknown.empty() ? kFailed : 0;
+      return o.unknown.empty() ? 0 : kFailed;
     });
   }
 

@@ -162,7 +162,6 @@ CancelOutcome cancel_of(const json& j) {
   CancelOutcome o;
   o.cancelled = get<uint64_t>(j, "cancelled");
   o.already_done = get<uint64_t>(j, "already_done");
-  o.forbidden = get<uint64_t>(j, "forbidden");
   o.unknown = get<std::vector<std::string>>(j, "unknown");
   return o;
 }

@@ -464,7 +464,7 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
              "key any)";
     }
     const std::string reason = "cancelled by " + who + " (lrts cancel)";
-    size_t cancelled = 0, done = 0, forbidden = 0;
+    size_t cancelled = 0, done = 0;
     json unknown = json::array();
     // Another key's task is reported as unknown, as its queries do: a key learns nothing of
     // what is not its own.
@@ -472,7 +472,6 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
       Task& task = tasks_[t];
       if (!may_see(apps_[task.app]) || (!caller_.may_operate && !caller_.may_view_all &&
                                         apps_[task.app].owner != caller_.identity)) {
-        ++forbidden;
         if (unknown.size() < 100) unknown.push_back(protocol::format_service_id(task.key));
         return;
       }
@@ -509,7 +508,6 @@ std::string SchedulerCore::command(const protocol::Control& c, ErrorCode* code) 
                     ? ""
                     : " of application '" + std::string(c.application_id) + "'");
     }
-    (void)forbidden;  // counted with the unknown ones
     return dump(
         json{{"cancelled", cancelled}, {"already_done", done}, {"unknown", std::move(unknown)}});
   }

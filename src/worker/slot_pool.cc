@@ -388,16 +388,8 @@ void SlotPool::slot_ended(Slot& s, int wait_status, TimePoint now) {
 void SlotPool::check_memory(TimePoint now) {
   if (!core_ || now < next_memory_check_ || !core_->executor().wants_memory_check()) return;
   next_memory_check_ = now + kMemoryCheckInterval;
-  // The slot itself every check; its whole group (programs it started) once a second, as a
-  // pass over /proc costs a millisecond or so.
-  if (now >= next_group_scan_) {
-    next_group_scan_ = now + seconds(1);
-    std::vector<pid_t> roots;
-    for (const auto& slot : slots_) {
-      if (slot->proc.unreaped()) roots.push_back(slot->proc.pid());
-    }
-    group_rss_ = resident_of_trees(roots);
-  }
+  // The slot itself every check; its whole tree (programs it started) once a second.
+  refresh_tree_rss(now);
   for (int i : core_->executor().busy_slots()) {
     Slot& s = *slots_[i];
     if (!s.proc.unreaped()) continue;
@@ -407,17 +399,25 @@ void SlotPool::check_memory(TimePoint now) {
   }
 }
 
-uint64_t SlotPool::resident_total() const {
+void SlotPool::refresh_tree_rss(TimePoint now) {
+  // A pass over /proc costs a millisecond or so: at most once a second, shared by the memory
+  // limit and the heartbeat's figure.
+  if (now < next_group_scan_) return;
+  next_group_scan_ = now + seconds(1);
   std::vector<pid_t> roots;
   for (const auto& slot : slots_) {
     if (slot->proc.unreaped()) roots.push_back(slot->proc.pid());
   }
-  const auto groups = resident_of_trees(roots);
+  group_rss_ = resident_of_trees(roots);
+}
+
+uint64_t SlotPool::resident_total(TimePoint now) {
+  refresh_tree_rss(now);
   uint64_t total = resident_bytes(::getpid());
   for (const auto& s : slots_) {
     if (!s->proc.unreaped()) continue;
-    const auto g = groups.find(s->proc.pid());
-    total += g != groups.end() ? g->second : resident_bytes(s->proc.pid());
+    const auto g = group_rss_.find(s->proc.pid());
+    total += g != group_rss_.end() ? g->second : resident_bytes(s->proc.pid());
   }
   return total;
 }

@@ -69,8 +69,8 @@ class SlotPool final : public SlotControl {
   // Reads busy slots' resident memory when the executor wants it: each slot's whole process
   // group (the programs a task started count against its --max-job-memory-mb too).
   void check_memory(TimePoint now);
-  // Resident memory of this process and of every slot's process group.
-  uint64_t resident_total() const;
+  // Resident memory of this process and of every slot's process tree (at most a second old).
+  uint64_t resident_total(TimePoint now);
   TimePoint next_memory_check() const { return next_memory_check_; }
 
   // Progress: bars that changed in busy slots' shared memory since the last call.
@@ -90,6 +90,7 @@ class SlotPool final : public SlotControl {
   std::vector<std::string> services_;  // as the first slot reported them
   WorkerCore* core_ = nullptr;
   TimePoint next_memory_check_{};
+  void refresh_tree_rss(TimePoint now);
   TimePoint next_group_scan_{};
   std::unordered_map<pid_t, uint64_t> group_rss_;  // resident bytes per slot: group and descendants
 };

@@ -133,7 +133,8 @@ class Worker final : public WorkerLink {
       }
       if (now >= next_sample_) {
         next_sample_ = now + seconds(1);
-        core_->set_memory_bytes(pool_.resident_total());
+        memory_bytes_ = pool_.resident_total(now);
+        core_->set_memory_bytes(memory_bytes_);
         if (metrics_) metrics_text_.publish(render_metrics());
       }
       // A scan waits for the progress link to be able to send (an acknowledgement wakes us
@@ -271,7 +272,7 @@ class Worker final : public WorkerLink {
     w.gauge("lrts_worker_results_unacknowledged", "Results the scheduler has not acknowledged.",
             d(core_->unacknowledged_results()));
     w.gauge("lrts_worker_memory_bytes", "Resident memory of the worker and its slots.",
-            d(pool_.resident_total()));
+            d(memory_bytes_));
     w.gauge("lrts_worker_draining", "1 while the worker drains.", core_->draining() ? 1 : 0);
     w.counter("lrts_progress_batches_total", "Progress batches sent.", d(ps.batches));
     w.counter("lrts_progress_bar_updates_total", "Bar updates sent in progress batches.",
@@ -296,6 +297,7 @@ class Worker final : public WorkerLink {
   std::vector<protocol::BarState> bar_updates_;
   TimePoint next_scan_ = TimePoint::max();
   TimePoint next_sample_{};
+  uint64_t memory_bytes_ = 0;  // of the worker and its slots, sampled once a second
   net::PublishedText metrics_text_;
   std::unique_ptr<net::HttpServer> metrics_;
   uint64_t logged_batches_ = 0;
