@@ -119,6 +119,11 @@ class CompletionRange {
   iterator end() { return iterator(); }
   // The next result, or nullopt when all were returned. Throws TimeoutError.
   std::optional<ServiceResult> next();
+  // Up to `max` of the results that have arrived, waiting at most `timeout` (and no longer
+  // than the range's own timeout) for the first; empty once all were returned. Throws
+  // TimeoutError when the wait passes. For loops that collect many results at a time, and
+  // for callers that wait in slices (a language binding checking for Ctrl-C).
+  std::vector<ServiceResult> next_batch(size_t max, std::chrono::milliseconds timeout);
   size_t remaining() const;
 
  private:

@@ -210,6 +210,23 @@ std::optional<ServiceResult> ResultBoard::next(CompletionRange::State& s) {
   return r;
 }
 
+std::vector<ServiceResult> ResultBoard::next_batch(CompletionRange::State& s, size_t max,
+                                                   TimePoint deadline) {
+  MutexLock lock(mu_);
+  std::vector<ServiceResult> out;
+  if (s.remaining == 0 || max == 0) return out;
+  wait_until(
+      std::min(s.deadline, deadline), [&] { return !s.arrived.empty(); }, "completed results");
+  while (!s.arrived.empty() && out.size() < max) {
+    out.push_back(std::move(s.arrived.front()));
+    s.arrived.pop_front();
+    --s.remaining;
+    TaskKey key;
+    if (protocol::parse_service_id(out.back().service_id(), &key)) collect_locked(key);
+  }
+  return out;
+}
+
 size_t ResultBoard::remaining(const CompletionRange::State& s) const {
   MutexLock lock(mu_);
   return s.remaining;

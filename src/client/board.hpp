@@ -84,6 +84,9 @@ class ResultBoard {
                                                     std::shared_ptr<ResultBoard> self);
   void unsubscribe(CompletionRange::State* state);
   std::optional<ServiceResult> next(CompletionRange::State& state);
+  // Up to `max` arrived results, waiting until min(the range's deadline, `deadline`) for one.
+  std::vector<ServiceResult> next_batch(CompletionRange::State& state, size_t max,
+                                        TimePoint deadline);
   size_t remaining(const CompletionRange::State& state) const;
 
   bool connected() const;

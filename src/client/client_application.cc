@@ -312,6 +312,11 @@ CompletionRange::~CompletionRange() {
 
 std::optional<ServiceResult> CompletionRange::next() { return state_->board->next(*state_); }
 
+std::vector<ServiceResult> CompletionRange::next_batch(size_t max,
+                                                       std::chrono::milliseconds timeout) {
+  return state_->board->next_batch(*state_, max, deadline_after(timeout));
+}
+
 size_t CompletionRange::remaining() const { return state_->board->remaining(*state_); }
 
 CompletionRange::iterator& CompletionRange::iterator::operator++() {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "protocol/slot_messages.hpp"
 #include "services/registry.hpp"
 #include "shm/region.hpp"
+#include "worker/python_task.hpp"
 #include "worker/result_limit.hpp"
 
 namespace lrts::worker {
@@ -99,8 +101,13 @@ struct Done {
 // the socket are serialised by out_mu_.
 class Slot {
  public:
-  Slot(int fd, shm::ProgressRegion* region, uint64_t max_result_bytes)
-      : fd_(fd), frames_(kMaxFrame), ctx_(region), max_result_bytes_(max_result_bytes) {}
+  Slot(int fd, shm::ProgressRegion* region, uint64_t max_result_bytes,
+       std::unique_ptr<PythonRunner> python)
+      : fd_(fd),
+        frames_(kMaxFrame),
+        ctx_(region),
+        max_result_bytes_(max_result_bytes),
+        python_(std::move(python)) {}
 
   int run() {
     std::thread reader([this] { read_loop(); });
@@ -126,7 +133,7 @@ class Slot {
       queue_mu_.unlock();
       if (closed) break;
       Done done = run_task(task);
-      clean_up_children();
+      clean_up_children(python_ ? python_->pid() : 0);
       MutexLock lock(out_mu_);
       const bool first = results_.empty();
       if (first) first_buffered_ = Clock::now();
@@ -251,6 +258,7 @@ class Slot {
     Done d;
     d.ref = task.ref;
     const auto* type = services::find_service(task.name);
+    if (!type && task.name == kPythonServiceName) return run_python(task);
     const TimePoint start = Clock::now();
     if (!type) {
       d.status = TaskStatus::kFailed;
@@ -288,12 +296,34 @@ class Slot {
     return d;
   }
 
+  // A Python service runs in the slot's Python process (python_task.hpp), which reports its
+  // bars itself.
+  Done run_python(const Task& task) {
+    Done d;
+    d.ref = task.ref;
+    if (!python_) {
+      const char* why = std::getenv("LRTS_PYTHON_ERROR");
+      d.status = TaskStatus::kFailed;
+      d.payload = std::string("this worker does not run Python services (") +
+                  (why && *why ? why : "it was started with --python none") + ")";
+      return d;
+    }
+    PythonRunner::Result r = python_->run(task.fields.view(), task.service_id, task.attempt);
+    d.status = r.status;
+    d.payload = std::move(r.payload);
+    d.run_ns = r.run_ns;
+    d.bars = std::move(r.bars);
+    return d;
+  }
+
   // A task's processes end with it: whatever it started and left running is killed (the slot
-  // is their subreaper, so even orphans are found). A waitpid is enough to know there are none.
-  static void clean_up_children() {
+  // is their subreaper, so even orphans are found), except the slot's Python process, which
+  // cleans up after its own tasks. A waitpid is enough to know there are none.
+  static void clean_up_children(pid_t keep) {
     int status;
     if (::waitpid(-1, &status, WNOHANG) < 0 && errno == ECHILD) return;
-    kill_descendants();
+    if (keep > 0 && child_pids() == std::vector<pid_t>{keep}) return;
+    kill_descendants(keep > 0 ? std::vector<pid_t>{keep} : std::vector<pid_t>{});
   }
 
   void flush_locked() LRTS_REQUIRES(out_mu_) {
@@ -312,6 +342,7 @@ class Slot {
   protocol::FrameBuffer frames_;  // reader thread only
   SlotContext ctx_;               // task thread only
   uint64_t max_result_bytes_;
+  std::unique_ptr<PythonRunner> python_;  // task thread only; null: no Python services here
 
   Mutex queue_mu_;
   CondVar queue_cv_;
@@ -344,6 +375,7 @@ int slot_main(int argc, char** argv) {
   const int fd = std::atoi(argv[2]);
   std::string error;
   shm::ProgressRegion region;
+  int region_fd = -1;
   uint64_t max_result_bytes = 0;
   for (int i = 3; i < argc; ++i) {
     if (std::strcmp(argv[i], "--service-lib") == 0 && i + 1 < argc) {
@@ -351,7 +383,8 @@ int slot_main(int argc, char** argv) {
         error = s.error();
       }
     } else if (std::strcmp(argv[i], kProgressFdFlag) == 0 && i + 1 < argc) {
-      auto r = shm::ProgressRegion::attach(std::atoi(argv[++i]));
+      region_fd = std::atoi(argv[++i]);
+      auto r = shm::ProgressRegion::attach(region_fd);
       if (r) {
         region = std::move(*r);
       } else if (error.empty()) {
@@ -361,7 +394,16 @@ int slot_main(int argc, char** argv) {
       max_result_bytes = std::strtoull(argv[++i], nullptr, 10);
     }
   }
-  const auto names = registered_services();
+  auto names = registered_services();
+  // Python services: run here when this is a Python slot process (its extension registered
+  // them), else handed to one (python_task.hpp) when the worker found an interpreter.
+  std::unique_ptr<PythonRunner> python;
+  const char* interpreter = std::getenv("LRTS_PYTHON");
+  if (!services::find_service(kPythonServiceName) && interpreter && *interpreter) {
+    python = std::make_unique<PythonRunner>(interpreter, region.valid() ? region_fd : -1,
+                                            max_result_bytes);
+    names.emplace_back(kPythonServiceName);
+  }
   protocol::SlotHello hello;
   hello.pid = static_cast<uint32_t>(::getpid());
   for (const auto& n : names) hello.services.push_back(n);
@@ -369,7 +411,7 @@ int slot_main(int argc, char** argv) {
   protocol::FrameWriter out;
   out.push(hello);
   if (!out.write_all(fd) || !error.empty()) return error.empty() ? 0 : 2;
-  return Slot(fd, &region, max_result_bytes).run();
+  return Slot(fd, &region, max_result_bytes, std::move(python)).run();
 }
 
 }  // namespace lrts::worker

@@ -18,6 +18,7 @@
 #include "protocol/codec.hpp"
 #include "worker/core.hpp"
 #include "worker/progress_link.hpp"
+#include "worker/python_task.hpp"
 #include "worker/slot_pool.hpp"
 
 namespace lrts::worker {
@@ -307,6 +308,35 @@ class Worker final : public WorkerLink {
 
 }  // namespace
 
+namespace {
+
+// Python services: LRTS_PYTHON names the interpreter for the slots once it has shown it can
+// import lrts (the package built next to this executable, if there is one, comes first on its
+// path); otherwise LRTS_PYTHON_ERROR says why, for the tasks that come anyway.
+void setup_python(const std::string& python) {
+  ::unsetenv("LRTS_PYTHON");
+  ::unsetenv("LRTS_PYTHON_ERROR");
+  if (python.empty() || python == "none") {
+    ::setenv("LRTS_PYTHON_ERROR", "it was started with --python none", 1);
+    return;
+  }
+  const std::string exe = self_executable();
+  const std::string dir = exe.substr(0, exe.rfind('/')) + "/python";
+  if (::access((dir + "/lrts/__init__.py").c_str(), R_OK) == 0) {
+    ::setenv("PYTHONPATH", python_path_with(dir).c_str(), 1);
+  }
+  auto ok = check_python(python);
+  if (!ok) {
+    LRTS_WARN("no Python services on this worker: {}", ok.error());
+    ::setenv("LRTS_PYTHON_ERROR", ok.error().c_str(), 1);
+    return;
+  }
+  LRTS_INFO("runs Python services: {}", *ok);
+  ::setenv("LRTS_PYTHON", python.c_str(), 1);
+}
+
+}  // namespace
+
 int run_worker(const WorkerOptions& in) {
   WorkerOptions options = in;
   options.max_jobs_resolved = resolve_max_jobs(options.max_jobs);
@@ -351,6 +381,7 @@ int run_worker(const WorkerOptions& in) {
   char mb[32];
   std::snprintf(mb, sizeof mb, "%g", options.command_output_mb);
   ::setenv("LRTS_COMMAND_OUTPUT_MB", mb, 1);
+  setup_python(options.python);
   Worker worker(options, options.max_jobs_resolved, *progress, std::move(auth));
   return worker.run();
 }

@@ -42,6 +42,9 @@ struct WorkerOptions {
   bool allow_commands_given = false;
   std::vector<std::string> allow_commands;
   std::string command_output;  // default $TMPDIR/lrts-commands
+  // Interpreter for Python services (service lrts.python, run in Python slot processes);
+  // "none": this worker runs none.
+  std::string python = "/usr/bin/python3";
   double command_output_mb = 64;
 };
 

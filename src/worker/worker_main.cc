@@ -125,6 +125,11 @@ void add_worker_flags(CLI::App& app, WorkerFlags& f) {
           ->expected(0, -1)
           ->delimiter(',')
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--python", o.python,
+                 "Python interpreter that runs Python services (each slot starts one Python slot "
+                 "process with it on its first Python task; it must be able to import the lrts "
+                 "package). 'none': no Python services here")
+      ->capture_default_str();
   app.add_option("--command-output", o.command_output,
                  "Directory for the full stdout and stderr of program tasks, one "
                  "SERVICE_ID.ATTEMPT.out/.err pair each (default: $TMPDIR/lrts-commands)");

@@ -1,0 +1,223 @@
+#include "worker/python_task.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "common/clock.hpp"
+#include "protocol/slot_messages.hpp"
+#include "worker/slot_runtime.hpp"
+
+namespace lrts::worker {
+
+namespace {
+
+constexpr int kSlotFd = 3;
+constexpr int kProgressFd = 4;
+// A Python slot process imports the interpreter's site packages and the extension: seconds on a
+// loaded machine, never minutes.
+constexpr int kHelloTimeoutMs = 120'000;
+constexpr size_t kMaxFrame = protocol::kMaxPayloadBytes + (16u << 20);
+
+}  // namespace
+
+std::string python_path_with(const std::string& dir) {
+  const char* old = std::getenv("PYTHONPATH");
+  if (!old || !*old) return dir;
+  return dir + ":" + old;
+}
+
+PythonRunner::PythonRunner(std::string python, int region_fd, uint64_t max_result_bytes)
+    : python_(std::move(python)),
+      region_fd_(region_fd),
+      max_result_bytes_(max_result_bytes),
+      in_(kMaxFrame) {}
+
+PythonRunner::~PythonRunner() {
+  fd_.reset();  // it exits when its socket closes; the ChildProcess reaps (or kills) it
+}
+
+std::string PythonRunner::start() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return std::string("socketpair: ") + std::strerror(errno);
+  }
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  SpawnOptions so;
+  so.argv = {python_, "-m", "lrts._slot", kSlotFlag, std::to_string(kSlotFd)};
+  so.fds = {{theirs.get(), kSlotFd}};
+  if (region_fd_ >= 0) {
+    so.argv.push_back(kProgressFdFlag);
+    so.argv.push_back(std::to_string(kProgressFd));
+    so.fds.emplace_back(region_fd_, kProgressFd);
+  }
+  if (max_result_bytes_) {
+    so.argv.push_back(kMaxResultFlag);
+    so.argv.push_back(std::to_string(max_result_bytes_));
+  }
+  // Same process group as this slot: whatever stops the slot stops it.
+  auto child = ChildProcess::spawn(so);
+  if (!child) return "cannot start " + python_ + ": " + child.error();
+  child_ = std::move(*child);
+  theirs.reset();
+  fd_ = std::move(mine);
+  in_ = protocol::FrameBuffer(kMaxFrame);
+  out_.clear();
+
+  // Its HELLO, or its end.
+  const TimePoint deadline = Clock::now() + milliseconds(kHelloTimeoutMs);
+  for (;;) {
+    std::string_view body;
+    auto got = in_.next(&body);
+    if (!got) return "Python slot process: " + got.error();
+    if (*got) {
+      auto msg = protocol::decode<protocol::FromSlot>(body, kMaxFrame);
+      if (!msg) return "Python slot process: " + msg.error().text;
+      if (auto* hello = std::get_if<protocol::SlotHello>(&*msg)) {
+        if (!hello->error.empty()) {
+          std::string why(hello->error);
+          fd_.reset();
+          child_.wait();
+          return why;
+        }
+        return {};
+      }
+      continue;
+    }
+    const auto left = to_ns(deadline - Clock::now()) / 1'000'000;
+    if (left <= 0) {
+      child_.reset();
+      fd_.reset();
+      return python_ + " -m lrts._slot did not say hello within " +
+             std::to_string(kHelloTimeoutMs / 1000) + " s";
+    }
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) {
+      return std::string("poll: ") + std::strerror(errno);
+    }
+    const long n = in_.read_from(fd_.get());
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) {
+      fd_.reset();
+      const int status = child_.wait();
+      return python_ + " -m lrts._slot " + describe_wait_status(status) +
+             " before it was ready (can it import the lrts package? its error is in the "
+             "worker's log)";
+    }
+  }
+}
+
+PythonRunner::Result PythonRunner::run(std::string_view fields, std::string_view service_id,
+                                       uint32_t attempt) {
+  Result r;
+  if (!fd_.valid()) {
+    if (std::string why = start(); !why.empty()) {
+      r.status = protocol::TaskStatus::kFailed;
+      r.payload = "cannot run Python services here: " + why;
+      return r;
+    }
+  }
+  protocol::SlotRun run;
+  run.tasks.push_back({0, kPythonServiceName, fields, service_id, attempt});
+  out_.push(run);
+  if (!out_.write_all(fd_.get())) follow_its_death();
+  for (;;) {
+    std::string_view body;
+    auto got = in_.next(&body);
+    if (!got) {
+      std::fprintf(stderr, "lrts slot %d: Python slot process: %s\n", ::getpid(),
+                   got.error().c_str());
+      std::_Exit(3);
+    }
+    if (*got) {
+      auto msg = protocol::decode<protocol::FromSlot>(body, kMaxFrame);
+      if (!msg) {
+        std::fprintf(stderr, "lrts slot %d: Python slot process: %s\n", ::getpid(),
+                     msg.error().text.c_str());
+        std::_Exit(3);
+      }
+      if (auto* results = std::get_if<protocol::SlotResults>(&*msg);
+          results && !results->items.empty()) {
+        auto& item = results->items.front();
+        r.status = item.status;
+        r.payload.assign(item.payload);
+        r.run_ns = item.run_ns;
+        r.bars = std::move(item.bars);
+        return r;
+      }
+      continue;
+    }
+    const long n = in_.read_from(fd_.get());
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) follow_its_death();
+  }
+}
+
+void PythonRunner::follow_its_death() {
+  fd_.reset();
+  const int status = child_.wait();
+  std::fflush(stderr);
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    ::signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    ::kill(::getpid(), sig);
+    std::_Exit(128 + sig);  // a signal that does not end a process by default
+  }
+  std::_Exit(WIFEXITED(status) ? WEXITSTATUS(status) : 3);
+}
+
+}  // namespace lrts::worker
+
+namespace lrts::worker {
+
+Result<std::string> check_python(const std::string& python) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return make_error(std::string("pipe: ") + std::strerror(errno));
+  UniqueFd read_end(p[0]), write_end(p[1]);
+  UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  SpawnOptions so;
+  so.argv = {python, "-m", "lrts._slot", "--check"};
+  so.fds = {{null_fd.get(), 0}, {write_end.get(), 1}, {write_end.get(), 2}};
+  auto child = ChildProcess::spawn(so);
+  if (!child) return make_error("cannot start " + python + ": " + child.error());
+  write_end.reset();
+  std::string text;
+  const TimePoint deadline = Clock::now() + milliseconds(kHelloTimeoutMs);
+  for (;;) {
+    const auto left = to_ns(deadline - Clock::now()) / 1'000'000;
+    if (left <= 0) return make_error(python + " -m lrts._slot --check did not answer in time");
+    pollfd pf{read_end.get(), POLLIN, 0};
+    if (::poll(&pf, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
+    char buf[4096];
+    const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (text.size() < 64 * 1024) text.append(buf, static_cast<size_t>(n));
+  }
+  const int status = child->wait();
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return text;
+  // The last line says it best ("ModuleNotFoundError: No module named 'lrts'").
+  const size_t nl = text.rfind('\n');
+  std::string last = nl == std::string::npos ? text : text.substr(nl + 1);
+  if (last.empty()) last = describe_wait_status(status);
+  return make_error(python + " cannot run lrts services: " + last);
+}
+
+}  // namespace lrts::worker
