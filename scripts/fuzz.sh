@@ -11,7 +11,7 @@ generator=()
 if command -v ninja >/dev/null; then generator=(-G Ninja); fi
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++ -DLRTS_BUILD_FUZZ=ON -DLRTS_SANITIZE=address,undefined \
-  -DLRTS_BUILD_TESTS=OFF -DLRTS_BUILD_EXAMPLES=OFF -DLRTS_BUILD_BENCH=OFF >/dev/null
+  -DLRTS_BUILD_TESTS=OFF -DLRTS_BUILD_EXAMPLES=OFF -DLRTS_BUILD_BENCH=OFF -DLRTS_BUILD_PYTHON=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
 export ASAN_OPTIONS="detect_leaks=1"
 scratch="$(mktemp -d /tmp/lrts-fuzz-XXXXXX)"

@@ -13,7 +13,7 @@ if command -v ninja >/dev/null; then generator=(-G Ninja); fi
 # warning an error (the Release build uses g++: both compilers stay clean).
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_CXX_COMPILER=clang++ -DLRTS_WERROR=ON \
-  -DLRTS_SANITIZE=address,undefined -DLRTS_BUILD_BENCH=OFF >/dev/null
+  -DLRTS_SANITIZE=address,undefined -DLRTS_BUILD_BENCH=OFF -DLRTS_BUILD_PYTHON=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
 # halt_on_error: a report ends the process, so the test that caused it fails. Daemons killed
 # with SIGKILL never reach the leak check; those that exit normally do.

@@ -14,6 +14,11 @@ Workloads (median of --runs):
                               client -> tasks/s
   round_trip --tasks N        N x noop.apply_async().get() -> p50 ms (also p50_ms,
                               p99_ms, mean_ms)
+    --sleep-ms MS             (noop_throughput, round_trip; default 0) with MS > 0 the
+                              task is celery_tasks.sleep_ms(MS) = time.sleep(MS / 1000),
+                              returning None, instead of noop (warm-ups stay no-ops);
+                              the result has "sleep_ms": MS (0 without the option) and
+                              the default --timeout grows by N*MS/1000 s
   submit --tasks N            no worker; time until all apply_async() calls returned
                               and LLEN celery == N -> tasks/s, plus bytes_per_task =
                               Redis INFO used_memory growth / N
@@ -127,9 +132,9 @@ def one_run(args, deadline):
             if args.workload != "submit":
                 worker = start_worker(app, dict(os.environ), workdir, deadline)
             if args.workload == "noop_throughput":
-                return run_noop_throughput(celery_tasks, args.tasks, deadline)
+                return run_noop_throughput(celery_tasks, args.tasks, deadline, args.sleep_ms)
             if args.workload == "round_trip":
-                return run_round_trip(celery_tasks, args.tasks, deadline)
+                return run_round_trip(celery_tasks, args.tasks, deadline, args.sleep_ms)
             if args.workload == "submit":
                 return run_submit(celery_tasks, rcli, args.tasks, deadline)
             return run_long(celery_tasks, args.seconds, deadline)
@@ -160,12 +165,18 @@ def _warmup(ct, deadline, n=20):
         timeout=min(60, deadline.remaining()))
 
 
-def run_noop_throughput(ct, n, deadline):
+def _task_body(ct, ms):
+    """(task, args) of the measured task: noop(), or sleep_ms(ms) for --sleep-ms > 0."""
+    return (ct.sleep_ms, (ms,)) if ms > 0 else (ct.noop, ())
+
+
+def run_noop_throughput(ct, n, deadline, ms=0):
     from celery.result import ResultSet
+    task, targs = _task_body(ct, ms)
     _warmup(ct, deadline)
     gc.collect()
     t0 = time.perf_counter()
-    results = [ct.noop.apply_async() for _ in range(n)]
+    results = [task.apply_async(targs) for _ in range(n)]
     t_submit = time.perf_counter() - t0
     values = ResultSet(results).get(timeout=deadline.remaining(), propagate=True)
     dt = time.perf_counter() - t0
@@ -176,10 +187,11 @@ def run_noop_throughput(ct, n, deadline):
     if ok != n:
         raise pc.BenchError("only %d of %d tasks in state SUCCESS" % (ok, n))
     return {"value": n / dt, "seconds": dt, "submit_seconds": t_submit,
-            "results_checked": n}
+            "results_checked": n, "sleep_ms": ms}
 
 
-def run_round_trip(ct, n, deadline):
+def run_round_trip(ct, n, deadline, ms=0):
+    task, targs = _task_body(ct, ms)
     _warmup(ct, deadline)
     for _ in range(20):
         ct.noop.apply_async().get(timeout=min(60, deadline.remaining()))
@@ -190,14 +202,14 @@ def run_round_trip(ct, n, deadline):
             raise pc.BenchError("round_trip: deadline exceeded after %d of %d tasks"
                                 % (len(lat), n))
         t0 = time.perf_counter()
-        v = ct.noop.apply_async().get(timeout=min(60, deadline.remaining()))
+        v = task.apply_async(targs).get(timeout=min(60 + ms / 1000, deadline.remaining()))
         lat.append(time.perf_counter() - t0)
         if v is not None:
             raise pc.BenchError("unexpected result %r" % (v,))
     lat.sort()
     p50 = pc.percentile(lat, 50) * 1e3
     return {"value": p50, "p50_ms": p50, "p99_ms": pc.percentile(lat, 99) * 1e3,
-            "mean_ms": sum(lat) / n * 1e3, "max_ms": lat[-1] * 1e3}
+            "mean_ms": sum(lat) / n * 1e3, "max_ms": lat[-1] * 1e3, "sleep_ms": ms}
 
 
 def _used_memory(rcli):
@@ -254,12 +266,34 @@ def run_long(ct, seconds, deadline):
 
 # ---- CLI ----------------------------------------------------------------------------
 
+SLEEP_WORKLOADS = ("noop_throughput", "round_trip")
+
+
+def _non_negative_int(text):
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be >= 0, got %d" % v)
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def parse_args(self, *a, **kw):
+        args = super().parse_args(*a, **kw)
+        if args.sleep_ms and args.workload not in SLEEP_WORKLOADS:
+            self.error("--sleep-ms applies only to %s" % " and ".join(SLEEP_WORKLOADS))
+        return args
+
+
 def build_parser():
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         description=__doc__.split("\n\n")[0] + " Prints one JSON line per invocation.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1])
     pc.add_common_args(ap)
+    ap.add_argument("--sleep-ms", type=_non_negative_int, default=0, metavar="MS",
+                    help="noop_throughput/round_trip: each task is sleep_ms(MS) instead of "
+                         "noop() (default 0 = noop); the default --timeout grows by "
+                         "N*MS/1000 s")
     return ap
 
 

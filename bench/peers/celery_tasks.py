@@ -38,6 +38,13 @@ def noop():
     return None
 
 
+@app.task(name="celery_tasks.sleep_ms")
+def sleep_ms(ms):
+    """The --sleep-ms task body: sleep `ms` milliseconds, return None."""
+    time.sleep(ms / 1000)
+    return None
+
+
 @app.task(name="celery_tasks.spin")
 def spin(seconds):
     """Busy-loop for `seconds` wall seconds; report the CPU this task body used."""

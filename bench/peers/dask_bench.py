@@ -15,6 +15,11 @@ Workloads (each run in a fresh process with a fresh cluster; median of --runs):
                               N results are gathered in the client -> tasks/s
   round_trip --tasks N        N x (submit one no-op, wait for its result) -> p50 ms
                               (also p50_ms, p99_ms, mean_ms)
+    --sleep-ms MS             (noop_throughput, round_trip; default 0) with MS > 0 the
+                              task body is sleep_ms(x, ms=MS) = time.sleep(MS / 1000),
+                              returning None, instead of noop (warm-ups stay no-ops);
+                              the result has "sleep_ms": MS (0 without the option) and
+                              the default --timeout grows by N*MS/1000 s
   submit --tasks N            zero workers; time until the scheduler knows all N tasks
                               -> tasks/s, plus bytes_per_task = RSS growth of this
                               process (client + scheduler live here) / N
@@ -41,6 +46,12 @@ import peer_common as pc  # noqa: E402
 # ---- task bodies (pickled by value into the worker processes) ----------------
 
 def noop(x):
+    return None
+
+
+def sleep_ms(x, ms):
+    """The --sleep-ms task body: sleep `ms` milliseconds, return None."""
+    time.sleep(ms / 1000)
     return None
 
 
@@ -89,9 +100,9 @@ def one_run(args, deadline):
         pc.log("scheduler worker-saturation =", sat)
 
         if args.workload == "noop_throughput":
-            res = run_noop_throughput(client, args.tasks, deadline)
+            res = run_noop_throughput(client, args.tasks, deadline, args.sleep_ms)
         elif args.workload == "round_trip":
-            res = run_round_trip(client, args.tasks, deadline)
+            res = run_round_trip(client, args.tasks, deadline, args.sleep_ms)
         elif args.workload == "submit":
             res = run_submit(client, args.tasks, deadline)
         else:
@@ -117,11 +128,17 @@ def _warmup(client, deadline):
     del futs
 
 
-def run_noop_throughput(client, n, deadline):
+def _task_body(ms):
+    """(function, extra kwargs) of the measured task: noop, or sleep_ms for --sleep-ms > 0."""
+    return (sleep_ms, {"ms": ms}) if ms > 0 else (noop, {})
+
+
+def run_noop_throughput(client, n, deadline, ms=0):
+    func, kw = _task_body(ms)
     _warmup(client, deadline)
     gc.collect()
     t0 = time.perf_counter()
-    futs = client.map(noop, range(n), pure=False)
+    futs = client.map(func, range(n), pure=False, **kw)
     # == client.gather(futs), but with a timeout
     results = client.sync(client._gather, futs, callback_timeout=deadline.remaining())
     dt = time.perf_counter() - t0
@@ -131,10 +148,11 @@ def run_noop_throughput(client, n, deadline):
     done = sum(f.status == "finished" for f in futs)
     if done != n:
         raise pc.BenchError("only %d of %d futures finished" % (done, n))
-    return {"value": n / dt, "seconds": dt, "results_checked": n}
+    return {"value": n / dt, "seconds": dt, "results_checked": n, "sleep_ms": ms}
 
 
-def run_round_trip(client, n, deadline):
+def run_round_trip(client, n, deadline, ms=0):
+    func, kw = _task_body(ms)
     _warmup(client, deadline)
     for i in range(20):  # warm the one-at-a-time path too
         client.submit(noop, -i, pure=False).result(timeout=min(60, deadline.remaining()))
@@ -145,14 +163,15 @@ def run_round_trip(client, n, deadline):
             raise pc.BenchError("round_trip: deadline exceeded after %d of %d tasks"
                                 % (len(lat), n))
         t0 = time.perf_counter()
-        r = client.submit(noop, i, pure=False).result(timeout=min(60, deadline.remaining()))
+        r = client.submit(func, i, pure=False, **kw).result(
+            timeout=min(60 + ms / 1000, deadline.remaining()))
         lat.append(time.perf_counter() - t0)
         if r is not None:
             raise pc.BenchError("unexpected result %r" % (r,))
     lat.sort()
     p50 = pc.percentile(lat, 50) * 1e3
     return {"value": p50, "p50_ms": p50, "p99_ms": pc.percentile(lat, 99) * 1e3,
-            "mean_ms": sum(lat) / n * 1e3, "max_ms": lat[-1] * 1e3}
+            "mean_ms": sum(lat) / n * 1e3, "max_ms": lat[-1] * 1e3, "sleep_ms": ms}
 
 
 def run_submit(client, n, deadline):
@@ -198,14 +217,36 @@ def run_long(client, seconds, deadline):
 
 # ---- CLI ----------------------------------------------------------------------
 
+SLEEP_WORKLOADS = ("noop_throughput", "round_trip")
+
+
+def _non_negative_int(text):
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be >= 0, got %d" % v)
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def parse_args(self, *a, **kw):
+        args = super().parse_args(*a, **kw)
+        if args.sleep_ms and args.workload not in SLEEP_WORKLOADS:
+            self.error("--sleep-ms applies only to %s" % " and ".join(SLEEP_WORKLOADS))
+        return args
+
+
 def build_parser():
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         description=__doc__.split("\n\n")[0] + " Prints one JSON line per invocation.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--saturation", choices=["default", "inf"], default="default",
                     help="distributed.scheduler.worker-saturation: leave default, or inf")
     pc.add_common_args(ap)
+    ap.add_argument("--sleep-ms", type=_non_negative_int, default=0, metavar="MS",
+                    help="noop_throughput/round_trip: each task sleeps MS ms instead of "
+                         "being a no-op (default 0 = no-op); the default --timeout grows "
+                         "by N*MS/1000 s")
     return ap
 
 

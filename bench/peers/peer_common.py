@@ -279,6 +279,9 @@ def run_timeout(args):
     if args.timeout:
         return args.timeout
     t = 180.0 + 0.05 * args.tasks
+    if args.workload in ("noop_throughput", "round_trip"):
+        # --sleep-ms: N sleeps of MS ms (serial in round_trip)
+        t += args.tasks * getattr(args, "sleep_ms", 0) / 1000.0
     if args.workload == "long":
         t = 180.0 + 3 * args.seconds
     return t
