@@ -82,9 +82,9 @@ void pack_result(Packer& p, const py::handle& obj) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (!overflow) {
-    p.pk.pack_int64(v);
-    return;
-  }
+      p.pk.pack_int64(v);
+      return;
+    }
     PyErr_Clear();
     return pack_pickled(p, obj);
   }
@@ -98,17 +98,17 @@ void pack_result(Packer& p, const py::handle& obj) {
     if (!s) throw py::error_already_set();
     p.pk.pack_str(static_cast<uint32_t>(size));
     {
-    p.pk.pack_str_body(s, static_cast<uint32_t>(size));
-    return;
-  }
+      p.pk.pack_str_body(s, static_cast<uint32_t>(size));
+      return;
+    }
   }
   if (PyBytes_CheckExact(o)) {
     const auto size = static_cast<uint32_t>(PyBytes_GET_SIZE(o));
     p.pk.pack_bin(size);
     {
-    p.pk.pack_bin_body(PyBytes_AS_STRING(o), size);
-    return;
-  }
+      p.pk.pack_bin_body(PyBytes_AS_STRING(o), size);
+      return;
+    }
   }
   pack_pickled(p, obj);
 }
@@ -129,9 +129,9 @@ void pack_plain(Packer& p, const py::handle& obj, int depth) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (!overflow) {
-    p.pk.pack_int64(v);
-    return;
-  }
+      p.pk.pack_int64(v);
+      return;
+    }
     PyErr_Clear();
     const unsigned long long u = PyLong_AsUnsignedLongLong(o);
     if (PyErr_Occurred()) {
@@ -139,9 +139,9 @@ void pack_plain(Packer& p, const py::handle& obj, int depth) {
       throw py::value_error("an int field does not fit in 64 bits");
     }
     {
-    p.pk.pack_uint64(u);
-    return;
-  }
+      p.pk.pack_uint64(u);
+      return;
+    }
   }
   if (PyFloat_Check(o)) {
     p.pk.pack_double(PyFloat_AsDouble(o));
@@ -153,18 +153,18 @@ void pack_plain(Packer& p, const py::handle& obj, int depth) {
     if (!s) throw py::error_already_set();
     p.pk.pack_str(static_cast<uint32_t>(size));
     {
-    p.pk.pack_str_body(s, static_cast<uint32_t>(size));
-    return;
-  }
+      p.pk.pack_str_body(s, static_cast<uint32_t>(size));
+      return;
+    }
   }
   if (PyBytes_Check(o) || PyByteArray_Check(o) || PyMemoryView_Check(o)) {
     py::buffer_info info = py::reinterpret_borrow<py::buffer>(obj).request();
     const auto size = static_cast<uint32_t>(info.size * info.itemsize);
     p.pk.pack_bin(size);
     {
-    p.pk.pack_bin_body(static_cast<const char*>(info.ptr), size);
-    return;
-  }
+      p.pk.pack_bin_body(static_cast<const char*>(info.ptr), size);
+      return;
+    }
   }
   if (PyDict_Check(o)) {
     py::dict d = py::reinterpret_borrow<py::dict>(obj);
@@ -183,8 +183,9 @@ void pack_plain(Packer& p, const py::handle& obj, int depth) {
     return;
   }
   throw py::type_error(std::string("a field of a C++ service cannot hold a ") +
-                       Py_TYPE(o)->tp_name + " (only None, bool, int, float, str, bytes, "
-                                             "list, tuple and dict)");
+                       Py_TYPE(o)->tp_name +
+                       " (only None, bool, int, float, str, bytes, "
+                       "list, tuple and dict)");
 }
 
 py::object unpack_object(const msgpack::object& o, int depth) {
@@ -224,8 +225,8 @@ py::object unpack_object(const msgpack::object& o, int depth) {
     }
     case msgpack::type::EXT:
       if (o.via.ext.type() == kPickleExt) {
-        return pickle_module().attr("loads")(py::memoryview::from_memory(
-            o.via.ext.data(), static_cast<ssize_t>(o.via.ext.size)));
+        return pickle_module().attr("loads")(
+            py::memoryview::from_memory(o.via.ext.data(), static_cast<ssize_t>(o.via.ext.size)));
       }
       return py::bytes(o.via.ext.data(), o.via.ext.size);
   }
@@ -307,8 +308,8 @@ struct Completion {
     if (range.remaining() == 0) return {};
     std::optional<double> left;
     if (timeout_s) {
-      left = *timeout_s - std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                              .count();
+      left = *timeout_s -
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     auto got =
         wait_in_slices(left, [&](std::chrono::milliseconds s) { return range.next_batch(max, s); });
@@ -405,19 +406,18 @@ class Client {
     return schedule(kPythonService, std::string(p.buf.data(), p.buf.size()), max_retries,
                     timeout_s);
   }
-  std::string schedule_native(const std::string& name, const py::dict& fields,
-                              uint32_t max_retries, double timeout_s) {
+  std::string schedule_native(const std::string& name, const py::dict& fields, uint32_t max_retries,
+                              double timeout_s) {
     Packer p;
     pack_plain(p, fields, 0);
     return schedule(name, std::string(p.buf.data(), p.buf.size()), max_retries, timeout_s);
   }
 
   PyResult wait_for(const std::string& id, std::optional<double> timeout_s) {
-    return PyResult{wait_in_slices(timeout_s,
-                                   [&](std::chrono::milliseconds s) {
-                                     return app_->wait_for(id, s);
-                                   }),
-                    std::nullopt};
+    return PyResult{
+        wait_in_slices(timeout_s,
+                       [&](std::chrono::milliseconds s) { return app_->wait_for(id, s); }),
+        std::nullopt};
   }
   std::vector<PyResult> wait_for_multi(const std::vector<std::string>& ids,
                                        std::optional<double> timeout_s) {
@@ -519,8 +519,7 @@ lrts::ProgressBar& bar_of(Py_ssize_t id) {
 std::string format_exception(py::error_already_set& e) {
   try {
     py::object tb = py::module_::import("traceback");
-    py::list lines =
-        tb.attr("format_exception")(e.type(), e.value(), e.trace());
+    py::list lines = tb.attr("format_exception")(e.type(), e.value(), e.trace());
     std::string text;
     for (auto l : lines) text += py::str(l).cast<std::string>();
     // "ValueError: message" first, then the traceback.
@@ -542,8 +541,8 @@ std::string invoke_python(lrts::TaskContext& ctx, std::string_view fields) {
   if (m.type == msgpack::type::MAP) {
     for (uint32_t i = 0; i < m.via.map.size; ++i) {
       const auto& k = m.via.map.ptr[i].key;
-      if (k.type == msgpack::type::STR && std::string_view(k.via.str.ptr, k.via.str.size) ==
-                                              "pickle") {
+      if (k.type == msgpack::type::STR &&
+          std::string_view(k.via.str.ptr, k.via.str.size) == "pickle") {
         blob = &m.via.map.ptr[i].val;
       }
     }
@@ -573,7 +572,8 @@ std::string invoke_python(lrts::TaskContext& ctx, std::string_view fields) {
 int run_slot(const std::vector<std::string>& args, py::object runner) {
   g_runner = new py::object(std::move(runner));
   pickle_module();
-  lrts::detail::register_service_type(lrts::detail::ServiceType{kPythonService, &invoke_python, {}});
+  lrts::detail::register_service_type(
+      lrts::detail::ServiceType{kPythonService, &invoke_python, {}});
   std::vector<std::string> copy = args;
   std::vector<char*> argv;
   for (auto& a : copy) argv.push_back(a.data());
@@ -747,7 +747,8 @@ PYBIND11_MODULE(_lrts, m) {
       .def_property_readonly(
           "worker", [](const PyResult& r) { return r.r.worker(); }, "the worker that ran it")
       .def_property_readonly(
-          "run_time", [](const PyResult& r) { return std::chrono::duration<double>(r.r.run_time()).count(); },
+          "run_time",
+          [](const PyResult& r) { return std::chrono::duration<double>(r.r.run_time()).count(); },
           "seconds spent in run")
       .def("to_json", [](const PyResult& r) { return r.r.to_json(); })
       .def("__repr__", [](PyResult& r) {
@@ -768,10 +769,10 @@ PYBIND11_MODULE(_lrts, m) {
   py::class_<Client>(m, "Client")
       .def(py::init<const std::string&, int, const std::string&, int, const std::string&, double,
                     bool, const std::string&, bool, bool>(),
-           py::arg("scheduler_address"), py::arg("scheduler_port"),
-           py::arg("progress_address"), py::arg("progress_port"), py::arg("application_id"),
-           py::arg("disconnect_grace_s"), py::arg("collect_only"), py::arg("auth_dir"),
-           py::arg("track_progress"), py::arg("show_progress"))
+           py::arg("scheduler_address"), py::arg("scheduler_port"), py::arg("progress_address"),
+           py::arg("progress_port"), py::arg("application_id"), py::arg("disconnect_grace_s"),
+           py::arg("collect_only"), py::arg("auth_dir"), py::arg("track_progress"),
+           py::arg("show_progress"))
       .def("start", &Client::start)
       .def("stop", &Client::stop)
       .def("detach", &Client::detach)
@@ -815,15 +816,14 @@ PYBIND11_MODULE(_lrts, m) {
     return py::bytes(p.buf.data(), p.buf.size());
   });
   m.def("run_slot", &run_slot, "Runs this process as a Python slot (lrts._slot).");
-  m.def("create_bar", [](const std::string& description, uint64_t total, const std::string& unit,
-                         bool as_object) -> py::object {
-    const int64_t id = create_bar(description, total, unit);
-    if (!as_object) return py::int_(id);
-    return py::reinterpret_steal<py::object>(make_bar(id));
-  });
-  m.def("close_bar", [](int64_t id) {
-    bar_of(static_cast<Py_ssize_t>(id)).close();
-  });
+  m.def("create_bar",
+        [](const std::string& description, uint64_t total, const std::string& unit,
+           bool as_object) -> py::object {
+          const int64_t id = create_bar(description, total, unit);
+          if (!as_object) return py::int_(id);
+          return py::reinterpret_steal<py::object>(make_bar(id));
+        });
+  m.def("close_bar", [](int64_t id) { bar_of(static_cast<Py_ssize_t>(id)).close(); });
   m.def("task_info", []() -> py::object {
     if (!g_running.ctx) return py::none();
     return py::make_tuple(g_running.ctx->service_id(), g_running.ctx->attempt());

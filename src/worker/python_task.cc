@@ -47,6 +47,17 @@ PythonRunner::~PythonRunner() {
   fd_.reset();  // it exits when its socket closes; the ChildProcess reaps (or kills) it
 }
 
+std::string PythonRunner::start_if_needed() {
+  {
+    MutexLock lock(mu_);
+    if (up_) return {};
+  }
+  std::string why = start();
+  MutexLock lock(mu_);
+  up_ = why.empty();
+  return why;
+}
+
 std::string PythonRunner::start() {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -69,47 +80,48 @@ std::string PythonRunner::start() {
   auto child = ChildProcess::spawn(so);
   if (!child) return "cannot start " + python_ + ": " + child.error();
   child_ = std::move(*child);
+  pid_.store(child_.pid(), std::memory_order_relaxed);
   theirs.reset();
-  fd_ = std::move(mine);
   in_ = protocol::FrameBuffer(kMaxFrame);
-  out_.clear();
+  const int fd = mine.get();
+  auto gone = [&](std::string why) {
+    fd_.reset();
+    child_.reset();
+    pid_.store(0, std::memory_order_relaxed);
+    return why;
+  };
 
   // Its HELLO, or its end.
   const TimePoint deadline = Clock::now() + milliseconds(kHelloTimeoutMs);
   for (;;) {
     std::string_view body;
     auto got = in_.next(&body);
-    if (!got) return "Python slot process: " + got.error();
+    if (!got) return gone("Python slot process: " + got.error());
     if (*got) {
       auto msg = protocol::decode<protocol::FromSlot>(body, kMaxFrame);
-      if (!msg) return "Python slot process: " + msg.error().text;
+      if (!msg) return gone("Python slot process: " + msg.error().text);
       if (auto* hello = std::get_if<protocol::SlotHello>(&*msg)) {
-        if (!hello->error.empty()) {
-          std::string why(hello->error);
-          fd_.reset();
-          child_.wait();
-          return why;
-        }
+        if (!hello->error.empty()) return gone(std::string(hello->error));
+        fd_ = std::move(mine);
         return {};
       }
       continue;
     }
     const auto left = to_ns(deadline - Clock::now()) / 1'000'000;
     if (left <= 0) {
-      child_.reset();
-      fd_.reset();
-      return python_ + " -m lrts._slot did not say hello within " +
-             std::to_string(kHelloTimeoutMs / 1000) + " s";
+      return gone(python_ + " -m lrts._slot did not say hello within " +
+                  std::to_string(kHelloTimeoutMs / 1000) + " s");
     }
-    pollfd p{fd_.get(), POLLIN, 0};
+    pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) {
-      return std::string("poll: ") + std::strerror(errno);
+      return gone(std::string("poll: ") + std::strerror(errno));
     }
-    const long n = in_.read_from(fd_.get());
+    const long n = in_.read_from(fd);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) {
-      fd_.reset();
+      mine.reset();
       const int status = child_.wait();
+      pid_.store(0, std::memory_order_relaxed);
       return python_ + " -m lrts._slot " + describe_wait_status(status) +
              " before it was ready (can it import the lrts package? its error is in the "
              "worker's log)";
@@ -117,20 +129,37 @@ std::string PythonRunner::start() {
   }
 }
 
-PythonRunner::Result PythonRunner::run(std::string_view fields, std::string_view service_id,
-                                       uint32_t attempt) {
-  Result r;
-  if (!fd_.valid()) {
-    if (std::string why = start(); !why.empty()) {
-      r.status = protocol::TaskStatus::kFailed;
-      r.payload = "cannot run Python services here: " + why;
-      return r;
-    }
+void PythonRunner::run(const std::vector<Task>& tasks) {
+  protocol::SlotRun msg;
+  msg.tasks.reserve(tasks.size());
+  for (const Task& t : tasks) {
+    msg.tasks.push_back({t.ref, kPythonServiceName, t.fields, t.service_id, t.attempt});
   }
-  protocol::SlotRun run;
-  run.tasks.push_back({0, kPythonServiceName, fields, service_id, attempt});
-  out_.push(run);
-  if (!out_.write_all(fd_.get())) follow_its_death();
+  MutexLock lock(mu_);
+  for (const Task& t : tasks) handed_.insert(t.ref);
+  out_.push(msg);
+  // A failed write shows as the end of its socket in next().
+  if (!out_.write_all(fd_.get())) out_.clear();
+}
+
+void PythonRunner::recall(const std::vector<uint32_t>& refs) {
+  MutexLock lock(mu_);
+  if (!up_) return;
+  protocol::SlotRecall msg;
+  for (uint32_t ref : refs) {
+    if (handed_.count(ref)) msg.refs.push_back(ref);
+  }
+  if (msg.refs.empty()) return;
+  out_.push(msg);
+  if (!out_.write_all(fd_.get())) out_.clear();
+}
+
+size_t PythonRunner::outstanding() const {
+  MutexLock lock(mu_);
+  return handed_.size();
+}
+
+PythonRunner::Event PythonRunner::next() {
   for (;;) {
     std::string_view body;
     auto got = in_.next(&body);
@@ -146,16 +175,22 @@ PythonRunner::Result PythonRunner::run(std::string_view fields, std::string_view
                      msg.error().text.c_str());
         std::_Exit(3);
       }
-      if (auto* results = std::get_if<protocol::SlotResults>(&*msg);
-          results && !results->items.empty()) {
-        auto& item = results->items.front();
-        r.status = item.status;
-        r.payload.assign(item.payload);
-        r.run_ns = item.run_ns;
-        r.bars = std::move(item.bars);
-        return r;
+      Event ev;
+      if (auto* results = std::get_if<protocol::SlotResults>(&*msg)) {
+        ev.results.reserve(results->items.size());
+        for (auto& item : results->items) {
+          ev.results.push_back({item.ref, item.status, std::string(item.payload), item.run_ns,
+                                std::move(item.bars)});
+        }
+      } else if (auto* back = std::get_if<protocol::SlotRecalled>(&*msg)) {
+        ev.recalled = back->refs;
+      } else {
+        continue;
       }
-      continue;
+      MutexLock lock(mu_);
+      for (const Item& i : ev.results) handed_.erase(i.ref);
+      for (uint32_t ref : ev.recalled) handed_.erase(ref);
+      return ev;
     }
     const long n = in_.read_from(fd_.get());
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
@@ -164,7 +199,11 @@ PythonRunner::Result PythonRunner::run(std::string_view fields, std::string_view
 }
 
 void PythonRunner::follow_its_death() {
-  fd_.reset();
+  {
+    MutexLock lock(mu_);
+    fd_.reset();
+    up_ = false;
+  }
   const int status = child_.wait();
   std::fflush(stderr);
   if (WIFSIGNALED(status)) {

@@ -12,8 +12,10 @@
 // memory limit, worker exit) kills it too. When it dies in the middle of a task, this slot dies
 // the same way (the same signal, or the same exit status), so the worker sees exactly what it
 // sees when a C++ service crashes its slot: the attempt is lost and retried, then failed with
-// the signal. One task at a time goes to it: tasks waiting in this slot stay here, where the
-// worker can recall them.
+// the signal. Python tasks that wait next to each other in this slot go to it together (up to
+// kMaxHandedTasks, the most the worker queues in a slot), so short tasks cost one frame per
+// batch; a RECALL from the worker is passed on for those it holds, and what it gives back is
+// answered as this slot's own RECALLED.
 //
 // The worker says which interpreter to use in LRTS_PYTHON (--python) after checking, at its
 // start, that it can import lrts; LRTS_PYTHON_ERROR says why it could not.
@@ -21,11 +23,14 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
+#include "common/mutex.hpp"
 #include "common/process.hpp"
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
@@ -36,6 +41,7 @@
 namespace lrts::worker {
 
 inline constexpr char kPythonServiceName[] = "lrts.python";
+inline constexpr size_t kMaxHandedTasks = 64;
 
 // The environment of a Python slot process: PYTHONPATH gains `dir` (the package next to the
 // worker's executable, if any) in front.
@@ -47,11 +53,24 @@ Result<std::string> check_python(const std::string& python);
 
 class PythonRunner {
  public:
-  struct Result {
+  struct Task {
+    uint32_t ref = 0;
+    std::string_view fields;
+    std::string_view service_id;
+    uint32_t attempt = 0;
+  };
+  struct Item {
+    uint32_t ref = 0;
     protocol::TaskStatus status = protocol::TaskStatus::kFinished;
     std::string payload;
     uint64_t run_ns = 0;
     std::vector<protocol::BarState> bars;
+  };
+  // What the Python slot process said: results (in the order it ran the tasks), or tasks it
+  // handed back after a recall.
+  struct Event {
+    std::vector<Item> results;
+    std::vector<uint32_t> recalled;
   };
 
   // `python`: the interpreter; `region_fd`: the slot's progress region (shared with it).
@@ -60,12 +79,21 @@ class PythonRunner {
   PythonRunner(const PythonRunner&) = delete;
   PythonRunner& operator=(const PythonRunner&) = delete;
 
-  // Runs one task there. A Python process that cannot start fails the task, saying why; one
-  // that dies during the task takes this process with it (see DESIGN), so this never returns
-  // then.
-  Result run(std::string_view fields, std::string_view service_id, uint32_t attempt);
+  // Task thread. Starts the Python slot process if none runs: "" once it is ready, or why it
+  // cannot start (the tasks then fail with that reason).
+  std::string start_if_needed();
+  // Task thread. Hands tasks to it (they run in this order).
+  void run(const std::vector<Task>& tasks) LRTS_EXCLUDES(mu_);
+  // Any thread (the slot's reader, for a RECALL from the worker). Asks it to give back those
+  // of `refs` it holds and has not started; the answer comes as an Event.
+  void recall(const std::vector<uint32_t>& refs) LRTS_EXCLUDES(mu_);
+  // Task thread. Waits for what it says next. A Python process that dies takes this process
+  // with it (see DESIGN): this never returns then.
+  Event next() LRTS_EXCLUDES(mu_);
+  // Tasks handed to it without an answer yet.
+  size_t outstanding() const LRTS_EXCLUDES(mu_);
   // The Python slot process, while one runs (spared by the slot's clean-up after each task).
-  pid_t pid() const { return child_.pid(); }
+  pid_t pid() const { return pid_.load(std::memory_order_relaxed); }
 
  private:
   std::string start();  // "" or why not
@@ -75,10 +103,14 @@ class PythonRunner {
   std::string python_;
   int region_fd_;
   uint64_t max_result_bytes_;
-  ChildProcess child_;
-  UniqueFd fd_;
-  protocol::FrameBuffer in_;
-  protocol::FrameWriter out_;
+  ChildProcess child_;  // task thread
+  std::atomic<pid_t> pid_{0};
+  UniqueFd fd_;               // written under mu_, read by the task thread
+  protocol::FrameBuffer in_;  // task thread
+  mutable Mutex mu_;
+  protocol::FrameWriter out_ LRTS_GUARDED_BY(mu_);
+  std::unordered_set<uint32_t> handed_ LRTS_GUARDED_BY(mu_);  // refs it holds
+  bool up_ LRTS_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace lrts::worker

@@ -107,7 +107,8 @@ class Slot {
         frames_(kMaxFrame),
         ctx_(region),
         max_result_bytes_(max_result_bytes),
-        python_(std::move(python)) {}
+        python_(std::move(python)),
+        forwards_python_(services::find_service(kPythonServiceName) == nullptr) {}
 
   int run() {
     std::thread reader([this] { read_loop(); });
@@ -126,23 +127,27 @@ class Slot {
       }
       while (queue_.empty() && !closed_) queue_cv_.wait(queue_mu_);
       const bool closed = queue_.empty();  // the worker closed our socket: time to go
+      std::vector<Task> python_tasks;      // Python tasks next to each other go together
       if (!closed) {
         task = std::move(queue_.front());
         queue_.pop_front();
+        if (forwards(task)) {
+          python_tasks.push_back(std::move(task));
+          while (!queue_.empty() && python_tasks.size() < kMaxHandedTasks &&
+                 forwards(queue_.front())) {
+            python_tasks.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+          }
+        }
       }
       queue_mu_.unlock();
       if (closed) break;
-      Done done = run_task(task);
-      clean_up_children(python_ ? python_->pid() : 0);
-      MutexLock lock(out_mu_);
-      const bool first = results_.empty();
-      if (first) first_buffered_ = Clock::now();
-      results_.push_back(std::move(done));
-      if (results_.size() >= kMaxBufferedResults) {
-        flush_locked();
-      } else if (first) {
-        wake_reader();  // its flush timer starts now (it may be waiting for input alone)
+      if (!python_tasks.empty()) {
+        run_python(python_tasks);
+      } else {
+        add_result(run_task(task));
       }
+      clean_up_children(python_ ? python_->pid() : 0);
     }
     {
       MutexLock lock(out_mu_);
@@ -209,18 +214,24 @@ class Slot {
       }
       if (auto* recall = std::get_if<protocol::SlotRecall>(&*msg)) {
         protocol::SlotRecalled back;
+        std::vector<uint32_t> elsewhere;  // running, done, or in the Python process
         {
           MutexLock lock(queue_mu_);
           for (uint32_t ref : recall->refs) {
+            bool found = false;
             for (auto it = queue_.begin(); it != queue_.end(); ++it) {
               if (it->ref == ref) {
                 back.refs.push_back(ref);
                 queue_.erase(it);
+                found = true;
                 break;
               }
             }
+            if (!found) elsewhere.push_back(ref);
           }
         }
+        // The Python process answers for its own, through the task thread.
+        if (python_ && !elsewhere.empty()) python_->recall(elsewhere);
         MutexLock lock(out_mu_);
         out_.push(back);
         if (!out_.write_all(fd_)) return false;
@@ -258,7 +269,6 @@ class Slot {
     Done d;
     d.ref = task.ref;
     const auto* type = services::find_service(task.name);
-    if (!type && task.name == kPythonServiceName) return run_python(task);
     const TimePoint start = Clock::now();
     if (!type) {
       d.status = TaskStatus::kFailed;
@@ -296,24 +306,55 @@ class Slot {
     return d;
   }
 
-  // A Python service runs in the slot's Python process (python_task.hpp), which reports its
-  // bars itself.
-  Done run_python(const Task& task) {
-    Done d;
-    d.ref = task.ref;
-    if (!python_) {
-      const char* why = std::getenv("LRTS_PYTHON_ERROR");
-      d.status = TaskStatus::kFailed;
-      d.payload = std::string("this worker does not run Python services (") +
-                  (why && *why ? why : "it was started with --python none") + ")";
-      return d;
+  // A task of the service lrts.python, in a slot that hands them to its Python process.
+  bool forwards(const Task& task) const {
+    return forwards_python_ && task.name == kPythonServiceName;
+  }
+
+  void add_result(Done done) {
+    MutexLock lock(out_mu_);
+    const bool first = results_.empty();
+    if (first) first_buffered_ = Clock::now();
+    results_.push_back(std::move(done));
+    if (results_.size() >= kMaxBufferedResults) {
+      flush_locked();
+    } else if (first) {
+      wake_reader();  // its flush timer starts now (it may be waiting for input alone)
     }
-    PythonRunner::Result r = python_->run(task.fields.view(), task.service_id, task.attempt);
-    d.status = r.status;
-    d.payload = std::move(r.payload);
-    d.run_ns = r.run_ns;
-    d.bars = std::move(r.bars);
-    return d;
+  }
+
+  // Python services run in the slot's Python process (python_task.hpp), which reports their
+  // bars itself; tasks it gives back after a recall are this slot's RECALLED.
+  void run_python(const std::vector<Task>& tasks) {
+    std::string why;
+    if (!python_) {
+      const char* error = std::getenv("LRTS_PYTHON_ERROR");
+      why = std::string("this worker does not run Python services (") +
+            (error && *error ? error : "it was started with --python none") + ")";
+    } else if (std::string e = python_->start_if_needed(); !e.empty()) {
+      why = "cannot run Python services here: " + e;
+    }
+    if (!why.empty()) {
+      for (const Task& t : tasks) add_result(Done{t.ref, TaskStatus::kFailed, why, 0, {}});
+      return;
+    }
+    std::vector<PythonRunner::Task> handed;
+    handed.reserve(tasks.size());
+    for (const Task& t : tasks) handed.push_back({t.ref, t.fields.view(), t.service_id, t.attempt});
+    python_->run(handed);
+    while (python_->outstanding() > 0) {
+      PythonRunner::Event ev = python_->next();
+      for (auto& r : ev.results) {
+        add_result(Done{r.ref, r.status, std::move(r.payload), r.run_ns, std::move(r.bars)});
+      }
+      if (!ev.recalled.empty()) {
+        protocol::SlotRecalled back;
+        back.refs = std::move(ev.recalled);
+        MutexLock lock(out_mu_);
+        out_.push(back);
+        write_ok_ = out_.write_all(fd_) && write_ok_;
+      }
+    }
   }
 
   // A task's processes end with it: whatever it started and left running is killed (the slot
@@ -342,7 +383,9 @@ class Slot {
   protocol::FrameBuffer frames_;  // reader thread only
   SlotContext ctx_;               // task thread only
   uint64_t max_result_bytes_;
-  std::unique_ptr<PythonRunner> python_;  // task thread only; null: no Python services here
+  // Null: no Python services here. Set once; recall() is called from the reader thread too.
+  const std::unique_ptr<PythonRunner> python_;
+  const bool forwards_python_;  // false in a Python slot process: it runs them itself
 
   Mutex queue_mu_;
   CondVar queue_cv_;

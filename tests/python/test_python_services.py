@@ -330,3 +330,25 @@ def test_chaos_on_python_slots(cluster, tmp_path):
     assert seen == {sid: i for i, sid in enumerate(ids)}
     assert faults >= 6
     app.stop_application()
+
+
+def test_short_tasks_behind_a_long_one_are_recalled_from_the_python_process(cluster):
+    """Short tasks deepen the slots' queues; a long one then holds up those queued behind it
+    in its Python process until the worker recalls them and runs them on the other slot."""
+    cluster.start_scheduler()
+    cluster.start_progress_server()
+    cluster.start_worker("2")
+    app = cluster.app(track_progress=False)
+    warm = [app.schedule_service(Echo(i)) for i in range(2000)]
+    assert len(list(app.as_completed(warm, timeout=60))) == 2000
+    ids = []
+    for round_ in range(3):
+        # In one burst: the long task lands in the middle of a slot's batch.
+        before = [app.schedule_service(Echo(i)) for i in range(40)]
+        long_id = app.schedule_service(Sleep(3, "long"))
+        shorts = before + [app.schedule_service(Echo(i)) for i in range(200)]
+        order = [r.service_id for r in app.as_completed([long_id] + shorts, timeout=60)]
+        # Every short task came back while the long one still ran.
+        assert order[-1] == long_id, f"round {round_}: {order.index(long_id)} of {len(order)}"
+        ids += shorts
+    app.stop_application()
