@@ -37,5 +37,12 @@ done
 echo "== lrts submit \"Multiplication Service Example\" --fields '{\"a\":6,\"b\":9}' --count 3 --wait"
 "$lrts" submit "Multiplication Service Example" --fields '{"a":6,"b":9}' --count 3 --wait \
   -scheduler-port "$port"
+# The original lrts's Python examples, unchanged in their calls, on the same worker (its slots
+# run Python services in Python slot processes).
+for example in wait_for wait_for_multi as_completed; do
+  echo "== python3 -m lrts.examples.$example"
+  PYTHONPATH="$build/python" /usr/bin/python3 -m "lrts.examples.$example" \
+    --scheduler-port "$port" --progress-port "$progress_port"
+done
 echo "== examples/detailed_progress.cc: 8 tasks reporting progress, watched live"
 "$build/examples/example_detailed_progress" "$port" "$progress_port" 8

@@ -310,6 +310,9 @@ class SchedulerCore {
   bool admit_query(const PeerId& peer, const M& m);
   uint64_t next_proof(const PeerId& peer);
   void note_completed(uint32_t t);
+  // A task's service as listings show it: a Python task (lrts.python) with the name its
+  // fields carry while it still holds them, "lrts.python: Train".
+  std::string service_label(const Task& t) const;
 
   // ---- tasks (core_tasks.cc) ----
   uint32_t find_task(const TaskKey& key) const;

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "common/log.hpp"
+#include "protocol/msgpack_io.hpp"
 #include "scheduler/core.hpp"
 
 namespace lrts::scheduler {
@@ -117,6 +118,26 @@ void SchedulerCore::note_completed(uint32_t t) {
   failures_.push_back(std::move(f));
 }
 
+std::string SchedulerCore::service_label(const Task& t) const {
+  if (t.service == NameTable::kNone) return {};
+  const std::string& name = service_names_[t.service];
+  constexpr std::string_view kPython = "lrts.python";
+  if (name != kPython || t.state == TaskState::kDone || t.data.blob) return name;
+  // Fields {"name": str, "pickle": bin}: only the map's keys and the name are read.
+  protocol::mp::Reader r(t.data.bytes);
+  const uint32_t n = r.map();
+  for (uint32_t i = 0; i < n && r.ok(); ++i) {
+    if (r.str() == "name") {
+      const std::string_view v = r.str();
+      if (r.ok() && !v.empty())
+        return name + ": " + std::string(v.substr(0, protocol::kMaxNameBytes));
+      break;
+    }
+    r.skip();
+  }
+  return name;
+}
+
 // ---- dispatch ---------------------------------------------------------------------------------
 
 template <class M>
@@ -209,7 +230,7 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
   auto task_json = [&](const Task& t) {
     json j{{"service_id", protocol::format_service_id(t.key)},
            {"application_id", apps_[t.app].app_id},
-           {"service", t.service == NameTable::kNone ? "" : service_names_[t.service]},
+           {"service", service_label(t)},
            {"state", state_name(t)},
            {"attempt", t.attempt},
            {"max_retries", t.max_retries},

@@ -555,7 +555,7 @@ std::optional<TaskInfo> SchedulerCore::task(const TaskKey& key) const {
       break;
   }
   info.application_id = apps_[task.app].app_id;
-  if (task.service != NameTable::kNone) info.service = service_names_[task.service];
+  info.service = service_label(task);
   if (task.state == TaskState::kAssigned) {
     info.worker = worker_names_[workers_[task.worker].name];
   } else if (task.result_worker != NameTable::kNone) {

@@ -2,6 +2,7 @@
 C++ services beside Python ones, detach and reattach, Ctrl-C, and volume."""
 
 import builtins
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 import lrts
 from lrts import NativeService, ServiceStatus
-from conftest import (child_env, cpp_slot_pids, example_services_lib, python_slot_pids,
+from conftest import (LRTS_BIN, child_env, cpp_slot_pids, example_services_lib, python_slot_pids,
                       wait_until)
 from pyservices import Counts, Echo, Hog, Numpy, Pid, Raises, Segfault, Sleep, Spawns
 
@@ -219,6 +220,16 @@ def test_status_query_from_the_application(running):
     app.wait_for(app.schedule_service(Echo(1)), timeout=60)
     s = app.status()
     assert s["workers"] == 1 and s["finished"] >= 1
+    # Operators see a running Python task under its own name.
+    sid = app.schedule_service(Sleep(30))
+
+    def listed():
+        r = subprocess.run([LRTS_BIN, "tasks", "--state", "running", "--json",
+                            "--scheduler-port", str(running.port)],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode == 0 and json.loads(r.stdout)
+    rows = wait_until(lambda: (listed() or {}).get("tasks"), 30, "the task to run")
+    assert rows[0]["service_id"] == sid and rows[0]["service"] == "lrts.python: Sleep"
     app.stop_application()
 
 
