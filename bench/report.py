@@ -40,9 +40,9 @@ def canonical(system):
     return system
 
 
-def pick(rows, system, workload, n=None, largest=True):
+def pick(rows, system, workload, n=None, largest=True, sleep_ms=0):
     found = [r for r in rows if canonical(r["system"]) == system and r["workload"] == workload
-             and (n is None or r.get("n") == n)]
+             and (n is None or r.get("n") == n) and r.get("sleep_ms", 0) == sleep_ms]
     if not found:
         return None
     return max(found, key=lambda r: r.get("n", 0)) if largest else found[-1]
@@ -135,6 +135,8 @@ def main():
         except (OSError, json.JSONDecodeError, KeyError):
             pass
 
+    python_table(rows, w)
+
     # How cost grows with the number of tasks.
     w("")
     w("How cost grows with the number of tasks (no-op tasks/s end to end, lrts with its journal):")
@@ -154,6 +156,54 @@ def main():
             w(f"| {n:,} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     plot(out, series, rows)
+
+
+PYTHON = "lrts (python)"
+
+
+def python_table(rows, w):
+    """The same Python functions through lrts's Python package and through the peers."""
+    if not any(canonical(r["system"]) == PYTHON for r in rows):
+        return
+    w("")
+    w("Python: the same function through each (1 worker × 2 slots; lrts with its journal):")
+    w("")
+    w("| workload | lrts (python) | Dask (default) | Dask (saturation inf) | Celery + Redis | lrts vs best peer |")
+    w("|---|---|---|---|---|---|")
+    for label, workload, field, sleep, higher in [
+            ("no-op, tasks/s", "noop_throughput", "value", 0, True),
+            ("no-op, round trip p50 ms", "round_trip", "p50_ms", 0, False),
+            ("no-op, round trip p99 ms", "round_trip", "p99_ms", 0, False),
+            ("sleep 100 ms, tasks/s (ideal 20)", "noop_throughput", "value", 100, True),
+            ("sleep 100 ms, round trip p50 ms (ideal 100)", "round_trip", "p50_ms", 100, False)]:
+        cells, vals = [], {}
+        for system in [PYTHON] + PEERS:
+            r = pick(rows, system, workload, sleep_ms=sleep)
+            v = None if r is None else r.get(field, r.get("value"))
+            vals[system] = v
+            cells.append(fmt(v, 3 if "ms" in label and v is not None and v < 10 else None))
+        peer = [vals[p] for p in PEERS if vals[p]]
+        ratio = "—"
+        if vals[PYTHON] and peer:
+            best = max(peer) if higher else min(peer)
+            x = vals[PYTHON] / best if higher else best / vals[PYTHON]
+            ratio = f"{x:,.0f}×" if x >= 10 else f"{x:.2f}×"
+        w(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+    r = pick(rows, PYTHON, "progress")
+    if r:
+        w("")
+        w(f"Progress from Python, ns per call inside a running task ({r['n']:,} calls each):")
+        w("")
+        w("| call | ns |")
+        w("|---|---|")
+        for key, label in [("increment_progress_kwargs",
+                            "`service.increment_progress(progress_id=pid, amount=1)`"),
+                           ("increment_progress", "`service.increment_progress(pid)`"),
+                           ("advance", "`bar.advance()` (bar = `service.progress_bar(...)`)"),
+                           ("tqdm_update", "tqdm's `update(1)`, same process"),
+                           ("empty_loop", "the empty loop around them")]:
+            if r.get(key) is not None:
+                w(f"| {label} | {r[key]:.1f} |")
 
 
 def heartbeat_rows(rows):

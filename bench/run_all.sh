@@ -61,6 +61,30 @@ done
 peer celery-throughput celery_bench.py --workload noop_throughput --tasks "$peer_tasks" --runs 3
 peer celery-round-trip celery_bench.py --workload round_trip --tasks "$peer_rtt" --runs 3
 
+# Python: the same no-op and the same 100 ms sleep through lrts's Python package and the peers,
+# and progress counting from Python against tqdm
+if ((quick)); then py_tasks=10000; py_sleep=40; else py_tasks=50000; py_sleep=100; fi
+run python-throughput "$py" "$root/bench/python_bench.py" --workload noop_throughput \
+  --tasks "$py_tasks" --runs "$runs"
+run python-round-trip "$py" "$root/bench/python_bench.py" --workload round_trip --tasks "$rtt" \
+  --runs 3
+run python-sleep-throughput "$py" "$root/bench/python_bench.py" --workload noop_throughput \
+  --tasks "$py_sleep" --sleep-ms 100 --runs 3
+run python-sleep-round-trip "$py" "$root/bench/python_bench.py" --workload round_trip \
+  --tasks 20 --sleep-ms 100 --runs 3
+run python-progress "$py" "$root/bench/python_bench.py" --workload progress --tasks 5000000 \
+  --runs 3
+for p in dask_default dask_inf; do
+  declare -n cmd="$p"
+  peer "$p-sleep-throughput" "${cmd[@]}" --workload noop_throughput --tasks "$py_sleep" \
+    --sleep-ms 100 --runs 3
+  peer "$p-sleep-round-trip" "${cmd[@]}" --workload round_trip --tasks 20 --sleep-ms 100 --runs 3
+done
+peer celery-sleep-throughput celery_bench.py --workload noop_throughput --tasks "$py_sleep" \
+  --sleep-ms 100 --runs 3
+peer celery-sleep-round-trip celery_bench.py --workload round_trip --tasks 20 --sleep-ms 100 \
+  --runs 3
+
 # 3 + 5: queued tasks (submit rate, memory per task) and the scheduler's restart with them
 run restart "$b/lrts_restart_bench" --json --tasks "$submit"
 peer dask-submit "${dask_default[@]}" --workload submit --tasks "$peer_submit" --runs 3
