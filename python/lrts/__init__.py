@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApplicationInformation", "ClientApplication", "ServiceResult", "ServiceStatus",
-    "NativeService", "ProgressSnapshot", "TimeoutError", "AdminError", "Service", "ProgressBar",
+    "NativeService", "ProgressSnapshot", "TimeoutError", "AdminError", "ResultError", "Service", "ProgressBar",
     "LogLevel", "Logger", "DetailedLogger", "__version__",
 ]
 
@@ -41,6 +41,8 @@ ServiceStatus = _lrts.ServiceStatus
 # Raised by the waits when their timeout passes; a subclass of the built-in TimeoutError.
 TimeoutError = _lrts.TimeoutError  # noqa: A001
 AdminError = _lrts.AdminError
+# Raised by ServiceResult.service_result when a finished result cannot be decoded here.
+ResultError = _lrts.ResultError
 
 
 class ApplicationInformation:
@@ -143,20 +145,34 @@ def _needs_by_value(cls: type) -> bool:
         return True
 
 
+def _cloudpickle(service: Any, why: str) -> bytes:
+    try:
+        import cloudpickle
+    except ImportError:
+        raise RuntimeError(f"{why}: it travels by value, which needs cloudpickle "
+                           "(apt install python3-cloudpickle)") from None
+    return cloudpickle.dumps(service, protocol=5)
+
+
 def _pickle(service: Any) -> bytes:
+    """By reference where the worker can import what the service holds; by value
+    (cloudpickle) for what lives in __main__, a notebook or a function's locals."""
     cls = type(service)
     by_value = _BY_VALUE.get(cls)
     if by_value is None:
         by_value = _BY_VALUE[cls] = _needs_by_value(cls)
     if by_value:
-        try:
-            import cloudpickle
-        except ImportError:
-            raise RuntimeError(
-                f"{cls.__qualname__} is defined in {cls.__module__}: it travels by value, which "
-                "needs cloudpickle (apt install python3-cloudpickle)") from None
-        return cloudpickle.dumps(service, protocol=5)
-    return pickle.dumps(service, protocol=5)
+        return _cloudpickle(service, f"{cls.__qualname__} is defined in {cls.__module__}")
+    try:
+        blob = pickle.dumps(service, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        # A lambda or a local function among its attributes.
+        return _cloudpickle(service, f"{cls.__qualname__} holds something pickle cannot name")
+    if b"__main__" in blob:
+        # It holds an object of a class defined in __main__ (the worker's __main__ is not the
+        # application's): by value.
+        return _cloudpickle(service, f"{cls.__qualname__} holds objects defined in __main__")
+    return blob
 
 
 def _timeout_s(timeout: Optional[float]) -> Optional[float]:
@@ -189,12 +205,16 @@ class ClientApplication:
             info.progress_server_port, info.application_id, info.disconnect_grace,
             info.collect_only, info.auth_dir, info.track_progress or show, show)
         self._started = False
+        self._stopped = False
         if logger is not None:
             logger._attach(self._client)
 
     # ---- life cycle ----
     def start_application(self) -> None:
         """Connects to the scheduler in the background (it need not be up yet)."""
+        if self._stopped:
+            raise RuntimeError("this ClientApplication was stopped; create a new one (with the "
+                               "same application_id to collect a detached run's results)")
         self._client.start()
         self._started = True
         if self.logger is not None:
@@ -207,6 +227,7 @@ class ClientApplication:
 
     def stop_application(self) -> None:
         """Cancels what this application still has on the cluster and disconnects."""
+        self._stopped = True
         self._client.stop()
         if self.logger is not None:
             self.logger.debug(f"application {self.application_id} stopped")
@@ -215,6 +236,7 @@ class ClientApplication:
         """Disconnects without cancelling: the tasks run to the end and their results wait for
         an application started with the same application_id (or ``lrts results``). Call
         ``flush()`` first."""
+        self._stopped = True
         self._client.detach()
 
     def flush(self, timeout: Optional[float] = None) -> bool:

@@ -18,6 +18,13 @@ def run_pickled(blob: bytes):
     return type(service).run(service)
 
 
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def main(argv) -> int:
     if len(argv) >= 2 and argv[1] == "--check":
         from . import _lrts  # noqa: F401  (the extension loads)
@@ -31,7 +38,16 @@ def main(argv) -> int:
         return 0
     from . import _lrts
     sys.stdin = open(os.devnull)
-    return _lrts.run_slot(list(argv), run_pickled)
+    # The slot's socket stays out of what a task starts: not inherited across exec, and closed
+    # in a forked child (which would otherwise keep this process looking alive to its slot).
+    slot_fd = int(argv[2])
+    os.set_inheritable(slot_fd, False)
+    os.register_at_fork(after_in_child=lambda: _close_quietly(slot_fd))
+    code = _lrts.run_slot(list(argv), run_pickled)
+    # Threads a task left running must not hold the exit up.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,18 @@ __all__ = ["Service", "ProgressBar"]
 ProgressBar = _lrts.ProgressBar
 
 
+def _text(value: Any) -> str:
+    """Printable UTF-8 for a bar's description or unit (cut to what the bar holds)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8").replace("\0", " ")
+
+
+def _total(total: Any) -> int:
+    t = int(total or 0)
+    if not 0 <= t < 2**64:
+        raise ValueError(f"a progress total is between 0 (unknown) and 2**64 - 1, got {total!r}")
+    return t
+
+
 class Service:
     """Base class of Python services (see the module's documentation)."""
 
@@ -59,8 +71,8 @@ class Service:
         unknown. ``color`` and ``leave`` are accepted for compatibility: the application's
         terminal view draws every bar the same way and keeps finished ones while their task
         is shown."""
-        return _lrts.create_bar(str(description or self.service_name()), max(0, int(total)),
-                                str(unit or "it"), False)
+        return _lrts.create_bar(_text(description or self.service_name()), _total(total),
+                                _text(unit or "it"), False)
 
     # increment_progress(self, progress_id, amount=1): a C function bound as a method.
     increment_progress = _lrts.increment_progress_method
@@ -73,8 +85,8 @@ class Service:
                      unit: str = "it") -> ProgressBar:
         """A new bar as an object: ``bar.advance(n=1)``, ``bar.close()``, ``bar.count``. The
         fastest way to report from a tight loop."""
-        return _lrts.create_bar(str(description or self.service_name()), max(0, int(total)),
-                                str(unit or "it"), True)
+        return _lrts.create_bar(_text(description or self.service_name()), _total(total),
+                                _text(unit or "it"), True)
 
     @property
     def service_id(self) -> Optional[str]:

@@ -19,11 +19,16 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "lrts/admin.hpp"
@@ -50,6 +55,16 @@ py::object& pickle_module() {
 struct Packer {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk{buf};
+  // Always a float 64: msgpack-c's pack_double writes a whole number as an integer, and 1.0
+  // must come back a float.
+  void float64(double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    char b[9];
+    b[0] = static_cast<char>(0xcb);
+    for (int i = 0; i < 8; ++i) b[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+    buf.write(b, sizeof b);
+  }
 };
 
 void pack_pickled(Packer& p, const py::handle& obj) {
@@ -58,7 +73,13 @@ void pack_pickled(Packer& p, const py::handle& obj) {
     blob = pickle_module().attr("dumps")(obj, 5);
   } catch (py::error_already_set&) {
     // Lambdas, local classes: by value.
-    blob = py::module_::import("cloudpickle").attr("dumps")(obj, 5);
+    try {
+      blob = py::module_::import("cloudpickle").attr("dumps")(obj, 5);
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(std::string("the result of run cannot be pickled (") +
+                               py::str(e.type().attr("__name__")).cast<std::string>() + ": " +
+                               py::str(e.value()).cast<std::string>() + ")");
+    }
   }
   char* data;
   Py_ssize_t size;
@@ -89,13 +110,16 @@ void pack_result(Packer& p, const py::handle& obj) {
     return pack_pickled(p, obj);
   }
   if (PyFloat_CheckExact(o)) {
-    p.pk.pack_double(PyFloat_AS_DOUBLE(o));
+    p.float64(PyFloat_AS_DOUBLE(o));
     return;
   }
   if (PyUnicode_CheckExact(o)) {
     Py_ssize_t size;
     const char* s = PyUnicode_AsUTF8AndSize(o, &size);
-    if (!s) throw py::error_already_set();
+    if (!s) {  // lone surrogates (file names from os.listdir): not UTF-8, so pickled
+      PyErr_Clear();
+      return pack_pickled(p, obj);
+    }
     p.pk.pack_str(static_cast<uint32_t>(size));
     {
       p.pk.pack_str_body(s, static_cast<uint32_t>(size));
@@ -144,7 +168,7 @@ void pack_plain(Packer& p, const py::handle& obj, int depth) {
     }
   }
   if (PyFloat_Check(o)) {
-    p.pk.pack_double(PyFloat_AsDouble(o));
+    p.float64(PyFloat_AsDouble(o));
     return;
   }
   if (PyUnicode_Check(o)) {
@@ -248,7 +272,20 @@ struct PyResult {
 
   py::object service_result() {
     if (!r.ok()) return py::none();
-    if (!value) value = decode_payload(r.payload());
+    if (!value) {
+      try {
+        value = decode_payload(r.payload());
+      } catch (py::error_already_set& e) {
+        throw lrts::ResultError("the result of service " + r.service_id() +
+                                " cannot be unpickled here (" +
+                                py::str(e.type().attr("__name__")).cast<std::string>() + ": " +
+                                py::str(e.value()).cast<std::string>() +
+                                "); does this application import what its value needs?");
+      } catch (const std::exception& e) {
+        throw lrts::ResultError("the result of service " + r.service_id() +
+                                " cannot be decoded: " + e.what());
+      }
+    }
     return *value;
   }
 };
@@ -336,6 +373,79 @@ py::dict snapshot_dict(const lrts::ProgressSnapshot& s) {
   d["elapsed_seconds"] = s.elapsed_seconds;
   return d;
 }
+
+// Calls a Python progress callback on a thread of its own, with the bars that changed since
+// its last call (one entry per bar, the latest): a slow callback delays only itself. Its state
+// is shared with the thread, so a callback that replaces itself (on_progress from inside) ends
+// its own thread safely.
+class ProgressRelay {
+ public:
+  explicit ProgressRelay(py::object callback) : state_(std::make_shared<State>()) {
+    state_->callback = new py::object(std::move(callback));
+    thread_ = std::thread([st = state_] { loop(*st); });
+  }
+  ~ProgressRelay() {  // without the GIL held by this thread
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->stop = true;
+    }
+    state_->cv.notify_one();
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();  // the callback itself let go of it: the thread ends when it returns
+    } else if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+  ProgressRelay(const ProgressRelay&) = delete;
+  ProgressRelay& operator=(const ProgressRelay&) = delete;
+
+  void push(const std::vector<lrts::ProgressSnapshot>& changed) {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      for (const auto& b : changed) state_->pending[{b.service_id, b.attempt, b.bar}] = b;
+    }
+    state_->cv.notify_one();
+  }
+
+ private:
+  using Key = std::tuple<std::string, uint32_t, uint32_t>;
+  struct State {
+    py::object* callback = nullptr;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<Key, lrts::ProgressSnapshot> pending;
+    bool stop = false;
+    ~State() {
+      if (Py_IsInitialized() && !_Py_IsFinalizing()) {
+        py::gil_scoped_acquire gil;
+        delete callback;
+      }
+    }
+  };
+  static void loop(State& st) {
+    for (;;) {
+      std::map<Key, lrts::ProgressSnapshot> batch;
+      {
+        std::unique_lock<std::mutex> lock(st.mu);
+        st.cv.wait(lock, [&] { return st.stop || !st.pending.empty(); });
+        if (st.stop) return;
+        batch.swap(st.pending);
+      }
+      if (!Py_IsInitialized() || _Py_IsFinalizing()) return;
+      py::gil_scoped_acquire gil;
+      try {
+        py::list l;
+        for (const auto& [key, b] : batch) l.append(snapshot_dict(b));
+        (*st.callback)(l);
+      } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("lrts on_progress callback");
+      }
+    }
+  }
+
+  std::shared_ptr<State> state_;
+  std::thread thread_;
+};
 
 class Client {
  public:
@@ -445,30 +555,18 @@ class Client {
     return out;
   }
   void on_progress(py::object callback) {
-    if (callback.is_none()) {
+    std::shared_ptr<ProgressRelay> relay;
+    if (!callback.is_none()) relay = std::make_shared<ProgressRelay>(std::move(callback));
+    // The client's I/O thread only hands the changed bars over (it never waits for the GIL,
+    // so heartbeats and results keep flowing whatever the callback does); the relay's thread
+    // calls the callback with the bars merged since its last call.
+    py::gil_scoped_release release;
+    if (!relay) {
       app_->on_progress(nullptr);
       return;
     }
-    // Called on the client's I/O thread: the GIL is taken there, and an exception in the
-    // callback is printed, not raised into that thread. The callable is released with the GIL
-    // held, on whichever thread drops the last copy.
-    auto cb = std::shared_ptr<py::object>(new py::object(std::move(callback)), [](py::object* o) {
-      if (Py_IsInitialized() && !_Py_IsFinalizing()) {
-        py::gil_scoped_acquire gil;
-        delete o;
-      }
-    });
-    app_->on_progress([cb](const std::vector<lrts::ProgressSnapshot>& changed) {
-      if (!Py_IsInitialized() || _Py_IsFinalizing()) return;
-      py::gil_scoped_acquire gil;
-      try {
-        py::list l;
-        for (const auto& s : changed) l.append(snapshot_dict(s));
-        (*cb)(l);
-      } catch (py::error_already_set& e) {
-        e.discard_as_unraisable("lrts on_progress callback");
-      }
-    });
+    app_->on_progress(
+        [relay](const std::vector<lrts::ProgressSnapshot>& changed) { relay->push(changed); });
   }
   void set_stage(const std::string& stage) { app_->set_stage(stage); }
   std::string application_id() const { return app_->application_id(); }
@@ -755,7 +853,12 @@ PYBIND11_MODULE(_lrts, m) {
         std::string s = "ServiceResult(service_id='" + r.r.service_id() +
                         "', service_status=" + lrts::to_string(r.r.status());
         if (r.r.ok()) {
-          s += ", service_result=" + py::repr(r.service_result()).cast<std::string>();
+          try {
+            s += ", service_result=" + py::repr(r.service_result()).cast<std::string>();
+          } catch (const std::exception& e) {
+            s += ", service_result=<cannot be decoded: " + std::string(e.what()).substr(0, 200) +
+                 ">";
+          }
         } else {
           s += ", error=" + py::repr(py::str(r.r.error().substr(0, 200))).cast<std::string>();
         }

@@ -118,6 +118,7 @@ void ProgressRegion::reset() {
     cells()[i].state.store(BarCell::kFree, std::memory_order_release);
   }
   header().open_bars.store(0, std::memory_order_relaxed);
+  header().running.store(0, std::memory_order_relaxed);
 }
 
 // ---- slot side -----------------------------------------------------------------------------

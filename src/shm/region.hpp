@@ -28,7 +28,11 @@ struct RegionHeader {
   uint32_t version;
   uint32_t capacity;                // number of cells after the header
   std::atomic<uint32_t> open_bars;  // open cells (a hint for the sampler)
-  uint32_t reserved[11];
+  // The task the slot runs now: its ref + 1, or 0 between tasks. Written by the slot before and
+  // after each task; read by the worker when the slot dies, to know which task it died in
+  // (results of the tasks before it may still have been in the slot's buffer).
+  std::atomic<uint32_t> running;
+  uint32_t reserved[10];
   static constexpr uint64_t kMagic = 0x3153524142535452ULL;  // "RTSBARS1" little-endian
 };
 static_assert(sizeof(RegionHeader) == 64);

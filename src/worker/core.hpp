@@ -85,8 +85,8 @@ class WorkerCore {
     executor_.on_slot_recalled(slot, refs, outcomes_);
   }
   void on_slot_exit(int slot, const std::string& how, std::vector<protocol::BarState> last_bars,
-                    TimePoint now) {
-    executor_.on_slot_exit(slot, how, std::move(last_bars), now, outcomes_);
+                    TimePoint now, uint32_t running = kRunningUnknown) {
+    executor_.on_slot_exit(slot, how, std::move(last_bars), now, outcomes_, running);
   }
   void on_slot_rss(int slot, uint64_t resident_bytes) {
     executor_.on_slot_rss(slot, resident_bytes);

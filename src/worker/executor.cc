@@ -188,20 +188,32 @@ void Executor::on_slot_recalled(int slot, const std::vector<uint32_t>& refs,
 
 void Executor::on_slot_exit(int slot, const std::string& how,
                             std::vector<protocol::BarState> last_bars, TimePoint now,
-                            std::vector<Outcome>& out) {
+                            std::vector<Outcome>& out, uint32_t running) {
   SlotState& s = slots_[slot];
   const std::vector<uint32_t> in(dispatch_.in_flight(slot).begin(),
                                  dispatch_.in_flight(slot).end());
   dispatch_.slot_down(slot);
   const bool deliberate = s.kill_target != UINT32_MAX;
-  // We killed it for one task that had already finished: the task now in front was a bystander
-  // and goes back to the queue with the rest, its attempt intact.
-  bool first = !(deliberate && (in.empty() || in.front() != s.kill_target));
+  // The task it died in: the one its region names; without a region, the first it had not
+  // answered for. Results of tasks before it may have died in the slot's buffer: those tasks
+  // go back to the queue with the ones behind it, their attempts intact (they run again: a
+  // result lost with its process is delivered at least once, never charged to the task).
+  // A death between tasks (or a region naming no task of its) blames the first, as before:
+  // a slot that keeps dying after its tasks return still uses up their attempts.
+  uint32_t culprit = in.empty() ? UINT32_MAX : in.front();
+  if (running != kRunningUnknown && running != kRunningNone &&
+      std::find(in.begin(), in.end(), running) != in.end()) {
+    culprit = running;
+  }
+  // We killed it for one task (cancel, timeout, memory): only that task, if it was the one
+  // running, pays; a task that ran instead was a bystander.
+  if (deliberate && culprit != s.kill_target) culprit = UINT32_MAX;
   std::vector<uint32_t> back;
   size_t front_outcome = SIZE_MAX;  // the running task's outcome gets the slot's last bars
   for (uint32_t ref : in) {
     Entry& e = entries_[ref];
     e.slot = -1;
+    const bool first = ref == culprit;
     if (first) front_outcome = out.size();
     if (e.cancelled) {
       if (first) settle_bars(last_bars, e.task.key, e.task.attempt, protocol::BarPhase::kCancelled);
@@ -229,9 +241,9 @@ void Executor::on_slot_exit(int slot, const std::string& how,
       settle_bars(last_bars, e.task.key, e.task.attempt, protocol::BarPhase::kLost);
       lost(ref, std::move(why), out);
     } else {
+      e.timed_out = false;  // it runs again from the start
       back.push_back(ref);
     }
-    first = false;
   }
   if (front_outcome < out.size()) {
     auto& bars = out[front_outcome].bars;

@@ -74,6 +74,12 @@ class SlotControl {
   virtual void kill(int slot) = 0;
 };
 
+// What a dead slot's progress region said it was running (shm RegionHeader::running): a task's
+// ref, nothing (it died between tasks), or unknown (no region: the first task it was sent and
+// had not answered for is taken to be the one).
+inline constexpr uint32_t kRunningUnknown = UINT32_MAX;
+inline constexpr uint32_t kRunningNone = UINT32_MAX - 1;
+
 struct ExecutorOptions {
   int slots = 1;
   uint64_t max_job_memory = 0;    // bytes of resident memory per slot; 0: no limit
@@ -117,8 +123,11 @@ class Executor {
                        std::vector<Outcome>& out);
   void on_slot_recalled(int slot, const std::vector<uint32_t>& refs, std::vector<Outcome>& out);
   // The slot's process ended; `last_bars` is where its bars stood.
+  // `running`: the task its region said it ran (or kRunningNone / kRunningUnknown). Only that
+  // attempt is lost; tasks before it had finished but their results died in the slot's buffer,
+  // and they go back to the queue with the tasks behind it, attempts intact.
   void on_slot_exit(int slot, const std::string& how, std::vector<protocol::BarState> last_bars,
-                    TimePoint now, std::vector<Outcome>& out);
+                    TimePoint now, std::vector<Outcome>& out, uint32_t running = kRunningUnknown);
   void on_slot_rss(int slot, uint64_t resident_bytes);
 
   // Timeouts, restarts that are due, and new work for slots.

@@ -4,9 +4,11 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -27,7 +29,12 @@ constexpr int kProgressFd = 4;
 // A Python slot process imports the interpreter's site packages and the extension: seconds on a
 // loaded machine, never minutes.
 constexpr int kHelloTimeoutMs = 120'000;
-constexpr size_t kMaxFrame = protocol::kMaxPayloadBytes + (16u << 20);
+// What a Python slot process may send: a batch of results, each at most --max-result-mb (a
+// frame that announces more is a broken process, not one to allocate for).
+size_t max_frame(uint64_t max_result_bytes) {
+  const uint64_t payload = max_result_bytes ? max_result_bytes : protocol::kMaxPayloadBytes;
+  return static_cast<size_t>(std::min<uint64_t>(payload, protocol::kMaxPayloadBytes)) + (16u << 20);
+}
 
 }  // namespace
 
@@ -41,7 +48,7 @@ PythonRunner::PythonRunner(std::string python, int region_fd, uint64_t max_resul
     : python_(std::move(python)),
       region_fd_(region_fd),
       max_result_bytes_(max_result_bytes),
-      in_(kMaxFrame) {}
+      in_(max_frame(max_result_bytes)) {}
 
 PythonRunner::~PythonRunner() {
   fd_.reset();  // it exits when its socket closes; the ChildProcess reaps (or kills) it
@@ -82,7 +89,9 @@ std::string PythonRunner::start() {
   child_ = std::move(*child);
   pid_.store(child_.pid(), std::memory_order_relaxed);
   theirs.reset();
-  in_ = protocol::FrameBuffer(kMaxFrame);
+  in_ = protocol::FrameBuffer(max_frame(max_result_bytes_));
+  exit_fd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child_.pid(), 0)));
+  exited_ = false;
   const int fd = mine.get();
   auto gone = [&](std::string why) {
     fd_.reset();
@@ -98,7 +107,7 @@ std::string PythonRunner::start() {
     auto got = in_.next(&body);
     if (!got) return gone("Python slot process: " + got.error());
     if (*got) {
-      auto msg = protocol::decode<protocol::FromSlot>(body, kMaxFrame);
+      auto msg = protocol::decode<protocol::FromSlot>(body, max_frame(max_result_bytes_));
       if (!msg) return gone("Python slot process: " + msg.error().text);
       if (auto* hello = std::get_if<protocol::SlotHello>(&*msg)) {
         if (!hello->error.empty()) return gone(std::string(hello->error));
@@ -169,7 +178,7 @@ PythonRunner::Event PythonRunner::next() {
       std::_Exit(3);
     }
     if (*got) {
-      auto msg = protocol::decode<protocol::FromSlot>(body, kMaxFrame);
+      auto msg = protocol::decode<protocol::FromSlot>(body, max_frame(max_result_bytes_));
       if (!msg) {
         std::fprintf(stderr, "lrts slot %d: Python slot process: %s\n", ::getpid(),
                      msg.error().text.c_str());
@@ -192,13 +201,28 @@ PythonRunner::Event PythonRunner::next() {
       for (uint32_t ref : ev.recalled) handed_.erase(ref);
       return ev;
     }
+    // Its socket, and its exit: a process it forked may hold the socket open after it died.
+    if (!exited_) {
+      pollfd p[2] = {{fd_.get(), POLLIN, 0}, {exit_fd_.get(), POLLIN, 0}};
+      const int r = ::poll(p, exit_fd_.valid() ? 2 : 1, -1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r > 0 && (p[1].revents & POLLIN)) {
+        exited_ = true;  // read what it sent, then report its end
+        ::fcntl(fd_.get(), F_SETFL, ::fcntl(fd_.get(), F_GETFL) | O_NONBLOCK);
+      }
+    }
     const long n = in_.read_from(fd_.get());
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) follow_its_death();
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN && !exited_) continue;
+    if (n <= 0) {
+      Event ev;
+      ev.died = true;
+      return ev;
+    }
   }
 }
 
-void PythonRunner::follow_its_death() {
+void PythonRunner::end_like_it() {
   {
     MutexLock lock(mu_);
     fd_.reset();

@@ -71,9 +71,11 @@ class PythonRunner {
   struct Event {
     std::vector<Item> results;
     std::vector<uint32_t> recalled;
+    bool died = false;  // it has exited and said all it will: end_like_it() next
   };
 
-  // `python`: the interpreter; `region_fd`: the slot's progress region (shared with it).
+  // `python`: the interpreter; `region_fd`: the slot's progress region (shared with it);
+  // `max_result_bytes`: the worker's --max-result-mb (frames from it are held to that).
   PythonRunner(std::string python, int region_fd, uint64_t max_result_bytes);
   ~PythonRunner();
   PythonRunner(const PythonRunner&) = delete;
@@ -87,9 +89,11 @@ class PythonRunner {
   // Any thread (the slot's reader, for a RECALL from the worker). Asks it to give back those
   // of `refs` it holds and has not started; the answer comes as an Event.
   void recall(const std::vector<uint32_t>& refs) LRTS_EXCLUDES(mu_);
-  // Task thread. Waits for what it says next. A Python process that dies takes this process
-  // with it (see DESIGN): this never returns then.
+  // Task thread. Waits for what it says next. Once it has exited (its pid says so, whoever
+  // else holds its socket) and what it sent is read, an Event with `died`.
   Event next() LRTS_EXCLUDES(mu_);
+  // Task thread, after `died`: this process ends the way it did (see DESIGN).
+  [[noreturn]] void end_like_it();
   // Tasks handed to it without an answer yet.
   size_t outstanding() const LRTS_EXCLUDES(mu_);
   // The Python slot process, while one runs (spared by the slot's clean-up after each task).
@@ -97,8 +101,6 @@ class PythonRunner {
 
  private:
   std::string start();  // "" or why not
-  // The Python process closed its socket: reaps it and ends this process the same way.
-  [[noreturn]] void follow_its_death();
 
   std::string python_;
   int region_fd_;
@@ -106,6 +108,8 @@ class PythonRunner {
   ChildProcess child_;  // task thread
   std::atomic<pid_t> pid_{0};
   UniqueFd fd_;               // written under mu_, read by the task thread
+  UniqueFd exit_fd_;          // its pidfd: readable once it has exited
+  bool exited_ = false;       // task thread
   protocol::FrameBuffer in_;  // task thread
   mutable Mutex mu_;
   protocol::FrameWriter out_ LRTS_GUARDED_BY(mu_);

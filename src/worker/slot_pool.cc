@@ -381,8 +381,15 @@ void SlotPool::slot_ended(Slot& s, int wait_status, TimePoint now) {
   s.proc.mark_reaped();
   s.ready = false;
   s.proc.signal_group(SIGKILL);  // whatever its task started
-  auto bars = last_bars(s);
-  if (core_) core_->on_slot_exit(s.index, describe_wait_status(wait_status), std::move(bars), now);
+  uint32_t running = kRunningUnknown;
+  if (s.region.valid()) {
+    const uint32_t r = s.region.header().running.load(std::memory_order_acquire);
+    running = r == 0 ? kRunningNone : r - 1;
+  }
+  auto bars = last_bars(s);  // resets the region
+  if (core_) {
+    core_->on_slot_exit(s.index, describe_wait_status(wait_status), std::move(bars), now, running);
+  }
 }
 
 void SlotPool::check_memory(TimePoint now) {

@@ -102,9 +102,11 @@ struct Done {
 class Slot {
  public:
   Slot(int fd, shm::ProgressRegion* region, uint64_t max_result_bytes,
-       std::unique_ptr<PythonRunner> python)
-      : fd_(fd),
+       std::unique_ptr<PythonRunner> python, std::vector<std::string> offered)
+      : offered_(std::move(offered)),
+        fd_(fd),
         frames_(kMaxFrame),
+        region_(region),
         ctx_(region),
         max_result_bytes_(max_result_bytes),
         python_(std::move(python)),
@@ -269,11 +271,18 @@ class Slot {
     Done d;
     d.ref = task.ref;
     const auto* type = services::find_service(task.name);
+    mark_running(task.ref + 1);
     const TimePoint start = Clock::now();
     if (!type) {
       d.status = TaskStatus::kFailed;
       d.payload = "unknown service '" + task.name + "' (this worker has: ";
-      const auto names = registered_services();
+      // What this slot offers (as its HELLO said), without programs unless they are allowed.
+      std::vector<std::string> names;
+      for (const auto& n : offered_) {
+        const char* commands = std::getenv("LRTS_ALLOW_COMMANDS");
+        if (n == "lrts.command" && !(commands && *commands)) continue;
+        names.push_back(n);
+      }
       for (size_t i = 0; i < names.size(); ++i) d.payload += (i ? ", '" : "'") + names[i] + "'";
       d.payload += names.empty() ? "none)" : ")";
     } else {
@@ -298,12 +307,18 @@ class Slot {
     }
     d.run_ns = static_cast<uint64_t>(to_ns(Clock::now() - start));
     if (type) d.bars = ctx_.end();
+    mark_running(0);
     if (d.status == TaskStatus::kFinished &&
         over_result_limit(d.payload.size(), max_result_bytes_)) {
       d.status = TaskStatus::kFailed;
       d.payload = result_limit_error(d.payload.size(), max_result_bytes_);
     }
     return d;
+  }
+
+  // Tells the worker, through the region, which task runs (ref + 1) or none (0).
+  void mark_running(uint32_t value) {
+    if (region_->valid()) region_->header().running.store(value, std::memory_order_release);
   }
 
   // A task of the service lrts.python, in a slot that hands them to its Python process.
@@ -344,6 +359,15 @@ class Slot {
     python_->run(handed);
     while (python_->outstanding() > 0) {
       PythonRunner::Event ev = python_->next();
+      if (ev.died) {
+        // What it finished and this slot has not sent yet goes first; then this slot ends as
+        // it did, in the task its region names.
+        {
+          MutexLock lock(out_mu_);
+          flush_locked();
+        }
+        python_->end_like_it();
+      }
       for (auto& r : ev.results) {
         add_result(Done{r.ref, r.status, std::move(r.payload), r.run_ns, std::move(r.bars)});
       }
@@ -379,8 +403,10 @@ class Slot {
     results_.clear();
   }
 
+  const std::vector<std::string> offered_;
   int fd_;
   protocol::FrameBuffer frames_;  // reader thread only
+  shm::ProgressRegion* region_;   // header.running: task thread only
   SlotContext ctx_;               // task thread only
   uint64_t max_result_bytes_;
   // Null: no Python services here. Set once; recall() is called from the reader thread too.
@@ -454,7 +480,7 @@ int slot_main(int argc, char** argv) {
   protocol::FrameWriter out;
   out.push(hello);
   if (!out.write_all(fd) || !error.empty()) return error.empty() ? 0 : 2;
-  return Slot(fd, &region, max_result_bytes, std::move(python)).run();
+  return Slot(fd, &region, max_result_bytes, std::move(python), names).run();
 }
 
 }  // namespace lrts::worker

@@ -131,3 +131,47 @@ class Pid(Service):
     @staticmethod
     def run(service):
         return os.getpid()
+
+
+class TwoArgError(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} {b}")
+
+
+class ReturnsUnloadable(Service):
+    """Returns an exception that pickles but does not unpickle (its __init__ takes two)."""
+
+    @staticmethod
+    def run(service):
+        return TwoArgError(1, 2)
+
+
+class ForksThenDies(Service):
+    """Leaves a forked child holding everything open, then its process exits."""
+
+    @staticmethod
+    def run(service):
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        os._exit(1)
+
+
+class WritesGarbage(Service):
+    """Writes stray bytes on its slot's socket (descriptor 3)."""
+
+    @staticmethod
+    def run(service):
+        os.write(3, b"\xff" * 64)
+        time.sleep(30)
+        return "not reached"
+
+
+class Holds(Service):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    @staticmethod
+    def run(service):
+        return service.value.n

@@ -17,13 +17,14 @@ import lrts
 from lrts import NativeService, ServiceStatus
 from conftest import (LRTS_BIN, child_env, cpp_slot_pids, example_services_lib, python_slot_pids,
                       wait_until)
-from pyservices import Counts, Echo, Hog, Numpy, Pid, Raises, Segfault, Sleep, Spawns
+from pyservices import (Counts, Echo, ForksThenDies, Hog, Numpy, Raises, ReturnsUnloadable,
+                        Segfault, Sleep, Spawns, WritesGarbage)
 
 
 def test_results_keep_their_python_types(running):
     app = running.app()
-    values = [None, True, 7, -3, 2**70, 1.5, "text é", b"\x00bytes", (1, "a"), [1, [2]],
-              {"k": (1, 2)}, {1, 2}, frozenset({3})]
+    values = [None, True, 7, -3, 2**70, 1.5, 1.0, -0.0, 3e18, "text é", "caf\udce9",
+              b"\x00bytes", (1, "a"), [1, [2]], {"k": (1, 2)}, {1, 2}, frozenset({3})]
     ids = [app.schedule_service(service=Echo(v)) for v in values]
     results = app.wait_for_multi(service_ids=ids, timeout=60)
     for v, r in zip(values, results):
@@ -363,3 +364,105 @@ def test_short_tasks_behind_a_long_one_are_recalled_from_the_python_process(clus
         assert order[-1] == long_id, f"round {round_}: {order.index(long_id)} of {len(order)}"
         ids += shorts
     app.stop_application()
+
+
+def test_a_crash_costs_only_the_task_it_happened_in(cluster):
+    """One slot, short tasks pipelined, every seventh crashing: the results finished just
+    before a crash were still in the slots' buffers, yet no other task fails or is retried."""
+    cluster.start_scheduler()
+    cluster.start_progress_server()
+    cluster.start_worker("1")
+    app = cluster.app(track_progress=False)
+    ids = {}
+    for i in range(210):
+        if i % 7 == 6:
+            ids[app.schedule_service(Segfault(), max_retries=1)] = "crash"
+        else:
+            ids[app.schedule_service(Echo(i), max_retries=0)] = i
+    for r in app.as_completed(list(ids), timeout=120):
+        want = ids[r.service_id]
+        if want == "crash":
+            assert r.service_status == ServiceStatus.FAILED and "signal 11" in r.error
+        else:
+            assert r.ok, f"{r.service_id}: {r.error}"
+            assert r.service_result == want
+    app.stop_application()
+
+
+def test_a_python_process_that_dies_with_a_forked_child_alive_is_noticed(running):
+    app = running.app()
+    r = app.wait_for(app.schedule_service(ForksThenDies(), max_retries=0), timeout=30)
+    assert r.service_status == ServiceStatus.FAILED
+    assert "exited with status 1" in r.error, r.error
+    assert app.wait_for(app.schedule_service(Echo(5)), timeout=30).service_result == 5
+    app.stop_application()
+
+
+def test_stray_bytes_on_the_slot_socket_end_the_attempt(running):
+    app = running.app()
+    r = app.wait_for(app.schedule_service(WritesGarbage(), max_retries=0), timeout=30)
+    assert r.service_status == ServiceStatus.FAILED, r
+    assert app.wait_for(app.schedule_service(Echo(6)), timeout=30).service_result == 6
+    app.stop_application()
+
+
+def test_a_slow_progress_callback_holds_up_nothing_else(running):
+    app = running.app()
+    release = threading.Event()
+    calls = []
+
+    def stuck(bars):
+        calls.append(len(bars))
+        release.wait(60)  # until the results are in: they must not need this callback
+    app.on_progress(stuck)
+    ids = [app.schedule_service(Counts(steps=10, step_s=0.05)) for _ in range(2)]
+    try:
+        results = app.wait_for_multi(ids, timeout=30)
+    finally:
+        release.set()
+    assert [r.service_result for r in results] == [10, 10]
+    assert calls
+    app.on_progress(None)
+    app.stop_application()
+
+
+def test_a_result_the_application_cannot_unpickle_says_so(running):
+    app = running.app()
+    sid = app.schedule_service(ReturnsUnloadable())
+    r = app.wait_for(sid, timeout=30)
+    assert r.ok
+    with pytest.raises(lrts.ResultError) as e:
+        r.service_result
+    assert sid in str(e.value) and "unpickled" in str(e.value)
+    assert sid in repr(r)
+    app.stop_application()
+
+
+def test_an_application_stopped_cannot_start_again(running):
+    app = running.app()
+    app.stop_application()
+    with pytest.raises(RuntimeError, match="stopped"):
+        app.start_application()
+
+
+def test_a_service_holding_objects_from_main_travels_by_value(running, tmp_path):
+    script = tmp_path / "holds.py"
+    script.write_text(textwrap.dedent(f"""
+        import dataclasses
+        import lrts
+        from pyservices import Holds
+
+        @dataclasses.dataclass
+        class Config:
+            n: int
+
+        app = lrts.ClientApplication(lrts.ApplicationInformation(
+            scheduler_port='{running.port}', progress_server_port='{running.progress_port}'))
+        app.start_application()
+        print(app.wait_for(app.schedule_service(Holds(Config(3))), timeout=60).service_result)
+        app.stop_application()
+    """))
+    r = subprocess.run(["/usr/bin/python3", str(script)], capture_output=True, text=True,
+                       timeout=120, env=child_env())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "3\n"
