@@ -130,17 +130,15 @@ class Slot {
       while (queue_.empty() && !closed_) queue_cv_.wait(queue_mu_);
       const bool closed = queue_.empty();  // the worker closed our socket: time to go
       std::vector<Task> python_tasks;      // Python tasks next to each other go together
-      if (!closed) {
+      if (!closed && forwards(queue_.front())) {
+        while (!queue_.empty() && python_tasks.size() < kMaxHandedTasks &&
+               forwards(queue_.front())) {
+          python_tasks.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      } else if (!closed) {
         task = std::move(queue_.front());
         queue_.pop_front();
-        if (forwards(task)) {
-          python_tasks.push_back(std::move(task));
-          while (!queue_.empty() && python_tasks.size() < kMaxHandedTasks &&
-                 forwards(queue_.front())) {
-            python_tasks.push_back(std::move(queue_.front()));
-            queue_.pop_front();
-          }
-        }
       }
       queue_mu_.unlock();
       if (closed) break;

@@ -37,8 +37,8 @@ class ExecutorTest : public ::testing::Test {
     for (int round = 0; round < 100 && ex_.dispatch().in_flight(0).size() < depth; ++round) {
       now_ += 10us;
       const uint32_t ref = ex_.dispatch().in_flight(0).front();
-      std::vector<SlotOutcome> r{SlotOutcome{ref, protocol::TaskStatus::kFinished, Bytes("x"),
-                                             10'000, {}}};
+      std::vector<SlotOutcome> r{
+          SlotOutcome{ref, protocol::TaskStatus::kFinished, Bytes("x"), 10'000, {}}};
       std::vector<Outcome> out;
       ASSERT_TRUE(ex_.on_slot_results(0, r, now_, out));
       ex_.on_tick(now_);
