@@ -185,21 +185,30 @@ def test_ctrl_c_interrupts_a_wait(running, tmp_path):
             scheduler_port='{running.port}', progress_server_port='{running.progress_port}'))
         app.start_application()
         sid = app.schedule_service(Sleep(60))
-        print('waiting', flush=True)
+        waiting = False
         try:
+            print('waiting', flush=True)
+            waiting = True
             app.wait_for(sid)
         except KeyboardInterrupt:
-            print('interrupted', flush=True)
+            print('interrupted' if waiting else 'too early', flush=True)
             app.stop_application()
             sys.exit(3)
     """))
     p = subprocess.Popen(["/usr/bin/python3", str(script)], stdout=subprocess.PIPE, text=True,
                          env=child_env())
     assert p.stdout.readline().strip() == "waiting"
+
+    def asleep_in_the_wait():
+        # The main thread blocked (the wait releases the GIL and sleeps on a condition).
+        with open(f"/proc/{p.pid}/task/{p.pid}/stat") as f:
+            stat = f.read()
+        return stat[stat.rindex(")") + 2] == "S"
+    wait_until(asleep_in_the_wait, 20, "the application to wait")
     p.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     out, _ = p.communicate(timeout=20)
-    assert p.returncode == 3 and "interrupted" in out
+    assert p.returncode == 3 and "interrupted" in out, out
     assert time.monotonic() - t0 < 5
 
 
