@@ -17,7 +17,6 @@ processes (``lrts worker --python PATH``, /usr/bin/python3 by default).
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import json
 import os
@@ -372,4 +371,3 @@ class Admin:
 
 
 __all__.append("Admin")
-del builtins

@@ -385,7 +385,6 @@ class Slot {
   static void clean_up_children(pid_t keep) {
     int status;
     if (::waitpid(-1, &status, WNOHANG) < 0 && errno == ECHILD) return;
-    if (keep > 0 && child_pids() == std::vector<pid_t>{keep}) return;
     kill_descendants(keep > 0 ? std::vector<pid_t>{keep} : std::vector<pid_t>{});
   }
 

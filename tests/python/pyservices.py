@@ -175,3 +175,13 @@ class Holds(Service):
     @staticmethod
     def run(service):
         return service.value.n
+
+
+class Big(Service):
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    @staticmethod
+    def run(service):
+        return b"x" * service.n

@@ -17,7 +17,7 @@ import lrts
 from lrts import NativeService, ServiceStatus
 from conftest import (LRTS_BIN, child_env, cpp_slot_pids, example_services_lib, python_slot_pids,
                       wait_until)
-from pyservices import (Counts, Echo, ForksThenDies, Hog, Numpy, Raises, ReturnsUnloadable,
+from pyservices import (Big, Counts, Echo, ForksThenDies, Hog, Numpy, Raises, ReturnsUnloadable,
                         Segfault, Sleep, Spawns, WritesGarbage)
 
 
@@ -475,3 +475,18 @@ def test_a_service_holding_objects_from_main_travels_by_value(running, tmp_path)
                        timeout=120, env=child_env())
     assert r.returncode == 0, r.stderr
     assert r.stdout == "3\n"
+
+
+def test_a_result_just_past_max_result_mb_fails_once_with_its_size(cluster):
+    cluster.start_scheduler()
+    cluster.start_progress_server()
+    cluster.start_worker("1", extra=["--max-result-mb", "1"])
+    app = cluster.app()
+    # The limit is on the value: exactly 1 MiB passes (its encoding is allowed 64 KiB more).
+    fits = app.wait_for(app.schedule_service(Big(1 << 20)), timeout=60)
+    assert fits.ok and len(fits.service_result) == 1 << 20
+    r = app.wait_for(app.schedule_service(Big((1 << 20) + (64 << 10) + 1024)), timeout=60)
+    assert r.service_status == ServiceStatus.FAILED and r.attempt == 1
+    assert "--max-result-mb limit of 1.0 MB" in r.error, r.error
+    assert app.wait_for(app.schedule_service(Echo(7)), timeout=60).service_result == 7
+    app.stop_application()
