@@ -28,7 +28,7 @@ class KeygenCommand final : public Command {
                  "ROLE.key) and accepts it at once; to rotate a key, add the new one, move the "
                  "members over, then --revoke the old one");
     a.add_option("--role", role_,
-                 "Role of the member that --add makes: worker, application, viewer, admin")
+                 "Role of the member that --add makes: worker, application, viewer, admin, relay")
         ->check(CLI::IsMember({"worker", "application", "viewer", "admin"}));
     a.add_option("--revoke", revoke_,
                  "Stop accepting member NAME's key: new connections are refused and the "
@@ -42,7 +42,7 @@ class KeygenCommand final : public Command {
     if (actions > 1) return fail("--add, --revoke and --list go one at a time");
     if (!role_.empty() && add_.empty()) return fail("--role goes with --add");
     if (!add_.empty()) {
-      if (role_.empty()) return fail("--add needs --role worker|application|viewer|admin");
+      if (role_.empty()) return fail("--add needs --role worker|application|viewer|admin|relay");
       auto out = net::add_member(dir_, add_, *net::parse_role(role_));
       if (!out) return fail(out.error());
       std::printf("added %s '%s': give that machine %s (use --auth %s there)\n", role_.c_str(),
@@ -65,7 +65,7 @@ class KeygenCommand final : public Command {
     std::printf(
         "cluster keys in %s: run the scheduler and the progress server with --auth %s; give "
         "workers, applications and viewers a copy of scheduler.pub with their key (or make one "
-        "each with: lrts keygen %s --add NAME --role worker|application|viewer|admin)\n",
+        "each with: lrts keygen %s --add NAME --role worker|application|viewer|admin|relay)\n",
         dir_.c_str(), dir_.c_str(), dir_.c_str());
     return 0;
   }

@@ -53,6 +53,14 @@ class SchedulerCommand final : public Command {
                  "--heartbeat-interval")
         ->capture_default_str()
         ->check(flags::number(0.05, 86400));
+    a.add_option("--max-heartbeat-rate", so_.core.max_heartbeat_rate,
+                 "Most worker heartbeats a second the scheduler (and each relay) receives: past "
+                 "this many workers per --heartbeat-interval, the interval workers are told "
+                 "doubles as often as needed, and --worker-timeout grows with it (a relay's "
+                 "summary counts as one heartbeat; a worker that leaves or reconnects is still "
+                 "noticed at once)")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 10'000'000u));
     a.add_option("--app-timeout", app_timeout_s_,
                  "Seconds without a heartbeat after which an application counts as disconnected; "
                  "at least twice --heartbeat-interval")

@@ -188,7 +188,7 @@ void SessionCore::handle(const protocol::AppResults& m, TimePoint) {
 }
 
 void SessionCore::handle(const protocol::HeartbeatAck& m, TimePoint now) {
-  if (session_.on_heartbeat_ack(m.scheduler_epoch, now)) {
+  if (session_.on_heartbeat_ack(m.scheduler_epoch, m.heartbeat_ms, now)) {
     send_hello(now);
   } else if (!connected_ && ready_reported_) {
     connected_ = true;

@@ -183,7 +183,7 @@ Result<std::vector<MemberLine>> read_members(const std::string& path) {
     const auto r = parse_role(role);
     if (!r || !valid_name(name) || !valid_z85_key(key)) {
       return make_error(path + " line " + std::to_string(n) +
-                        ": expected 'worker|application|viewer NAME PUBLIC_KEY'");
+                        ": expected 'worker|application|viewer|admin|relay NAME PUBLIC_KEY'");
     }
     out.push_back({*r, name, key});
   }
@@ -216,12 +216,14 @@ std::string_view role_name(Role role) {
       return "viewer";
     case Role::kAdmin:
       return "admin";
+    case Role::kRelay:
+      return "relay";
   }
   return "?";
 }
 
 std::optional<Role> parse_role(std::string_view text) {
-  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer, Role::kAdmin}) {
+  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer, Role::kAdmin, Role::kRelay}) {
     if (text == role_name(r)) return r;
   }
   return std::nullopt;
@@ -244,7 +246,7 @@ Status create_cluster_keys(const std::string& dir) {
   }
   if (auto s = write_new_file(dir + "/" + kServerPublic, public_file_text(*server)); !s) return s;
   std::vector<MemberLine> members;
-  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer, Role::kAdmin}) {
+  for (Role r : {Role::kWorker, Role::kApplication, Role::kViewer, Role::kAdmin, Role::kRelay}) {
     auto k = new_key(std::string(role_name(r)));
     if (!k) return Error{k.error()};
     const std::string path = dir + "/" + std::string(role_name(r)) + ".key";

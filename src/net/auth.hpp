@@ -32,7 +32,9 @@ namespace lrts::net {
 
 // kAdmin: an operator's key — queries about every application, cancel and drain (lrts status,
 // cancel, drain ...). A viewer queries everything and changes nothing.
-enum class Role : uint8_t { kWorker, kApplication, kViewer, kAdmin };
+// kRelay: an lrts relay's key — it carries workers' messages and vouches for the worker keys it
+// accepted them with.
+enum class Role : uint8_t { kWorker, kApplication, kViewer, kAdmin, kRelay };
 std::string_view role_name(Role role);
 std::optional<Role> parse_role(std::string_view text);
 

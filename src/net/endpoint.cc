@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <cstdlib>
 #include <cstring>
 
 namespace lrts::net {
@@ -62,6 +63,51 @@ Result<Endpoint> connect_endpoint(const std::string& host, int port) {
   if (!ip) return Error{ip.error()};
   const bool literal_v6 = host.find(':') != std::string::npos;
   return Endpoint{format(literal_v6 ? host : (ipv6 ? *ip : host), ipv6, port), ipv6};
+}
+
+Result<std::vector<Endpoint>> connect_endpoints(const std::string& list, int port) {
+  std::vector<Endpoint> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    std::string item = list.substr(start, end - start);
+    start = end + 1;
+    if (item.empty()) return make_error("empty address in the list '" + list + "'");
+    int item_port = port;
+    // host:port, [v6]:port; a bare IPv6 literal (several colons) takes `port`.
+    std::string host = item;
+    if (item.front() == '[') {
+      const size_t close = item.find(']');
+      if (close == std::string::npos) return make_error("unclosed '[' in address '" + item + "'");
+      host = item.substr(1, close - 1);
+      if (close + 1 < item.size()) {
+        if (item[close + 1] != ':') return make_error("bad address '" + item + "'");
+        item = item.substr(close + 2);
+        char* stop = nullptr;
+        const long p = std::strtol(item.c_str(), &stop, 10);
+        if (item.empty() || *stop || p < 1 || p > 65535) {
+          return make_error("bad port in address '" + item + "'");
+        }
+        item_port = static_cast<int>(p);
+      }
+    } else if (const size_t colon = item.find(':');
+               colon != std::string::npos && item.find(':', colon + 1) == std::string::npos) {
+      host = item.substr(0, colon);
+      const std::string ps = item.substr(colon + 1);
+      char* stop = nullptr;
+      const long p = std::strtol(ps.c_str(), &stop, 10);
+      if (ps.empty() || *stop || p < 1 || p > 65535) {
+        return make_error("bad port in address '" + item + "' (host:port, 1-65535)");
+      }
+      item_port = static_cast<int>(p);
+    }
+    auto ep = connect_endpoint(host, item_port);
+    if (!ep) return Error{ep.error()};
+    out.push_back(std::move(*ep));
+    if (end == list.size()) break;
+  }
+  return out;
 }
 
 Result<Endpoint> bind_endpoint(const std::string& host, int port) {

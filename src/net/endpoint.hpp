@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -16,6 +17,9 @@ struct Endpoint {
 // For connecting: the host must resolve now (the name, not the address, goes to ZeroMQ, so a
 // peer that moves is found again on reconnect).
 Result<Endpoint> connect_endpoint(const std::string& host, int port);
+// A list "a,b:5556,[::1]:5557" for failover: each a host, with its own port or `port`. Every
+// host must resolve now.
+Result<std::vector<Endpoint>> connect_endpoints(const std::string& list, int port);
 // For binding: "*" or "0.0.0.0" means every interface; a name is resolved to one address.
 Result<Endpoint> bind_endpoint(const std::string& host, int port);
 

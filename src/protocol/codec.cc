@@ -77,6 +77,14 @@ const char* type_label(MsgType t) {
       return "worker_bye";
     case MsgType::kWorkerReturn:
       return "worker_return";
+    case MsgType::kRelayed:
+      return "relayed";
+    case MsgType::kRelaySummary:
+      return "relay_summary";
+    case MsgType::kRelayDown:
+      return "relay_down";
+    case MsgType::kRelayAck:
+      return "relay_ack";
     case MsgType::kWorkerWelcome:
       return "worker_welcome";
     case MsgType::kAssign:

@@ -19,7 +19,7 @@
 
 namespace lrts::protocol {
 
-inline constexpr uint32_t kVersion = 4;
+inline constexpr uint32_t kVersion = 5;
 inline constexpr size_t kDefaultMaxMessageBytes = 64u << 20;
 // A peer may announce a smaller limit than this; none may be smaller than kMinMaxMessageBytes.
 inline constexpr size_t kMinMaxMessageBytes = 1u << 20;
@@ -69,12 +69,18 @@ enum class MsgType : uint8_t {
   kWorkerResults = 34,
   kWorkerBye = 35,
   kWorkerReturn = 36,  // hands tasks back but stays (a draining worker)
+  // relay -> scheduler (lrts relay: many workers on one connection)
+  kRelayed = 37,       // workers' messages, each with the relay's name for its sender
+  kRelaySummary = 38,  // the relay's workers' heartbeats, and which of them left
   // scheduler -> worker
   kWorkerWelcome = 48,
   kAssign = 49,
   kResultAck = 50,
   kCancelTasks = 51,
   kDrain = 52,  // stop taking tasks, as on SIGTERM (lrts drain)
+  // scheduler -> relay
+  kRelayDown = 53,  // messages for workers behind the relay
+  kRelayAck = 54,   // answer to a summary: the intervals the relay and its workers keep
   // slot <-> worker (socketpair), see slot_messages.hpp
   kSlotHello = 64,
   kSlotRun = 65,
@@ -326,7 +332,13 @@ struct HeartbeatAck {
   static constexpr MsgType kType = MsgType::kHeartbeatAck;
   static constexpr const char* kName = "heartbeat ack";
   uint64_t scheduler_epoch = 0;
-  static constexpr auto describe() { return std::tuple{wire::u(&HeartbeatAck::scheduler_epoch)}; }
+  // The interval the peer heartbeats at from now on (0: keep the one it has). The scheduler
+  // lengthens it as workers join, so that the heartbeats it receives stay under a rate.
+  uint32_t heartbeat_ms = 0;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&HeartbeatAck::scheduler_epoch),
+                      wire::u(&HeartbeatAck::heartbeat_ms)};
+  }
 };
 
 struct ErrorMsg {
@@ -566,14 +578,110 @@ struct QueryReply {
 // The scheduler asks a worker to drain: the same as its first SIGTERM.
 using Drain = Signal<MsgType::kDrain>;
 
+// ---- relays (lrts relay) ----------------------------------------------------------------------
+//
+// A relay accepts workers as if it were the scheduler and carries their messages on one
+// connection. Each worker connection is a `sub` (a number the relay never reuses); the scheduler
+// names a relayed worker by the relay's connection and that number. A relay behind a relay is a
+// worker of it whose messages are relay messages: relays chain.
+
+// Most messages one relay batch holds.
+inline constexpr uint32_t kMaxRelayItems = 65'536;
+
+struct RelayedItem {
+  uint32_t sub = 0;
+  // The member key the relay accepted the sender's connection with (--auth), empty without.
+  std::string_view identity;
+  bool relay = false;        // that key is a relay's: it may relay in turn
+  std::string_view message;  // one whole message of the worker protocol (or a relay's)
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&RelayedItem::sub), wire::str(&RelayedItem::identity, 0, 256),
+                      wire::flag(&RelayedItem::relay), wire::bin(&RelayedItem::message)};
+  }
+};
+
+struct Relayed {
+  static constexpr MsgType kType = MsgType::kRelayed;
+  static constexpr const char* kName = "relayed";
+  std::vector<RelayedItem> items;
+  static constexpr auto describe() {
+    return std::tuple{wire::list(&Relayed::items, kMaxRelayItems)};
+  }
+};
+
+// The last heartbeat of one worker behind the relay (sent when it changed).
+struct RelayBeat {
+  uint32_t sub = 0;
+  uint32_t capacity = 0;
+  uint32_t running = 0;
+  uint64_t memory_bytes = 0;
+  bool draining = false;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&RelayBeat::sub), wire::u(&RelayBeat::capacity),
+                      wire::u(&RelayBeat::running), wire::u(&RelayBeat::memory_bytes),
+                      wire::flag(&RelayBeat::draining)};
+  }
+};
+
+// Sent every interval the scheduler names (RelayAck): the relay is alive, and so is every
+// worker it has not listed as gone. `beats`: workers whose heartbeat changed since the last
+// summary; `gone`: workers whose connection ended or that went silent.
+struct RelaySummary {
+  static constexpr MsgType kType = MsgType::kRelaySummary;
+  static constexpr const char* kName = "relay summary";
+  uint64_t relay_uid = 0;  // random per relay process (for logs and listings)
+  uint32_t workers = 0;    // connections it holds now
+  std::vector<RelayBeat> beats;
+  std::vector<uint32_t> gone;
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&RelaySummary::relay_uid), wire::u(&RelaySummary::workers),
+                      wire::list(&RelaySummary::beats, kMaxRelayItems),
+                      wire::uints(&RelaySummary::gone)};
+  }
+};
+
+struct RelayDownItem {
+  uint32_t sub = 0;
+  std::string_view message;  // one whole message for that worker (or relay)
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&RelayDownItem::sub), wire::bin(&RelayDownItem::message)};
+  }
+};
+
+struct RelayDown {
+  static constexpr MsgType kType = MsgType::kRelayDown;
+  static constexpr const char* kName = "relay down";
+  std::vector<RelayDownItem> items;
+  static constexpr auto describe() {
+    return std::tuple{wire::list(&RelayDown::items, kMaxRelayItems)};
+  }
+};
+
+struct RelayAck {
+  static constexpr MsgType kType = MsgType::kRelayAck;
+  static constexpr const char* kName = "relay ack";
+  uint64_t scheduler_epoch = 0;
+  uint32_t heartbeat_ms = 0;         // how often the relay sends its summary
+  uint32_t worker_heartbeat_ms = 0;  // the interval its workers are told (in its acks to them)
+  uint32_t worker_timeout_ms = 0;    // a worker silent this long is gone
+  static constexpr auto describe() {
+    return std::tuple{wire::u(&RelayAck::scheduler_epoch), wire::u(&RelayAck::heartbeat_ms),
+                      wire::u(&RelayAck::worker_heartbeat_ms),
+                      wire::u(&RelayAck::worker_timeout_ms)};
+  }
+};
+
 // ---- what each receiver accepts ---------------------------------------------------------------
 
-using ToScheduler = std::variant<AppHello, Submit, Received, Cancel, AppHeartbeat, AppBye,
-                                 Collected, Detach, WorkerHello, WorkerHeartbeat, WorkerResults,
-                                 WorkerBye, WorkerReturn, Chunk, ChunkAck, Query, Control>;
+using ToScheduler =
+    std::variant<AppHello, Submit, Received, Cancel, AppHeartbeat, AppBye, Collected, Detach,
+                 WorkerHello, WorkerHeartbeat, WorkerResults, WorkerBye, WorkerReturn, Chunk,
+                 ChunkAck, Query, Control, Relayed, RelaySummary>;
 using ToApp = std::variant<AppWelcome, AppOutstanding, SubmitAck, CollectedAck, AppResults,
                            HeartbeatAck, ErrorMsg, Chunk, ChunkAck, AppCounts, QueryReply>;
 using ToWorker = std::variant<WorkerWelcome, Assign, ResultAck, CancelTasks, HeartbeatAck, ErrorMsg,
                               Chunk, ChunkAck, Drain>;
+// What a relay's upstream connection receives.
+using ToRelay = std::variant<RelayDown, RelayAck, ErrorMsg>;
 
 }  // namespace lrts::protocol

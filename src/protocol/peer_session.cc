@@ -52,8 +52,14 @@ bool PeerSession::on_hello_required(TimePoint now) {
   return welcomed_ || now - last_hello_ > kHelloDebounce;
 }
 
-bool PeerSession::on_heartbeat_ack(uint64_t epoch, TimePoint now) {
-  return epoch != epoch_ && now - last_hello_ > kHelloDebounce;
+bool PeerSession::on_heartbeat_ack(uint64_t epoch, uint32_t heartbeat_ms, TimePoint now) {
+  const bool restarted = epoch != epoch_;
+  if (heartbeat_ms > 0 && !restarted) {
+    // The scheduler lengthens (or shortens) the interval as peers come and go.
+    heartbeat_ = milliseconds(heartbeat_ms);
+    next_heartbeat_ = std::min(next_heartbeat_, now + heartbeat_);
+  }
+  return restarted && now - last_hello_ > kHelloDebounce;
 }
 
 bool PeerSession::became_silent(TimePoint now) {

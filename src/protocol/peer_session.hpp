@@ -7,7 +7,8 @@
 //   heartbeat acknowledgement carrying a new epoch both ask for a new hello, at most once per
 //   kHelloDebounce: a burst of replies to messages sent before the hello must not make a burst
 //   of hellos.
-// - Heartbeats go every interval the scheduler's welcome names. The scheduler answers one in
+// - Heartbeats go every interval the scheduler's welcome (or latest acknowledgement) names. The
+//   scheduler answers one in
 //   protocol::kHeartbeatAckEvery (a sign of life only), so a peer counts the scheduler silent
 //   after three such periods (and never sooner than kMinSilence) without hearing anything.
 // Not thread-safe: one loop owns it.
@@ -45,7 +46,8 @@ class PeerSession {
   bool on_welcome(uint64_t epoch, uint32_t heartbeat_ms, uint64_t max_message, TimePoint now);
   // "hello required", or a heartbeat acknowledgement: true when a hello should go now.
   bool on_hello_required(TimePoint now);
-  bool on_heartbeat_ack(uint64_t epoch, TimePoint now);
+  // `heartbeat_ms` non-zero: the interval to heartbeat at from now on.
+  bool on_heartbeat_ack(uint64_t epoch, uint32_t heartbeat_ms, TimePoint now);
   // True once, when the scheduler has just become silent past the rule (checked by the caller
   // on each heartbeat); heard() then returns true when it answers again.
   bool became_silent(TimePoint now);

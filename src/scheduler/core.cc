@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "protocol/relay_ids.hpp"
 
 namespace lrts::scheduler {
 
@@ -58,6 +59,77 @@ void SchedulerCore::dispatch(const PeerId& peer, const protocol::AppHello& m, Ti
                   "this key is not an application key: it cannot submit or collect results");
   }
   on_app_hello(peer, m, now);
+}
+
+void SchedulerCore::dispatch(const PeerId& peer, const protocol::Relayed&, TimePoint) {
+  if (!caller_.may_relay) {
+    return refuse(peer, "role", "this key is not a relay key: it cannot relay workers");
+  }
+  // The server takes relayed messages apart before they reach the core.
+  ++stats_.bad_messages;
+  send_error(peer, ErrorCode::kBadMessage, "relayed messages are not taken here");
+}
+
+void SchedulerCore::dispatch(const PeerId& peer, const protocol::RelaySummary& m, TimePoint now) {
+  if (!caller_.may_relay) {
+    return refuse(peer, "role", "this key is not a relay key: it cannot relay workers");
+  }
+  if (peers_.count(peer)) {
+    ++stats_.bad_messages;
+    return send_error(peer, ErrorCode::kBadMessage, "a worker or application cannot relay");
+  }
+  const uint32_t ri = relay_for(peer, now);
+  if (ri == kNone) {
+    ++stats_.refused;
+    return send_error(peer, ErrorCode::kRefused, "relays may chain at most 4 deep");
+  }
+  Relay& r = relays_[ri];
+  ++stats_.relay_summaries;
+  if (r.uid != m.relay_uid) {
+    if (r.uid != 0) {
+      LRTS_INFO("relay {:016x} now speaks on the connection of relay {:016x}", m.relay_uid, r.uid);
+    }
+    r.uid = m.relay_uid;
+  }
+  r.last_seen = now;
+  arm_relay_timer(ri, now + timeout_for_relay(r));
+  // Summaries may come twice or late (a duplicate, a relay the worker has left since): each
+  // names workers by the relay's connection, so what no longer matches is ignored.
+  for (const auto& beat : m.beats) {
+    const auto id = protocol::relayed_peer(peer, beat.sub);
+    if (!id) continue;
+    auto it = peers_.find(*id);
+    if (it == peers_.end() || !it->second.is_worker) continue;
+    const uint32_t wi = it->second.index;
+    Worker& w = workers_[wi];
+    if (w.relay != ri) continue;
+    ++stats_.heartbeats;
+    w.last_seen = now;
+    w.capacity = capped_capacity(w, beat.capacity);
+    w.running = beat.running;
+    w.memory_bytes = beat.memory_bytes;
+    w.draining = beat.draining;
+    check_hoarding(wi, beat.running, now);
+    placement_.mark_ready(wi);
+  }
+  for (uint32_t sub : m.gone) {
+    const auto id = protocol::relayed_peer(peer, sub);
+    if (!id) continue;
+    auto it = peers_.find(*id);
+    if (it == peers_.end() || !it->second.is_worker) continue;
+    if (workers_[it->second.index].relay != ri) continue;
+    lose_worker(it->second.index, "its relay says its connection ended");
+  }
+  protocol::RelayAck ack;
+  ack.scheduler_epoch = options_.epoch;
+  ack.heartbeat_ms = rate_limited_ms(direct_workers_ + relay_by_peer_.size());
+  r.told_ms = ack.heartbeat_ms;
+  ack.worker_heartbeat_ms = rate_limited_ms(std::max<size_t>(r.workers, m.workers));
+  const uint32_t base_ms =
+      static_cast<uint32_t>(std::max<int64_t>(1, to_ms(options_.heartbeat_interval)));
+  ack.worker_timeout_ms = static_cast<uint32_t>(std::min<int64_t>(
+      UINT32_MAX, to_ms(options_.worker_timeout) * (ack.worker_heartbeat_ms / base_ms)));
+  transport_.send_relay(peer, ack);
 }
 
 void SchedulerCore::dispatch(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now) {
@@ -158,9 +230,11 @@ void SchedulerCore::send_error(const PeerId& peer, ErrorCode code, std::string_v
 
 void SchedulerCore::send_heartbeat_ack(const PeerId& peer, bool app) {
   if (app) {
-    transport_.send_app(peer, protocol::HeartbeatAck{options_.epoch});
+    transport_.send_app(
+        peer, protocol::HeartbeatAck{options_.epoch,
+                                     static_cast<uint32_t>(to_ms(options_.heartbeat_interval))});
   } else {
-    transport_.send_worker(peer, protocol::HeartbeatAck{options_.epoch});
+    transport_.send_worker(peer, protocol::HeartbeatAck{options_.epoch, 0});
   }
 }
 
@@ -181,6 +255,11 @@ void SchedulerCore::on_app_hello(const PeerId& peer, const protocol::AppHello& m
   if (pit != peers_.end() && pit->second.is_worker) {
     ++stats_.bad_messages;
     return send_error(peer, ErrorCode::kBadMessage, "a worker cannot say application hello");
+  }
+  if (protocol::is_relayed(peer)) {
+    ++stats_.refused;
+    return send_error(peer, ErrorCode::kRefused,
+                      "applications connect to the scheduler itself, not through a relay");
   }
   const std::string app_id(m.application_id);
   const auto existing = app_by_id_.find(app_id);
@@ -437,12 +516,16 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
     fresh.uid = m.worker_uid;
     fresh.identity.assign(caller_.identity);
     fresh.name = name;
+    fresh.relay = kNone;
+    ++direct_workers_;
     worker_by_uid_.emplace(m.worker_uid, wi);
   }
   Worker& w = workers_[wi];
   if (!w.peer.empty() && w.peer != peer) peers_.erase(w.peer);
   w.peer = peer;
   peers_[peer] = PeerRef{true, wi};
+  // Directly or through a relay: a worker that moved (its relay died, say) keeps what it holds.
+  set_relay(wi, protocol::is_relayed(peer) ? relay_for(protocol::relay_of(peer), now) : kNone);
   std::vector<uint32_t> services;
   for (auto name : m.services) {
     const uint32_t n = service_names_.acquire(name);
@@ -466,8 +549,9 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   w.capacity = capped_capacity(w, m.capacity);
   w.last_seen = now;
   w.last_progress = now;
+  w.told_ms = heartbeat_ms_for(w);
   ++w.timer_gen;
-  timers_.push({now + options_.worker_timeout, workers_.handle(wi), w.timer_gen, true});
+  timers_.push({now + timeout_for(w), workers_.handle(wi), w.timer_gen, TimerOf::kWorker});
 
   // A new connection: its streams start afresh; tasks whose ASSIGN never left go back.
   w.streams = new_streams(m.max_message, &w.limits);
@@ -483,7 +567,7 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
   // Reconcile what the worker holds with what we think it holds.
   protocol::WorkerWelcome welcome;
   welcome.scheduler_epoch = options_.epoch;
-  welcome.heartbeat_ms = static_cast<uint32_t>(to_ms(options_.heartbeat_interval));
+  welcome.heartbeat_ms = w.told_ms;
   welcome.max_message = options_.max_message_bytes;
   // What it holds, one entry per task (a task can be listed twice, say a newer attempt it runs
   // and the unacknowledged result of an older one): the newest attempt counts.
@@ -613,9 +697,21 @@ void SchedulerCore::on_worker(uint32_t wi, const protocol::WorkerHeartbeat& m, T
   w.draining = m.draining;
   check_hoarding(wi, m.running, now);
   placement_.mark_ready(wi);
-  if (now - w.last_ack >= protocol::kHeartbeatAckEvery * options_.heartbeat_interval) {
+  // Answered now and then (a sign of life), and at once when its interval has changed: as
+  // workers come and go the interval follows their number, so heartbeats stay under the rate.
+  const uint32_t interval = heartbeat_ms_for(w);
+  if (interval != w.told_ms ||
+      now - w.last_ack >= protocol::kHeartbeatAckEvery * milliseconds(w.told_ms)) {
     w.last_ack = now;
-    send_heartbeat_ack(w.peer, false);
+    if (interval > w.told_ms) {
+      // Longer from now on: the timer follows (a shorter one catches up at the next check).
+      w.told_ms = interval;
+      ++w.timer_gen;
+      timers_.push(
+          {w.last_seen + timeout_for(w), workers_.handle(wi), w.timer_gen, TimerOf::kWorker});
+    }
+    w.told_ms = interval;
+    transport_.send_worker(w.peer, protocol::HeartbeatAck{options_.epoch, interval});
   }
 }
 

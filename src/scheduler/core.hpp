@@ -63,6 +63,11 @@ class Transport {
   // To an application, or to a peer not known yet (errors).
   virtual void send_app(const PeerId& peer, const protocol::ToApp& message) = 0;
   virtual void send_worker(const PeerId& peer, const protocol::ToWorker& message) = 0;
+  // To a relay (lrts relay), as a relay summary named it.
+  virtual void send_relay(const PeerId& peer, const protocol::ToRelay& message) {
+    (void)peer;
+    (void)message;
+  }
   // Peers a message could not be queued for since the last call (their queue is full: they do
   // not read). What was dropped may have mattered (an ASSIGN), so the core treats them as gone.
   virtual std::vector<PeerId> take_congested() { return {}; }
@@ -124,9 +129,13 @@ struct CoreOptions {
   uint64_t epoch = 1;                        // identifies this scheduler run to peers
   Duration heartbeat_interval = seconds(1);  // what workers and applications are told to use
   Duration worker_timeout = seconds(10);     // a worker silent this long loses its tasks
-  Duration app_timeout = seconds(10);        // an application silent this long is disconnected
-  Duration app_grace = seconds(600);  // ... and this much longer, its work is dropped (also the
-                                      // most an application may ask for)
+  // The most heartbeats a second the scheduler, and each relay, receives from workers: past
+  // max_heartbeat_rate * interval workers, the interval they are told doubles (and their
+  // timeout with it) as often as needed. A relay's summary counts as one heartbeat.
+  uint32_t max_heartbeat_rate = 500;
+  Duration app_timeout = seconds(10);  // an application silent this long is disconnected
+  Duration app_grace = seconds(600);   // ... and this much longer, its work is dropped (also the
+                                       // most an application may ask for)
   Duration keep_results = std::chrono::hours(7 * 24);  // a detached application's results wait
   Duration result_resend = seconds(5);   // a result not RECEIVED is sent again after this
   Duration reclaim_grace = seconds(10);  // after a restart: wait for workers to claim tasks
@@ -158,11 +167,12 @@ struct CoreStats {
   uint64_t duplicates = 0;  // results dropped as stale or duplicate
   uint64_t requeued = 0;
   uint64_t bad_messages = 0;
-  uint64_t refused = 0;    // well-formed requests over a limit
-  uint64_t congested = 0;  // peers dropped because they did not read what they were sent
-  uint64_t forged = 0;     // results refused: not an attempt given to the worker that sent it
-  uint64_t hoarders = 0;   // workers flagged for holding tasks they did not run
-  uint64_t heartbeats = 0;
+  uint64_t refused = 0;     // well-formed requests over a limit
+  uint64_t congested = 0;   // peers dropped because they did not read what they were sent
+  uint64_t forged = 0;      // results refused: not an attempt given to the worker that sent it
+  uint64_t hoarders = 0;    // workers flagged for holding tasks they did not run
+  uint64_t heartbeats = 0;  // from workers directly, and listed in relays' summaries
+  uint64_t relay_summaries = 0;
   uint64_t queries = 0;  // queries and operator commands answered
   // Terminal results by status (completed is their sum).
   uint64_t finished = 0;
@@ -174,6 +184,9 @@ struct CoreStats {
   size_t done = 0;
   size_t waiting = 0;  // of queued: restored, waiting for their workers to claim them
   size_t workers = 0;
+  size_t relayed_workers = 0;  // of workers: behind a relay
+  size_t relays = 0;
+  uint32_t heartbeat_ms = 0;  // what workers connected directly are told now
   size_t apps = 0;
   uint64_t slots = 0;       // of connected workers
   uint64_t busy_slots = 0;  // running a task (as far as the scheduler knows)
@@ -212,6 +225,8 @@ struct Caller {
   // any of them (cancel, drain).
   bool may_view_all = true;
   bool may_operate = true;
+  // Forwards other members' messages (lrts relay) and vouches for their keys.
+  bool may_relay = true;
 };
 
 class SchedulerCore {
@@ -264,6 +279,8 @@ class SchedulerCore {
   void dispatch(const PeerId& peer, const protocol::WorkerHello& m, TimePoint now);
   void dispatch(const PeerId& peer, const protocol::Query& m, TimePoint now);
   void dispatch(const PeerId& peer, const protocol::Control& m, TimePoint now);
+  void dispatch(const PeerId& peer, const protocol::RelaySummary& m, TimePoint now);
+  void dispatch(const PeerId& peer, const protocol::Relayed& m, TimePoint now);
   template <class M>
   void dispatch(const PeerId& peer, const M& m, TimePoint now);
   // A request its key does not allow: refused with `text`, logged once per identity and kind.
@@ -330,6 +347,21 @@ class SchedulerCore {
   void journal_finished(const Task& task);
 
   // ---- peers (core_tasks.cc) ----
+  // Heartbeat interval (ms) a worker is told: what max_heartbeat_rate allows for the peers its
+  // receiver (the scheduler, or its relay) hears from.
+  uint32_t heartbeat_ms_for(const Worker& w) const;
+  uint32_t rate_limited_ms(size_t peers) const;
+  // How long a worker may stay silent: worker_timeout, longer as its interval is.
+  Duration timeout_for(const Worker& w) const;
+  Duration timeout_for_relay(const Relay& r) const;
+  // The relay of that name (its connection, direct or relayed), created on first sight; kNone
+  // past the depth limit or kMaxRelays.
+  static constexpr size_t kMaxRelays = 10'000;
+  uint32_t relay_for(const PeerId& relay, TimePoint now);
+  void set_relay(uint32_t w, uint32_t relay);
+  void lose_relay(uint32_t r, std::string_view reason);
+  void check_relay(uint32_t r, TimePoint now);
+  void arm_relay_timer(uint32_t r, TimePoint when);
   uint32_t ensure_app(std::string_view app_id);
   void lose_worker(uint32_t w, std::string_view reason);
   void drop_app(uint32_t a);
@@ -370,6 +402,11 @@ class SchedulerCore {
   TaskIndex task_index_;
   Slab<Worker> workers_;
   std::unordered_map<uint64_t, uint32_t> worker_by_uid_;
+  Slab<Relay> relays_;
+  std::unordered_map<PeerId, uint32_t> relay_by_peer_;
+  size_t direct_workers_ = 0;  // workers not behind a relay
+  // Workers with payload streams out (for next_deadline).
+  mutable std::vector<uint32_t> streaming_workers_;
   Slab<App> apps_;
   std::unordered_map<std::string, uint32_t> app_by_id_;
   struct PeerRef {
@@ -388,11 +425,12 @@ class SchedulerCore {
 
   // One liveness timer per worker and per application, checked lazily: a timer whose gen no
   // longer matches its owner is ignored.
+  enum class TimerOf : uint8_t { kWorker, kApp, kRelay };
   struct Timer {
     TimePoint when;
     SlabHandle owner;
     uint32_t timer_gen;
-    bool is_worker;
+    TimerOf of;
     bool operator>(const Timer& o) const { return when > o.when; }
   };
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;

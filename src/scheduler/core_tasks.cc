@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "common/log.hpp"
+#include "protocol/relay_ids.hpp"
 #include "scheduler/core.hpp"
 
 namespace lrts::scheduler {
@@ -95,7 +96,10 @@ void SchedulerCore::assign(uint32_t wi, uint32_t t) {
     std::unique_ptr<protocol::PayloadSource> src =
         task.data.blob ? blobs_.open(task.data.blob)
                        : std::make_unique<protocol::BytesSource>(Bytes(task.data.bytes));
-    if (src) task.stream = w.streams->tx.start(std::move(src));
+    if (src) {
+      if (w.streams->tx.active() == 0) streaming_workers_.push_back(wi);
+      task.stream = w.streams->tx.start(std::move(src));
+    }
   }
   if (w.assign.empty()) workers_with_output_.push_back(wi);
   w.assign.push_back(tasks_.handle(t));
@@ -208,7 +212,101 @@ void SchedulerCore::journal_app(const App& a) {
 void SchedulerCore::arm_app_timer(uint32_t ai, TimePoint when) {
   App& a = apps_[ai];
   ++a.timer_gen;
-  timers_.push({when, apps_.handle(ai), a.timer_gen, false});
+  timers_.push({when, apps_.handle(ai), a.timer_gen, TimerOf::kApp});
+}
+
+// ---- heartbeat intervals and relays ----------------------------------------------------------
+
+uint32_t SchedulerCore::rate_limited_ms(size_t peers) const {
+  // The base interval, doubled until `peers` heartbeats an interval stay under the rate (a
+  // power of two, so the interval changes only when the count doubles or halves).
+  const uint64_t base =
+      static_cast<uint64_t>(std::max<int64_t>(1, to_ms(options_.heartbeat_interval)));
+  const uint64_t rate = std::max<uint32_t>(1, options_.max_heartbeat_rate);
+  uint64_t ms = base;
+  while (peers * 1000 > rate * ms && ms < (uint64_t{1} << 30)) ms *= 2;
+  return static_cast<uint32_t>(ms);
+}
+
+uint32_t SchedulerCore::heartbeat_ms_for(const Worker& w) const {
+  if (w.relay != kNone) return rate_limited_ms(relays_[w.relay].workers);
+  return rate_limited_ms(direct_workers_ + relay_by_peer_.size());
+}
+
+Duration SchedulerCore::timeout_for(const Worker& w) const {
+  const int64_t base = std::max<int64_t>(1, to_ms(options_.heartbeat_interval));
+  const int64_t told = std::max<int64_t>(w.told_ms, base);
+  return options_.worker_timeout * (told / base);
+}
+
+Duration SchedulerCore::timeout_for_relay(const Relay& r) const {
+  const int64_t base = std::max<int64_t>(1, to_ms(options_.heartbeat_interval));
+  const int64_t told = std::max<int64_t>(r.told_ms, base);
+  return options_.worker_timeout * (told / base);
+}
+
+uint32_t SchedulerCore::relay_for(const PeerId& relay, TimePoint now) {
+  if (relay.empty()) return kNone;
+  if (auto it = relay_by_peer_.find(relay); it != relay_by_peer_.end()) return it->second;
+  // A path one hop longer must still be nameable (relays chain at most kMaxRelayDepth deep).
+  if (!protocol::relayed_peer(relay, 0) || relay_by_peer_.size() >= kMaxRelays) return kNone;
+  const uint32_t ri = relays_.alloc();
+  Relay& r = relays_[ri];
+  r = Relay{};
+  r.peer = relay;
+  r.last_seen = now;
+  relay_by_peer_.emplace(relay, ri);
+  arm_relay_timer(ri, now + timeout_for_relay(r));
+  return ri;
+}
+
+void SchedulerCore::set_relay(uint32_t wi, uint32_t ri) {
+  Worker& w = workers_[wi];
+  if (w.relay == ri) return;
+  if (w.relay != kNone) {
+    --relays_[w.relay].workers;
+  } else {
+    --direct_workers_;
+  }
+  w.relay = ri;
+  if (ri != kNone) {
+    ++relays_[ri].workers;
+  } else {
+    ++direct_workers_;
+  }
+}
+
+void SchedulerCore::arm_relay_timer(uint32_t ri, TimePoint when) {
+  Relay& r = relays_[ri];
+  ++r.timer_gen;
+  timers_.push({when, relays_.handle(ri), r.timer_gen, TimerOf::kRelay});
+}
+
+void SchedulerCore::check_relay(uint32_t ri, TimePoint now) {
+  const Relay& r = relays_[ri];
+  const TimePoint deadline = r.last_seen + timeout_for_relay(r);
+  if (deadline > now) return arm_relay_timer(ri, deadline);
+  lose_relay(ri, "no summary for " + std::to_string(to_ms(now - r.last_seen)) + " ms");
+}
+
+void SchedulerCore::lose_relay(uint32_t ri, std::string_view reason) {
+  // Its workers keep their tasks for their own timeout from now: they say hello again through
+  // another relay (or directly) and carry on, or time out as any silent worker does.
+  size_t n = 0;
+  for (uint32_t wi = 0; wi < workers_.capacity(); ++wi) {
+    if (!workers_.used(wi) || workers_[wi].relay != ri) continue;
+    set_relay(wi, kNone);
+    Worker& w = workers_[wi];
+    w.last_seen = now_;
+    ++w.timer_gen;
+    timers_.push({now_ + timeout_for(w), workers_.handle(wi), w.timer_gen, TimerOf::kWorker});
+    ++n;
+  }
+  Relay& r = relays_[ri];
+  LRTS_WARN("relay {:016x} lost ({}); its {} worker(s) keep their tasks for {} s to reconnect",
+            r.uid, reason, n, to_ms(options_.worker_timeout) / 1000);
+  relay_by_peer_.erase(r.peer);
+  relays_.free(ri);
 }
 
 void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
@@ -236,6 +334,8 @@ void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
   placement_.forget_worker(wi);
   for (uint32_t s : services) service_names_.release(s);
   if (!w.peer.empty()) peers_.erase(w.peer);
+  set_relay(wi, kNone);
+  --direct_workers_;
   worker_by_uid_.erase(w.uid);
   worker_names_.release(w.name);
   workers_.free(wi);
@@ -274,9 +374,15 @@ void SchedulerCore::drop_app(uint32_t ai) {
 
 void SchedulerCore::check_worker(uint32_t wi, TimePoint now) {
   Worker& w = workers_[wi];
-  const TimePoint deadline = w.last_seen + options_.worker_timeout;
+  if (w.relay != kNone) {
+    // Alive while its relay is (the relay lists those that leave); its last heartbeat still
+    // counts for hoarding.
+    w.last_seen = std::max(w.last_seen, relays_[w.relay].last_seen);
+    check_hoarding(wi, w.running, now);
+  }
+  const TimePoint deadline = w.last_seen + timeout_for(w);
   if (deadline > now) {
-    timers_.push({deadline, workers_.handle(wi), w.timer_gen, true});
+    timers_.push({deadline, workers_.handle(wi), w.timer_gen, TimerOf::kWorker});
     return;
   }
   lose_worker(wi, "no heartbeat for " + std::to_string(to_ms(now - w.last_seen)) + " ms");
@@ -370,12 +476,23 @@ void SchedulerCore::on_tick(TimePoint now) {
   while (!timers_.empty() && timers_.top().when <= now) {
     const Timer timer = timers_.top();
     timers_.pop();
-    if (timer.is_worker) {
-      if (workers_.valid(timer.owner) && workers_[timer.owner.index].timer_gen == timer.timer_gen) {
-        check_worker(timer.owner.index, now);
-      }
-    } else if (apps_.valid(timer.owner) && apps_[timer.owner.index].timer_gen == timer.timer_gen) {
-      check_app(timer.owner.index, now);
+    switch (timer.of) {
+      case TimerOf::kWorker:
+        if (workers_.valid(timer.owner) &&
+            workers_[timer.owner.index].timer_gen == timer.timer_gen) {
+          check_worker(timer.owner.index, now);
+        }
+        break;
+      case TimerOf::kApp:
+        if (apps_.valid(timer.owner) && apps_[timer.owner.index].timer_gen == timer.timer_gen) {
+          check_app(timer.owner.index, now);
+        }
+        break;
+      case TimerOf::kRelay:
+        if (relays_.valid(timer.owner) && relays_[timer.owner.index].timer_gen == timer.timer_gen) {
+          check_relay(timer.owner.index, now);
+        }
+        break;
     }
   }
   while (!resends_.empty()) {
@@ -393,11 +510,15 @@ TimePoint SchedulerCore::next_deadline() const {
   TimePoint next = std::min(reclaim_at_, counts_due_);
   if (!timers_.empty()) next = std::min(next, timers_.top().when);
   if (!resends_.empty()) next = std::min(next, resends_.front().sent + options_.result_resend);
-  for (uint32_t w = 0; w < workers_.capacity(); ++w) {
-    if (workers_.used(w) && workers_[w].streams) {
-      next = std::min(next, workers_[w].streams->tx.next_deadline());
+  // Only workers that were given a stream (a scan of every worker each round would cost more
+  // than the round at 100,000 workers); those with none left are dropped from the list.
+  std::erase_if(streaming_workers_, [&](uint32_t w) {
+    if (!workers_.used(w) || !workers_[w].streams || workers_[w].streams->tx.active() == 0) {
+      return true;
     }
-  }
+    next = std::min(next, workers_[w].streams->tx.next_deadline());
+    return false;
+  });
   for (uint32_t a = 0; a < apps_.capacity(); ++a) {
     if (apps_.used(a) && apps_[a].streams)
       next = std::min(next, apps_[a].streams->tx.next_deadline());
@@ -574,6 +695,9 @@ std::optional<TaskInfo> SchedulerCore::task(const TaskKey& key) const {
 CoreStats SchedulerCore::stats() const {
   CoreStats s = stats_;
   s.workers = worker_by_uid_.size();
+  s.relays = relay_by_peer_.size();
+  s.relayed_workers = s.workers - direct_workers_;
+  s.heartbeat_ms = rate_limited_ms(direct_workers_ + relay_by_peer_.size());
   s.apps = app_by_id_.size();
   for (const SlabHandle h : limbo_) {
     if (tasks_.valid(h) && tasks_[h.index].state == TaskState::kLimbo) ++s.waiting;

@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 
 #include <deque>
+#include <functional>
 #include <random>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "common/log.hpp"
@@ -15,6 +17,7 @@
 #include "net/http_server.hpp"
 #include "net/listener.hpp"
 #include "net/zmq_socket.hpp"
+#include "protocol/relay_ids.hpp"
 #include "scheduler/journal.hpp"
 #include "scheduler/server_metrics.hpp"
 
@@ -41,11 +44,75 @@ class RouterTransport final : public Transport {
     traffic_.sent(std::visit([](const auto& m) { return m.kType; }, message), buf_.size());
     send(peer, buf_);
   }
+  void send_relay(const PeerId& peer, const protocol::ToRelay& message) override {
+    buf_.clear();
+    protocol::encode(message, buf_);
+    traffic_.sent(std::visit([](const auto& m) { return m.kType; }, message), buf_.size());
+    send(peer, buf_);
+  }
   uint64_t dropped_full() const { return dropped_full_; }
   std::vector<PeerId> take_congested() override { return std::exchange(congested_, {}); }
 
+  // Sends what waits for each relay, one batch each (call after the core's flush).
+  void flush_relays() {
+    for (auto& [relay, batch] : down_) {
+      if (!batch.items.empty()) send_batch(relay, batch);
+    }
+    if (down_.size() > 256)
+      std::erase_if(down_, [](const auto& e) { return e.second.items.empty(); });
+  }
+
  private:
-  void send(std::string_view peer, std::string_view message) {
+  // Messages for workers behind one relay, sent as one RELAY_DOWN.
+  struct DownBatch {
+    std::vector<std::pair<uint32_t, std::string>> items;
+    std::vector<PeerId> peers;  // who they are for (a relay that does not read congests them all)
+    size_t bytes = 0;
+  };
+  static constexpr size_t kBatchBytes = 1u << 20;
+  static constexpr size_t kBatchItems = 4096;
+
+  void send_batch(const std::string& relay, DownBatch& batch) {
+    protocol::RelayDown down;
+    down.items.reserve(batch.items.size());
+    for (const auto& [sub, bytes] : batch.items) down.items.push_back({sub, bytes});
+    std::string out;
+    protocol::encode(down, out);
+    if (socket_.send_to(relay, out) == net::SendResult::kWouldBlock) {
+      for (auto& p : batch.peers) congested_.push_back(std::move(p));
+      dropped_full_ += batch.items.size();
+    }
+    batch.items.clear();
+    batch.peers.clear();
+    batch.bytes = 0;
+  }
+
+  void send(const std::string& peer, std::string_view message) {
+    if (protocol::is_relayed(peer)) return send_relayed(peer, message);
+    send_direct(peer, message);
+  }
+
+  // Wrapped once per relay on the way, inner ones first; the first relay's batch collects them.
+  void send_relayed(const std::string& peer, std::string_view message) {
+    auto path = protocol::relay_path(peer);
+    if (!path) return;
+    std::string bytes(message);
+    for (size_t i = path->subs.size(); i-- > 1;) {
+      protocol::RelayDown one;
+      one.items.push_back({path->subs[i], bytes});
+      std::string wrapped;
+      protocol::encode(one, wrapped);
+      bytes = std::move(wrapped);
+    }
+    const std::string relay(path->relay);
+    DownBatch& batch = down_[relay];
+    batch.bytes += bytes.size();
+    batch.items.emplace_back(path->subs[0], std::move(bytes));
+    batch.peers.push_back(peer);
+    if (batch.bytes >= kBatchBytes || batch.items.size() >= kBatchItems) send_batch(relay, batch);
+  }
+
+  void send_direct(std::string_view peer, std::string_view message) {
     switch (socket_.send_to(peer, message)) {
       case net::SendResult::kSent:
         return;
@@ -67,6 +134,7 @@ class RouterTransport final : public Transport {
   net::ZmqSocket& socket_;
   Traffic& traffic_;
   std::string buf_;
+  std::unordered_map<std::string, DownBatch> down_;
   uint64_t dropped_full_ = 0;  // messages dropped because the peer's queue was full
   std::vector<PeerId> congested_;
 };
@@ -87,6 +155,37 @@ struct SchedulerServer::Impl {
   std::unique_ptr<SchedulerCore> core;
   std::string endpoint;
 };
+
+// One message from `peer`; a relay's batch is taken apart into its workers' messages, each
+// from the relayed peer the relay names (relays within relays too).
+void SchedulerServer::deliver(const PeerId& peer, std::string_view bytes, const Caller& caller,
+                              TimePoint now) {
+  Impl& s = *impl_;
+  auto msg = protocol::decode<protocol::ToScheduler>(bytes, s.options.max_message_bytes);
+  if (!msg) return s.core->on_bad_message(peer, msg.error(), now);
+  s.traffic.received(std::visit([](const auto& m) { return m.kType; }, *msg), bytes.size());
+  const auto* relayed = std::get_if<protocol::Relayed>(&*msg);
+  if (!relayed || !caller.may_relay) return s.core->on_message(peer, *msg, now, caller);
+  for (const auto& item : relayed->items) {
+    const auto id = protocol::relayed_peer(peer, item.sub);
+    if (!id) {
+      s.core->on_bad_message(peer, {protocol::DecodeCode::kMalformed, "relays chain too deep"},
+                             now);
+      return;
+    }
+    // The relay vouches for the key it accepted the sender with: a worker's (or a relay's).
+    Caller inner;
+    if (s.auth) {
+      inner.identity = item.identity;
+      inner.may_apply = false;
+      inner.may_view_all = false;
+      inner.may_operate = false;
+      inner.may_relay = item.relay;
+      inner.may_work = !item.relay;
+    }
+    deliver(*id, item.message, inner, now);
+  }
+}
 
 SchedulerServer::SchedulerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SchedulerServer::~SchedulerServer() = default;
@@ -258,23 +357,19 @@ int SchedulerServer::run() {
         caller.may_view_all =
             member->role == net::Role::kViewer || member->role == net::Role::kAdmin;
         caller.may_operate = member->role == net::Role::kAdmin;
+        caller.may_relay = member->role == net::Role::kRelay;
       }
       if (payload.more()) {
         s.core->on_bad_message(
             peer, {protocol::DecodeCode::kNotLrts, "message has more than one frame"}, now);
         continue;
       }
-      auto msg =
-          protocol::decode<protocol::ToScheduler>(payload.view(), s.options.max_message_bytes);
-      if (!msg) {
-        s.core->on_bad_message(peer, msg.error(), now);
-        continue;
-      }
-      s.traffic.received(std::visit([](const auto& m) { return m.kType; }, *msg), payload.size());
-      s.core->on_message(peer, *msg, now, caller);
+      if (protocol::is_relayed(peer)) continue;  // a routing id posing as a relayed peer
+      deliver(peer, payload.view(), caller, now);
     }
     s.core->on_tick(now);
     s.core->flush(now);
+    s.transport.flush_relays();
     // Queries after scheduling, for at most kQueryBudget a round (at least one): a flood of
     // them slows answers, not tasks.
     if (!queries.empty()) {
@@ -289,6 +384,7 @@ int SchedulerServer::run() {
       }
       queries.erase(queries.begin(), queries.begin() + static_cast<std::ptrdiff_t>(n));
       s.core->flush(now);
+      s.transport.flush_relays();
     }
     if (s.journal) s.journal->hand_off();
 

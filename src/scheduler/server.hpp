@@ -40,6 +40,7 @@ class SchedulerServer {
  private:
   struct Impl;
   explicit SchedulerServer(std::unique_ptr<Impl> impl);
+  void deliver(const PeerId& peer, std::string_view bytes, const Caller& caller, TimePoint now);
   std::unique_ptr<Impl> impl_;
 };
 

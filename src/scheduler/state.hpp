@@ -81,7 +81,9 @@ struct PeerStreams {
 struct Worker {
   PeerId peer;
   uint64_t uid = 0;
-  std::string identity;  // the key it registered with (--auth); empty without
+  uint32_t relay = kNoIndex;  // the relay it speaks through (kNoIndex: directly)
+  uint32_t told_ms = 0;       // the heartbeat interval it was last told
+  std::string identity;       // the key it registered with (--auth); empty without
   uint32_t name = NameTable::kNone;
   uint32_t slots = 0;
   uint32_t capacity = 0;  // tasks it wants to hold
@@ -109,6 +111,18 @@ struct Worker {
   std::vector<SlabHandle> assign;  // assigned, the ASSIGN item not sent yet
   protocol::SendLimits limits;
   std::unique_ptr<PeerStreams> streams;
+};
+
+// A relay (lrts relay): one connection carrying many workers' messages. Its workers are alive
+// while its summaries come (each lists who left); when it goes silent they have their timeout
+// to say hello again another way, and keep their tasks meanwhile.
+struct Relay {
+  PeerId peer;
+  uint64_t uid = 0;
+  uint32_t workers = 0;  // registered workers behind it
+  uint32_t timer_gen = 0;
+  uint32_t told_ms = 0;  // the summary interval it was last told
+  TimePoint last_seen{};
 };
 
 struct App {

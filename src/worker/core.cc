@@ -123,7 +123,7 @@ void WorkerCore::handle(const protocol::Drain&, TimePoint now) {
 }
 
 void WorkerCore::handle(const protocol::HeartbeatAck& m, TimePoint now) {
-  if (session_.on_heartbeat_ack(m.scheduler_epoch, now)) send_hello(now);
+  if (session_.on_heartbeat_ack(m.scheduler_epoch, m.heartbeat_ms, now)) send_hello(now);
 }
 
 void WorkerCore::handle(const protocol::ErrorMsg& m, TimePoint now) {

@@ -324,7 +324,7 @@ void SimWorker::send(const protocol::ToScheduler& message) {
         [&](const auto& x) {
           using X = std::decay_t<decltype(x)>;
           std::string keys;
-          if constexpr (requires { x.items; }) {
+          if constexpr (requires { x.items[0].key; }) {
             for (const auto& i : x.items) {
               if (i.key.seq == trace_seq()) keys += protocol::format_service_id(i.key) + " ";
             }
@@ -501,7 +501,7 @@ class Simulation {
             [&](const auto& x) {
               using X = std::decay_t<decltype(x)>;
               std::string keys;
-              if constexpr (requires { x.items; }) {
+              if constexpr (requires { x.items[0].status; }) {
                 for (const auto& i : x.items) {
                   if (i.key.seq == trace_seq()) {
                     keys += protocol::format_service_id(i.key) + ":" + std::to_string(i.attempt) +
