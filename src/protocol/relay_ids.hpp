@@ -22,9 +22,7 @@ namespace lrts::protocol {
 inline constexpr char kRelayedMark = '\x01';
 inline constexpr size_t kMaxRelayDepth = 4;  // relays on one path
 
-inline bool is_relayed(std::string_view peer) {
-  return !peer.empty() && peer[0] == kRelayedMark;
-}
+inline bool is_relayed(std::string_view peer) { return !peer.empty() && peer[0] == kRelayedMark; }
 
 // The peer `sub` behind the relay `relay` (itself direct or relayed); nullopt past the depth
 // limit or for a routing id too long to name.

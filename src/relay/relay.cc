@@ -260,10 +260,9 @@ class Relay {
         s.beat = {sub, hb.capacity, hb.running, hb.memory_bytes, hb.draining};
         s.has_beat = true;
         const bool differs = s.beat.capacity != s.sent.capacity ||
-                             s.beat.running != s.sent.running ||
-                             s.beat.draining != s.sent.draining;
-        const bool memory = s.beat.memory_bytes != s.sent.memory_bytes &&
-                            now - s.memory_sent >= kMemoryEvery;
+                             s.beat.running != s.sent.running || s.beat.draining != s.sent.draining;
+        const bool memory =
+            s.beat.memory_bytes != s.sent.memory_bytes && now - s.memory_sent >= kMemoryEvery;
         if ((differs || memory) && !s.changed) {
           s.changed = true;
           changed_.push_back(sub);
@@ -450,8 +449,7 @@ class Relay {
   std::vector<UpItem> up_batch_;
   size_t up_bytes_ = 0;
   std::string buf_;
-  uint64_t up_messages_ = 0, up_batches_ = 0, down_messages_ = 0, heartbeats_ = 0,
-           gone_total_ = 0;
+  uint64_t up_messages_ = 0, up_batches_ = 0, down_messages_ = 0, heartbeats_ = 0, gone_total_ = 0;
   LogLimiter log_limit_{seconds(60), 1, 64};
 };
 
