@@ -344,11 +344,14 @@ void secure_client(ZmqSocket& socket, const ClientAuth& auth) {
 
 HandshakeGuard::HandshakeGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint,
                                std::string what)
-    : socket_(socket), endpoint_(std::move(endpoint)), what_(std::move(what)) {
-  monitor_ =
-      open_monitor(ctx, socket,
-                   ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    : socket_(socket),
+      endpoint_(std::move(endpoint)),
+      what_(std::move(what)),
+      down_since_(Clock::now()) {
+  monitor_ = open_monitor(
+      ctx, socket,
+      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+          ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
 }
 
 void HandshakeGuard::on_readable(TimePoint now) {
@@ -357,6 +360,12 @@ void HandshakeGuard::on_readable(TimePoint now) {
     if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       backoff_ = seconds(1);
       unanswered_ = 0;
+      up_ = true;
+      continue;
+    }
+    if (kind == ZMQ_EVENT_DISCONNECTED) {
+      if (up_) down_since_ = now;
+      up_ = false;
       continue;
     }
     ++failures_;

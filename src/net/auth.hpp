@@ -84,6 +84,10 @@ class HandshakeGuard {
   void on_tick(TimePoint now);
   TimePoint next_deadline() const { return retry_at_; }
   uint64_t failures() const { return failures_; }
+  // Whether a handshake has succeeded since the last disconnect, and since when the link has
+  // been down (the guard's creation, when it never came up).
+  bool link_up() const { return up_; }
+  TimePoint down_since() const { return down_since_; }
 
  private:
   ZmqSocket& socket_;
@@ -92,6 +96,8 @@ class HandshakeGuard {
   ZmqSocket monitor_;
   uint64_t failures_ = 0;
   uint32_t unanswered_ = 0;  // handshakes broken off in a row
+  bool up_ = false;
+  TimePoint down_since_;
   Duration backoff_ = seconds(1);
   TimePoint retry_at_ = TimePoint::max();
   LogLimiter log_limit_{seconds(60), 1, 4};

@@ -62,6 +62,13 @@ bool PeerSession::on_heartbeat_ack(uint64_t epoch, uint32_t heartbeat_ms, TimePo
   return restarted && now - last_hello_ > kHelloDebounce;
 }
 
+void PeerSession::on_new_link(TimePoint now) {
+  welcomed_ = false;
+  last_hello_ = TimePoint{};
+  next_heartbeat_ = now;
+  last_heard_ = now;
+}
+
 bool PeerSession::became_silent(TimePoint now) {
   if (silent_ || last_heard_ == TimePoint{}) return false;
   const Duration limit =

@@ -48,6 +48,9 @@ class PeerSession {
   bool on_hello_required(TimePoint now);
   // `heartbeat_ms` non-zero: the interval to heartbeat at from now on.
   bool on_heartbeat_ack(uint64_t epoch, uint32_t heartbeat_ms, TimePoint now);
+  // The link now leads to another address (a failover): a hello is due at once and silence
+  // counts from now.
+  void on_new_link(TimePoint now);
   // True once, when the scheduler has just become silent past the rule (checked by the caller
   // on each heartbeat); heard() then returns true when it answers again.
   bool became_silent(TimePoint now);

@@ -52,6 +52,10 @@ struct Sub {
   TimePoint memory_sent{};
   bool has_beat = false;
   bool changed = false;  // listed in changed_
+  // The scheduler welcomed it through this relay's current upstream connection. Until then its
+  // heartbeats go up (the scheduler answers "hello required" to a worker it does not know
+  // here: one that came from a relay that died, or whose welcome went down another link).
+  bool welcomed = false;
 };
 
 // The type of a message, read from its first elements without decoding the rest.
@@ -119,7 +123,14 @@ class Relay {
     return 2;
   }
 
+  // A new upstream connection (or scheduler run) knows none of our workers: their heartbeats
+  // go up until each is welcomed again.
+  void forget_welcomes() {
+    for (auto& [sub, s] : subs_) s.welcomed = false;
+  }
+
   void connect_upstream(TimePoint now) {
+    forget_welcomes();
     up_guard_.reset();
     up_ = net::ZmqSocket(ctx_, ZMQ_DEALER);
     const net::Endpoint& ep = upstreams_[up_index_];
@@ -252,7 +263,7 @@ class Relay {
     Sub& s = subs_[sub];
     s.last_heard = now;  // anything a worker sends counts as a heartbeat
     const int type = peek_type(payload.view());
-    if (type == static_cast<int>(protocol::MsgType::kWorkerHeartbeat)) {
+    if (type == static_cast<int>(protocol::MsgType::kWorkerHeartbeat) && s.welcomed) {
       auto m = protocol::decode<protocol::ToScheduler>(payload.view(), options_.max_message_bytes);
       if (m && std::holds_alternative<protocol::WorkerHeartbeat>(*m)) {
         const auto& hb = std::get<protocol::WorkerHeartbeat>(*m);
@@ -356,6 +367,9 @@ class Relay {
         auto it = subs_.find(item.sub);
         if (it == subs_.end()) continue;  // gone: the scheduler hears so in the summary
         ++down_messages_;
+        if (peek_type(item.message) == static_cast<int>(protocol::MsgType::kWorkerWelcome)) {
+          it->second.welcomed = true;
+        }
         if (down_.send_to(it->second.routing_id, item.message) == net::SendResult::kUnreachable) {
           drop_sub(item.sub);
         }
@@ -363,6 +377,7 @@ class Relay {
     } else if (const auto* ack = std::get_if<protocol::RelayAck>(&*m)) {
       if (epoch_ != ack->scheduler_epoch && epoch_ != 0) {
         LRTS_INFO("the scheduler restarted (new epoch): its workers say hello again");
+        forget_welcomes();
       }
       epoch_ = ack->scheduler_epoch;
       if (ack->heartbeat_ms) summary_ms_ = ack->heartbeat_ms;

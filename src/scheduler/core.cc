@@ -99,7 +99,13 @@ void SchedulerCore::dispatch(const PeerId& peer, const protocol::RelaySummary& m
     const auto id = protocol::relayed_peer(peer, beat.sub);
     if (!id) continue;
     auto it = peers_.find(*id);
-    if (it == peers_.end() || !it->second.is_worker) continue;
+    if (it == peers_.end()) {
+      // A worker we do not know on this relay (we lost it, or it came from a relay that died):
+      // it says hello, as a direct one would after its next heartbeat.
+      send_error(*id, ErrorCode::kHelloRequired, "unknown peer: send hello first");
+      continue;
+    }
+    if (!it->second.is_worker) continue;
     const uint32_t wi = it->second.index;
     Worker& w = workers_[wi];
     if (w.relay != ri) continue;

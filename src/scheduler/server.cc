@@ -154,6 +154,17 @@ struct SchedulerServer::Impl {
   std::unique_ptr<BlobStore> blobs;
   std::unique_ptr<SchedulerCore> core;
   std::string endpoint;
+  // Queries and controls wait here until the round's burst is scheduled (at most
+  // kMaxPendingQueries; past that they are dropped and counted: the asker times out and asks
+  // again).
+  struct PendingQuery {
+    PeerId peer;
+    std::string bytes;
+    std::string identity;
+    Caller caller;  // its identity points into `identity` once taken out
+  };
+  std::deque<PendingQuery> queries;
+  uint64_t dropped_queries = 0;
 };
 
 // One message from `peer`; a relay's batch is taken apart into its workers' messages, each
@@ -164,6 +175,15 @@ void SchedulerServer::deliver(const PeerId& peer, std::string_view bytes, const 
   auto msg = protocol::decode<protocol::ToScheduler>(bytes, s.options.max_message_bytes);
   if (!msg) return s.core->on_bad_message(peer, msg.error(), now);
   s.traffic.received(std::visit([](const auto& m) { return m.kType; }, *msg), bytes.size());
+  if (std::holds_alternative<protocol::Query>(*msg) ||
+      std::holds_alternative<protocol::Control>(*msg)) {
+    if (s.queries.size() >= kMaxPendingQueries) {
+      ++s.dropped_queries;
+      return;
+    }
+    s.queries.push_back({peer, std::string(bytes), std::string(caller.identity), caller});
+    return;
+  }
   const auto* relayed = std::get_if<protocol::Relayed>(&*msg);
   if (!relayed || !caller.may_relay) return s.core->on_message(peer, *msg, now, caller);
   for (const auto& item : relayed->items) {
@@ -270,14 +290,8 @@ int SchedulerServer::run() {
 
   net::ZmqFrame identity, payload, extra;
   std::unordered_set<PeerId> revoked_told;
-  struct PendingQuery {
-    PeerId peer;
-    std::string bytes;
-    std::string identity;
-    Caller caller;  // its identity points into `identity` once taken out
-  };
-  std::deque<PendingQuery> queries;
-  uint64_t dropped_queries = 0, logged_dropped_queries = 0;
+  std::deque<Impl::PendingQuery>& queries = s.queries;
+  uint64_t logged_dropped_queries = 0;
   TimePoint next_stats = Clock::now() + s.options.stats_interval;
   const TimePoint started = Clock::now();
   TimePoint next_metrics = s.metrics ? started : TimePoint::max();
@@ -376,7 +390,7 @@ int SchedulerServer::run() {
       const TimePoint until = Clock::now() + kQueryBudget;
       size_t n = 0;
       while (n < queries.size() && (n == 0 || Clock::now() < until)) {
-        PendingQuery& q = queries[n++];
+        Impl::PendingQuery& q = queries[n++];
         auto msg = protocol::decode<protocol::ToScheduler>(q.bytes, s.options.max_message_bytes);
         if (!msg) continue;
         q.caller.identity = q.identity;
@@ -413,10 +427,10 @@ int SchedulerServer::run() {
             "past the limit (raise it with ulimit -n)",
             open, limit);
       }
-      if (dropped_queries != logged_dropped_queries) {
+      if (s.dropped_queries != logged_dropped_queries) {
         LRTS_WARN("dropped {} query(ies): more than {} were waiting to be answered",
-                  dropped_queries - logged_dropped_queries, kMaxPendingQueries);
-        logged_dropped_queries = dropped_queries;
+                  s.dropped_queries - logged_dropped_queries, kMaxPendingQueries);
+        logged_dropped_queries = s.dropped_queries;
       }
       if (const uint64_t full = s.transport.dropped_full(); full != logged_full) {
         LRTS_WARN(

@@ -92,6 +92,13 @@ class WorkerCore {
     executor_.on_slot_rss(slot, resident_bytes);
   }
 
+  // The socket loop moved the link to another scheduler or relay: hello there now (what it
+  // holds is reconciled as after any reconnect).
+  void on_new_link(TimePoint now) {
+    session_.on_new_link(now);
+    if (!done_) send_hello(now);
+  }
+
   // ---- stopping ----
   // SIGTERM/SIGINT: the first one drains (or, without finish_on_stop, stops); a second stops.
   void on_stop_signal(TimePoint now);

@@ -66,6 +66,7 @@ std::string PythonRunner::start_if_needed() {
 }
 
 std::string PythonRunner::start() {
+  start_signal_ = 0;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return std::string("socketpair: ") + std::strerror(errno);
@@ -131,6 +132,7 @@ std::string PythonRunner::start() {
       mine.reset();
       const int status = child_.wait();
       pid_.store(0, std::memory_order_relaxed);
+      start_signal_ = WIFSIGNALED(status) ? status : 0;
       return python_ + " -m lrts._slot " + describe_wait_status(status) +
              " before it was ready (can it import the lrts package? its error is in the "
              "worker's log)";
@@ -228,7 +230,10 @@ void PythonRunner::end_like_it() {
     fd_.reset();
     up_ = false;
   }
-  const int status = child_.wait();
+  end_with(child_.wait());
+}
+
+void PythonRunner::end_with(int status) {
   std::fflush(stderr);
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);

@@ -94,6 +94,12 @@ class PythonRunner {
   Event next() LRTS_EXCLUDES(mu_);
   // Task thread, after `died`: this process ends the way it did (see DESIGN).
   [[noreturn]] void end_like_it();
+  // Task thread, after start_if_needed() failed: the signal that killed the process before it
+  // was ready (0: it exited, or never started). Killed from outside, it is a crash of this
+  // slot, not a reason to fail the tasks: the caller ends the slot with it.
+  int start_signal() const { return start_signal_; }
+  // Ends this process by `status` (a wait status), as end_like_it() does.
+  [[noreturn]] static void end_with(int status);
   // Tasks handed to it without an answer yet.
   size_t outstanding() const LRTS_EXCLUDES(mu_);
   // The Python slot process, while one runs (spared by the slot's clean-up after each task).
@@ -110,6 +116,7 @@ class PythonRunner {
   UniqueFd fd_;               // written under mu_, read by the task thread
   UniqueFd exit_fd_;          // its pidfd: readable once it has exited
   bool exited_ = false;       // task thread
+  int start_signal_ = 0;      // task thread
   protocol::FrameBuffer in_;  // task thread
   mutable Mutex mu_;
   protocol::FrameWriter out_ LRTS_GUARDED_BY(mu_);

@@ -345,6 +345,16 @@ class Slot {
       why = std::string("this worker does not run Python services (") +
             (error && *error ? error : "it was started with --python none") + ")";
     } else if (std::string e = python_->start_if_needed(); !e.empty()) {
+      if (const int status = python_->start_signal(); status != 0) {
+        // Killed before it was ready (from outside: an OOM killer, an operator): this slot
+        // ends the same way and its tasks go back as a crashed slot's do.
+        std::fprintf(stderr, "lrts slot %d: %s\n", ::getpid(), e.c_str());
+        {
+          MutexLock lock(out_mu_);
+          flush_locked();
+        }
+        PythonRunner::end_with(status);
+      }
       why = "cannot run Python services here: " + e;
     }
     if (!why.empty()) {

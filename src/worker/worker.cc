@@ -85,22 +85,13 @@ class Worker final : public WorkerLink {
           "this worker offers no services: load a service library with --service-lib "
           "(tasks sent here fail, naming what it has)");
     }
-    auto ep = net::connect_endpoint(options_.scheduler_address, options_.scheduler_port);
-    if (!ep) {
-      LRTS_ERROR("{}", ep.error());
+    auto eps = net::connect_endpoints(options_.scheduler_address, options_.scheduler_port);
+    if (!eps) {
+      LRTS_ERROR("{}", eps.error());
       return 1;
     }
-    dealer_.set_int(ZMQ_IPV6, ep->ipv6 ? 1 : 0);
-    dealer_.set_int(ZMQ_SNDHWM, 0);  // results are never dropped here; they wait for the link
-    dealer_.set_int(ZMQ_RCVHWM, 0);
-    dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
-    dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
-    // Watched with or without --auth: a handshake that fails (keys on one side only, a key
-    // not accepted yet) is said and retried rather than left dead.
-    if (auth_) net::secure_client(dealer_, *auth_);
-    auto handshakes =
-        std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep->zmq, "the scheduler");
-    if (auto s = dealer_.connect(ep->zmq); !s) {
+    endpoints_ = std::move(*eps);
+    if (auto s = connect_link(Clock::now()); !s) {
       LRTS_ERROR("{}", s.error());
       return 1;
     }
@@ -114,8 +105,9 @@ class Worker final : public WorkerLink {
     co.drain_timeout = options_.drain_timeout;
     co.executor = ExecutorOptions{pool_slots(), options_.max_job_memory, options_.max_result_bytes};
     core_ = std::make_unique<WorkerCore>(std::move(co), pool_, *this);
-    LRTS_INFO("worker '{}' with {} slot(s); connecting to the scheduler at {}", name_, pool_slots(),
-              ep->zmq);
+    LRTS_INFO("worker '{}' with {} slot(s); connecting to the scheduler at {}{}", name_,
+              pool_slots(), endpoints_[link_index_].zmq,
+              endpoints_.size() > 1 ? " (then the others listed, in turn)" : "");
     pool_.attach(core_.get(), Clock::now());
 
     std::vector<zmq_pollitem_t> items;
@@ -146,12 +138,12 @@ class Worker final : public WorkerLink {
       if (core_->executor().wants_memory_check()) {
         deadline = std::min(deadline, pool_.next_memory_check());
       }
-      if (handshakes) deadline = std::min(deadline, handshakes->next_deadline());
+      deadline = std::min({deadline, handshakes_->next_deadline(), failover_deadline()});
       items.clear();
       items.push_back({dealer_.get(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, signals.fd(), ZMQ_POLLIN, 0});
       items.push_back({progress_.socket(), 0, ZMQ_POLLIN, 0});
-      void* mon = handshakes ? handshakes->monitor_socket() : nullptr;
+      void* mon = handshakes_->monitor_socket();
       items.push_back({mon, mon ? 0 : -1, mon ? short{ZMQ_POLLIN} : short{0}, 0});
       void* pmon = progress_.monitor_socket();
       items.push_back({pmon, pmon ? 0 : -1, pmon ? short{ZMQ_POLLIN} : short{0}, 0});
@@ -175,10 +167,8 @@ class Worker final : public WorkerLink {
         }
       }
       if (items[2].revents & ZMQ_POLLIN) progress_.on_readable(now);
-      if (handshakes) {
-        if (items[3].revents & ZMQ_POLLIN) handshakes->on_readable(now);
-        handshakes->on_tick(now);
-      }
+      if (items[3].revents & ZMQ_POLLIN) handshakes_->on_readable(now);
+      handshakes_->on_tick(now);
       if (items[4].revents & ZMQ_POLLIN) progress_.on_monitor(now);
       pool_.on_poll(items.data() + 5, now);
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) {
@@ -190,6 +180,7 @@ class Worker final : public WorkerLink {
           core_->on_bad_message(decoded.error(), now);
         }
       }
+      if (now >= failover_deadline()) fail_over(now);
     }
     dealer_.set_int(ZMQ_LINGER, 1000);  // the goodbye and the last results leave
     pool_.stop();
@@ -216,6 +207,48 @@ class Worker final : public WorkerLink {
 
  private:
   int pool_slots() const { return std::max(1, options_.max_jobs_resolved); }
+
+  // A fresh socket to endpoints_[link_index_]: what was queued for the last one is dropped
+  // (results wait for their acknowledgement and go again after the next welcome).
+  Status connect_link(TimePoint now) {
+    const net::Endpoint& ep = endpoints_[link_index_];
+    handshakes_.reset();
+    dealer_ = net::ZmqSocket(ctx_, ZMQ_DEALER);
+    dealer_.set_int(ZMQ_IPV6, ep.ipv6 ? 1 : 0);
+    dealer_.set_int(ZMQ_SNDHWM, 0);  // results are never dropped here; they wait for the link
+    dealer_.set_int(ZMQ_RCVHWM, 0);
+    dealer_.set_int(ZMQ_RECONNECT_IVL, 100);
+    dealer_.set_int(ZMQ_RECONNECT_IVL_MAX, 2000);
+    dealer_.set_int(ZMQ_LINGER, 0);
+    // Watched with or without --auth: a handshake that fails (keys on one side only, a key
+    // not accepted yet) is said and retried rather than left dead; its link state drives
+    // failover.
+    if (auth_) net::secure_client(dealer_, *auth_);
+    handshakes_ = std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep.zmq, "the scheduler");
+    link_since_ = now;
+    return dealer_.connect(ep.zmq);
+  }
+
+  // With several addresses: when to try the next one — the link down kFailoverDown, or the
+  // scheduler silent (by the session's rule) on a link that has been up.
+  TimePoint failover_deadline() const {
+    if (endpoints_.size() < 2) return TimePoint::max();
+    if (!handshakes_->link_up()) {
+      return std::max(handshakes_->down_since(), link_since_) + kFailoverDown;
+    }
+    if (core_ && core_->session().silent()) return link_since_ + kFailoverSilent;
+    return TimePoint::max();
+  }
+
+  void fail_over(TimePoint now) {
+    const std::string from = endpoints_[link_index_].zmq;
+    link_index_ = (link_index_ + 1) % endpoints_.size();
+    LRTS_WARN("{} at {}; trying {}",
+              handshakes_->link_up() ? "the scheduler is silent" : "no link to the scheduler", from,
+              endpoints_[link_index_].zmq);
+    if (auto s = connect_link(now); !s) LRTS_ERROR("{}", s.error());
+    core_->on_new_link(now);
+  }
 
   // Reads the slots' bars on the progress link's clock: only when a batch could leave, every
   // `floor` while a task has a bar open, and every 5 floors (at most `ceiling`) while tasks run
@@ -284,6 +317,8 @@ class Worker final : public WorkerLink {
   }
 
   static constexpr Duration kStatsInterval = seconds(30);
+  static constexpr Duration kFailoverDown = seconds(2);
+  static constexpr Duration kFailoverSilent = seconds(30);
   static constexpr const char* kCommandService = "lrts.command";
 
   WorkerOptions options_;
@@ -293,6 +328,10 @@ class Worker final : public WorkerLink {
   SlotPool pool_;
   net::ZmqContext ctx_;
   net::ZmqSocket dealer_{ctx_, ZMQ_DEALER};
+  std::vector<net::Endpoint> endpoints_;  // --scheduler-address, in the order to try them
+  size_t link_index_ = 0;
+  TimePoint link_since_{};
+  std::unique_ptr<net::HandshakeGuard> handshakes_;
   ProgressLink progress_;
   std::unique_ptr<WorkerCore> core_;
   std::vector<protocol::BarState> bar_updates_;

@@ -17,7 +17,9 @@ namespace lrts::worker {
 void add_worker_flags(CLI::App& app, WorkerFlags& f) {
   auto& o = f.options;
   app.add_option("--scheduler-address", o.scheduler_address,
-                 "Address (IP or host name) of the scheduler")
+                 "Address (IP or host name) of the scheduler, or a list a,b:5556,[::1]:5557 of "
+                 "schedulers and relays to fail over between: when the link to one is down for "
+                 "2 s (or silent for 30 s) the worker says hello at the next, keeping its tasks")
       ->capture_default_str()
       ->check(flags::non_empty());
   app.add_option("--scheduler-port", o.scheduler_port, "TCP port of the scheduler")
@@ -160,7 +162,8 @@ int run_worker_command(WorkerFlags& f, const char* component) {
   f.options.max_message_bytes = static_cast<size_t>(f.max_message_mb * 1024 * 1024);
   f.options.max_result_bytes = static_cast<uint64_t>(f.max_result_mb * 1024 * 1024);
   // Unresolvable names are a usage error, reported before anything starts.
-  if (auto ep = net::connect_endpoint(f.options.scheduler_address, f.options.scheduler_port); !ep) {
+  if (auto ep = net::connect_endpoints(f.options.scheduler_address, f.options.scheduler_port);
+      !ep) {
     std::fprintf(stderr, "lrts worker: --scheduler-address: %s\n", ep.error().c_str());
     return 2;
   }
