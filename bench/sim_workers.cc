@@ -1,10 +1,13 @@
 // A load generator that behaves as many lrts workers at once: each simulated worker has its own
 // TCP connection to the scheduler, speaks ZMTP 3.0 (NULL mechanism) directly as a DEALER, says
-// hello, heartbeats every --heartbeat-ms, and finishes every task it is assigned at once.
+// hello, heartbeats at the interval the scheduler (or relay) names in its welcome and heartbeat
+// acknowledgements (--heartbeat-ms until then), and finishes every task it is assigned at once.
 // One file descriptor per worker and no libzmq socket each, so 100,000 fit in one process.
 //
 //   lrts_sim_workers --port P --workers N [--capacity C] [--heartbeat-ms 1000] [--seconds S]
 //                    [--first-uid U]   (worker ids U, U+1, ...: several generators side by side)
+//                    [--churn PCT]     (PCT % of the workers leave each minute, their
+//                                       connection closed, and as many new ones join)
 //
 // Prints, every second, how many are registered and how many tasks they finished.
 #include <arpa/inet.h>
@@ -128,6 +131,7 @@ struct Sim {
     reconnects.emplace_back(Clock::now() + std::chrono::milliseconds(200), i);
   }
   int ep = -1;
+  std::chrono::milliseconds interval{1000};  // as the scheduler said last
   uint64_t tasks_done = 0;
   uint64_t heartbeats = 0;
   size_t welcomed = 0;
@@ -172,9 +176,12 @@ struct Sim {
   void on_message(Conn& c, std::string_view body) {
     auto msg = lrts::protocol::decode<lrts::protocol::ToWorker>(body);
     if (!msg) return;
-    if (std::holds_alternative<lrts::protocol::WorkerWelcome>(*msg)) {
+    if (auto* w = std::get_if<lrts::protocol::WorkerWelcome>(&*msg)) {
       if (!c.welcomed) ++welcomed;
       c.welcomed = true;
+      if (w->heartbeat_ms) interval = std::chrono::milliseconds(w->heartbeat_ms);
+    } else if (auto* ack = std::get_if<lrts::protocol::HeartbeatAck>(&*msg)) {
+      if (ack->heartbeat_ms) interval = std::chrono::milliseconds(ack->heartbeat_ms);
     } else if (auto* a = std::get_if<lrts::protocol::Assign>(&*msg)) {
       lrts::protocol::WorkerResults r;
       r.capacity = c.capacity;
@@ -235,6 +242,7 @@ struct Sim {
 
 int main(int argc, char** argv) {
   int port = 5555, workers = 1000, heartbeat_ms = 1000;
+  double churn_pct = 0;
   uint64_t first_uid = 1;
   uint32_t capacity = 2;
   double seconds = 0;
@@ -252,6 +260,8 @@ int main(int argc, char** argv) {
       seconds = std::atof(argv[i + 1]);
     else if (f == "--first-uid")
       first_uid = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (f == "--churn")
+      churn_pct = std::atof(argv[i + 1]);
   }
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
@@ -277,7 +287,8 @@ int main(int argc, char** argv) {
   sim.protocol_hello_.services = {"bench.noop"};
   sim.conns.resize(static_cast<size_t>(workers));
   const auto start = Clock::now();
-  const auto interval = std::chrono::milliseconds(heartbeat_ms);
+  sim.interval = std::chrono::milliseconds(heartbeat_ms);
+  const auto interval = sim.interval;
   for (int i = 0; i < workers; ++i) {
     Conn& c = sim.conns[static_cast<size_t>(i)];
     c.uid = first_uid + static_cast<uint64_t>(i);
@@ -295,6 +306,12 @@ int main(int argc, char** argv) {
   size_t next_hb = 0;  // connections are due in index order, round after round
   auto next_report = start + std::chrono::seconds(1);
   uint64_t last_done = 0, last_hb = 0;
+  // Churn: a share of the workers leaves every second (connection closed) and as many new ones
+  // (new ids, beyond every generator's range) join.
+  const double churn_per_s = workers * churn_pct / 100.0 / 60.0;
+  double churn_due = 0;
+  uint64_t next_new_uid = first_uid + 1'000'000'000ull, left = 0;
+  uint64_t seed = first_uid * 0x9E3779B97F4A7C15ull + 1;
   while (!g_stop) {
     const auto now = Clock::now();
     if (seconds > 0 && now - start > std::chrono::duration<double>(seconds)) break;
@@ -306,7 +323,7 @@ int main(int argc, char** argv) {
         sim.send_msg(c, hb);
         ++sim.heartbeats;
       }
-      c.next_heartbeat += interval;
+      c.next_heartbeat += sim.interval;
       next_hb = (next_hb + 1) % sim.conns.size();
     }
     // Connections that failed (the scheduler was not up yet, or went away) are tried again.
@@ -338,11 +355,26 @@ int main(int argc, char** argv) {
     }
     if (Clock::now() >= next_report) {
       next_report += std::chrono::seconds(1);
-      std::printf("%zu registered, %llu tasks finished (+%llu), %llu heartbeats (+%llu)\n",
-                  sim.welcomed, static_cast<unsigned long long>(sim.tasks_done),
-                  static_cast<unsigned long long>(sim.tasks_done - last_done),
-                  static_cast<unsigned long long>(sim.heartbeats),
-                  static_cast<unsigned long long>(sim.heartbeats - last_hb));
+      for (churn_due += churn_per_s; churn_due >= 1; churn_due -= 1) {
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        const size_t i = seed % sim.conns.size();
+        Conn& c = sim.conns[i];
+        if (c.fd < 0) continue;
+        ::epoll_ctl(sim.ep, EPOLL_CTL_DEL, c.fd, nullptr);
+        ::close(c.fd);
+        c.fd = -1;
+        c.uid = next_new_uid++;
+        ++left;
+        if (!sim.open(i)) sim.reconnects.emplace_back(Clock::now(), i);
+      }
+      std::printf(
+          "%zu registered, %llu tasks finished (+%llu), %llu heartbeats (+%llu), interval %lld "
+          "ms, %llu left\n",
+          sim.welcomed, static_cast<unsigned long long>(sim.tasks_done),
+          static_cast<unsigned long long>(sim.tasks_done - last_done),
+          static_cast<unsigned long long>(sim.heartbeats),
+          static_cast<unsigned long long>(sim.heartbeats - last_hb),
+          static_cast<long long>(sim.interval.count()), static_cast<unsigned long long>(left));
       std::fflush(stdout);
       last_done = sim.tasks_done;
       last_hb = sim.heartbeats;

@@ -44,6 +44,9 @@ class AdminError : public std::runtime_error {
 // started; `json` is the scheduler's whole answer (docs/protocol.md lists its keys).
 struct ClusterStatus {
   uint64_t workers = 0;
+  uint64_t relays = 0;           // lrts relay processes connected
+  uint64_t relayed_workers = 0;  // of workers: those behind a relay
+  uint64_t heartbeat_ms = 0;     // the interval workers connected directly are told
   uint64_t slots = 0;
   uint64_t busy_slots = 0;
   uint64_t idle_slots = 0;

@@ -147,6 +147,12 @@ class StatusCommand final : public Command {
                   static_cast<unsigned long long>(s.slots),
                   static_cast<unsigned long long>(s.busy_slots),
                   static_cast<unsigned long long>(s.idle_slots));
+      if (s.relays) {
+        std::printf("relays     %llu, carrying %llu of the workers; heartbeats every %.1f s\n",
+                    static_cast<unsigned long long>(s.relays),
+                    static_cast<unsigned long long>(s.relayed_workers),
+                    static_cast<double>(s.heartbeat_ms) / 1000.0);
+      }
       std::printf(
           "tasks      %llu queued, %llu running%s\n", static_cast<unsigned long long>(s.queued),
           static_cast<unsigned long long>(s.running),

@@ -175,6 +175,9 @@ ClusterStatus Admin::status() {
   const json j = impl_->query("status", {}, {});
   ClusterStatus s;
   s.workers = get<uint64_t>(j, "workers");
+  s.relays = get<uint64_t>(j, "relays");
+  s.relayed_workers = get<uint64_t>(j, "relayed_workers");
+  s.heartbeat_ms = get<uint64_t>(j, "heartbeat_ms");
   s.slots = get<uint64_t>(j, "slots");
   s.busy_slots = get<uint64_t>(j, "busy_slots");
   s.idle_slots = get<uint64_t>(j, "idle_slots");

@@ -30,13 +30,15 @@ void raise_descriptor_limit() {
   }
 }
 
-ListenerGuard::ListenerGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint)
+ListenerGuard::ListenerGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint,
+                             bool track_disconnects)
     : socket_(socket), endpoint_(std::move(endpoint)) {
   // Failed handshakes too: with --auth, a peer that does not speak CURVE is refused during the
   // handshake, before any authentication request, and would otherwise go unnoticed.
   monitor_ = open_monitor(ctx, socket,
                           ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL);
+                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                              (track_disconnects ? ZMQ_EVENT_DISCONNECTED : 0));
   if (!monitor_.get()) {
     LRTS_WARN("cannot watch {} for accept failures: {}", endpoint_, zmq_error_text());
   }
@@ -47,6 +49,10 @@ void ListenerGuard::on_readable(TimePoint now) {
   while (const auto e = read_monitor_event(monitor_)) {
     const uint16_t kind = e->kind;
     exhausted |= kind == ZMQ_EVENT_ACCEPT_FAILED && (e->value == EMFILE || e->value == ENFILE);
+    if (kind == ZMQ_EVENT_DISCONNECTED) {
+      if (disconnected_.size() < 1'000'000) disconnected_.push_back(e->value);
+      continue;
+    }
     if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
         kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
       ++failed_handshakes_;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "common/log_limit.hpp"
@@ -27,8 +28,11 @@ void raise_descriptor_limit();
 
 class ListenerGuard {
  public:
-  // `socket` is bound to the TCP `endpoint` already.
-  ListenerGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint);
+  // `socket` is bound to the TCP `endpoint` already. With `track_disconnects`, the descriptors
+  // of connections that ended are kept for take_disconnected() (a message's ZMQ_SRCFD says
+  // which connection it came on).
+  ListenerGuard(ZmqContext& ctx, ZmqSocket& socket, std::string endpoint,
+                bool track_disconnects = false);
   ListenerGuard(const ListenerGuard&) = delete;
   ListenerGuard& operator=(const ListenerGuard&) = delete;
 
@@ -43,6 +47,8 @@ class ListenerGuard {
   bool listening() const { return listening_; }
   // Times it stopped listening.
   uint64_t pauses() const { return pauses_; }
+  // Descriptors of the connections that ended since the last call (with track_disconnects).
+  std::vector<int> take_disconnected() { return std::exchange(disconnected_, {}); }
 
  private:
   void stop_listening(TimePoint now);
@@ -52,6 +58,7 @@ class ListenerGuard {
   ZmqSocket monitor_;
   uint64_t pauses_ = 0;
   uint64_t failed_handshakes_ = 0;  // a plain peer on a CURVE socket, say
+  std::vector<int> disconnected_;
   bool listening_ = true;
   Duration backoff_ = seconds(1);
   TimePoint retry_at_ = TimePoint::max();

@@ -366,6 +366,10 @@ struct WorkerHello {
   // Tasks it runs or has queued (not finished ones: those are sent again after the welcome).
   std::vector<TaskAttempt> held;
   std::string_view host;  // the machine it runs on
+  // Results it holds that the scheduler has not acknowledged (sent again after the welcome).
+  // With `held`, everything this process has of its tasks: one it lists in neither never
+  // reached it.
+  std::vector<TaskAttempt> unacked;
   static constexpr auto describe() {
     return std::tuple{wire::u(&WorkerHello::worker_uid),
                       wire::str(&WorkerHello::name, 1, kMaxNameBytes),
@@ -374,7 +378,8 @@ struct WorkerHello {
                       wire::u(&WorkerHello::max_message),
                       wire::strs(&WorkerHello::services, kMaxServicesPerWorker, kMaxNameBytes),
                       wire::list(&WorkerHello::held),
-                      wire::str(&WorkerHello::host, 0, kMaxNameBytes)};
+                      wire::str(&WorkerHello::host, 0, kMaxNameBytes),
+                      wire::list(&WorkerHello::unacked)};
   }
 };
 

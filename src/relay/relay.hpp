@@ -12,8 +12,10 @@
 //   scheduler would (at most one in ten, with the interval the scheduler set), and sends the
 //   scheduler one RELAY_SUMMARY per interval: which workers' heartbeats changed and which left.
 //   So the scheduler's liveness work grows with the number of relays, not of workers.
-// - A worker is gone when its connection ends (libzmq's ROUTER_NOTIFY, where this libzmq has
-//   it) or when it is silent for the timeout the scheduler names in its RELAY_ACK.
+// - A worker is gone when its connection ends (the listening socket's monitor names the
+//   descriptor; each message's ZMQ_SRCFD says which worker that was) or when it is silent for
+//   the timeout the scheduler names in its RELAY_ACK. The scheduler then gives it the base
+//   worker timeout to say hello another way before its tasks go back.
 // - With --auth it is a CURVE server with the cluster's server key (workers need nothing new)
 //   and accepts the `members` keys of workers and relays; upstream it connects with relay.key,
 //   and tells the scheduler, per message, which member sent it.

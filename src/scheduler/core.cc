@@ -61,13 +61,35 @@ void SchedulerCore::dispatch(const PeerId& peer, const protocol::AppHello& m, Ti
   on_app_hello(peer, m, now);
 }
 
-void SchedulerCore::dispatch(const PeerId& peer, const protocol::Relayed&, TimePoint) {
+// A relay's batch, taken apart into its workers' messages, each from the relayed peer the relay
+// names (relays within relays too: an item may itself be a batch).
+void SchedulerCore::dispatch(const PeerId& peer, const protocol::Relayed& m, TimePoint now) {
   if (!caller_.may_relay) {
     return refuse(peer, "role", "this key is not a relay key: it cannot relay workers");
   }
-  // The server takes relayed messages apart before they reach the core.
-  ++stats_.bad_messages;
-  send_error(peer, ErrorCode::kBadMessage, "relayed messages are not taken here");
+  for (const auto& item : m.items) {
+    const auto id = protocol::relayed_peer(peer, item.sub);
+    if (!id) {
+      return on_bad_message(peer, {protocol::DecodeCode::kMalformed, "relays chain too deep"}, now);
+    }
+    // The relay vouches for the key it accepted the sender with: a worker's (or a relay's).
+    Caller inner;
+    if (options_.authenticated) {
+      inner.identity = item.identity;
+      inner.may_apply = false;
+      inner.may_view_all = false;
+      inner.may_operate = false;
+      inner.may_relay = item.relay;
+      inner.may_work = !item.relay;
+    }
+    auto msg = protocol::decode<protocol::ToScheduler>(item.message, options_.max_message_bytes);
+    if (!msg) {
+      on_bad_message(*id, msg.error(), now);
+      continue;
+    }
+    caller_ = inner;
+    std::visit([&](const auto& x) { dispatch(*id, x, now); }, *msg);
+  }
 }
 
 void SchedulerCore::dispatch(const PeerId& peer, const protocol::RelaySummary& m, TimePoint now) {
@@ -124,7 +146,7 @@ void SchedulerCore::dispatch(const PeerId& peer, const protocol::RelaySummary& m
     auto it = peers_.find(*id);
     if (it == peers_.end() || !it->second.is_worker) continue;
     if (workers_[it->second.index].relay != ri) continue;
-    lose_worker(it->second.index, "its relay says its connection ended");
+    orphan_worker(it->second.index, now);
   }
   protocol::RelayAck ack;
   ack.scheduler_epoch = options_.epoch;
@@ -584,12 +606,31 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
     if (!fresh) r->second = std::max(r->second, rt.attempt);
   }
   if (known) {
-    // Ours but not reported: the attempt is gone.
+    // Ours but not reported. The same process lists everything it has of its tasks (running or
+    // queued in `held`, results in `unacked`): one in neither never reached it (the ASSIGN was
+    // lost with its connection, or it handed the task back on a link that broke) and goes back
+    // without using an attempt. One whose result it holds is settled by that result, sent
+    // after the welcome. Another attempt running there: ours is gone.
+    std::unordered_map<TaskKey, uint32_t, protocol::TaskKeyHash> unacked;
+    unacked.reserve(m.unacked.size());
+    for (const auto& u : m.unacked) {
+      auto [it, fresh] = unacked.emplace(u.key, u.attempt);
+      if (!fresh) it->second = std::max(it->second, u.attempt);
+    }
+    std::vector<protocol::TaskAttempt> never_got;
     std::vector<uint32_t> lost;
     WorkerList::for_each(tasks_, w.tasks, [&](uint32_t t) {
-      auto r = reported.find(tasks_[t].key);
-      if (r == reported.end() || r->second != tasks_[t].attempt) lost.push_back(t);
+      const Task& task = tasks_[t];
+      auto r = reported.find(task.key);
+      if (r != reported.end()) {
+        if (r->second != task.attempt) lost.push_back(t);
+        return;
+      }
+      auto u = unacked.find(task.key);
+      if (u != unacked.end() && u->second == task.attempt) return;
+      never_got.push_back({task.key, task.attempt});
     });
+    hand_back(wi, never_got);
     for (uint32_t t : lost) {
       unassign(t);
       retry_or_fail(t, "the worker no longer had the task after reconnecting");

@@ -126,7 +126,9 @@ struct RecoveredState {
 };
 
 struct CoreOptions {
-  uint64_t epoch = 1;                        // identifies this scheduler run to peers
+  uint64_t epoch = 1;  // identifies this scheduler run to peers
+  // --auth: callers are members, and a relay's messages carry the member each came from.
+  bool authenticated = false;
   Duration heartbeat_interval = seconds(1);  // what workers and applications are told to use
   Duration worker_timeout = seconds(10);     // a worker silent this long loses its tasks
   // The most heartbeats a second the scheduler, and each relay, receives from workers: past
@@ -360,6 +362,7 @@ class SchedulerCore {
   uint32_t relay_for(const PeerId& relay, TimePoint now);
   void set_relay(uint32_t w, uint32_t relay);
   void lose_relay(uint32_t r, std::string_view reason);
+  void orphan_worker(uint32_t wi, TimePoint now);
   void check_relay(uint32_t r, TimePoint now);
   void arm_relay_timer(uint32_t r, TimePoint when);
   uint32_t ensure_app(std::string_view app_id);

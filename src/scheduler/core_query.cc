@@ -261,6 +261,9 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
     const uint64_t last_minute = activity_.completed.last_minute(now);
     const uint64_t backlog = journal_ ? journal_seq_ - journal_committed_ : 0;
     return dump(json{{"workers", st.workers},
+                     {"relays", st.relays},
+                     {"relayed_workers", st.relayed_workers},
+                     {"heartbeat_ms", st.heartbeat_ms},
                      {"slots", st.slots},
                      {"busy_slots", st.busy_slots},
                      {"idle_slots", st.slots - st.busy_slots},

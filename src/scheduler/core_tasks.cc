@@ -295,11 +295,7 @@ void SchedulerCore::lose_relay(uint32_t ri, std::string_view reason) {
   size_t n = 0;
   for (uint32_t wi = 0; wi < workers_.capacity(); ++wi) {
     if (!workers_.used(wi) || workers_[wi].relay != ri) continue;
-    set_relay(wi, kNone);
-    Worker& w = workers_[wi];
-    w.last_seen = now_;
-    ++w.timer_gen;
-    timers_.push({now_ + timeout_for(w), workers_.handle(wi), w.timer_gen, TimerOf::kWorker});
+    orphan_worker(wi, now_);
     ++n;
   }
   Relay& r = relays_[ri];
@@ -307,6 +303,18 @@ void SchedulerCore::lose_relay(uint32_t ri, std::string_view reason) {
             r.uid, reason, n, to_ms(options_.worker_timeout) / 1000);
   relay_by_peer_.erase(r.peer);
   relays_.free(ri);
+}
+
+// A relayed worker whose connection ended (its relay says so, or the relay is gone): it keeps
+// its tasks for worker_timeout from now, the time a direct worker at the base interval has, to
+// say hello again another way; then it is lost as any silent worker is.
+void SchedulerCore::orphan_worker(uint32_t wi, TimePoint now) {
+  set_relay(wi, kNone);
+  Worker& w = workers_[wi];
+  w.last_seen = now;
+  w.told_ms = static_cast<uint32_t>(std::max<int64_t>(1, to_ms(options_.heartbeat_interval)));
+  ++w.timer_gen;
+  timers_.push({now + timeout_for(w), workers_.handle(wi), w.timer_gen, TimerOf::kWorker});
 }
 
 void SchedulerCore::lose_worker(uint32_t wi, std::string_view reason) {
@@ -374,13 +382,16 @@ void SchedulerCore::drop_app(uint32_t ai) {
 
 void SchedulerCore::check_worker(uint32_t wi, TimePoint now) {
   Worker& w = workers_[wi];
+  TimePoint deadline = w.last_seen + timeout_for(w);
   if (w.relay != kNone) {
     // Alive while its relay is (the relay lists those that leave); its last heartbeat still
-    // counts for hoarding.
-    w.last_seen = std::max(w.last_seen, relays_[w.relay].last_seen);
+    // counts for hoarding. A relay that falls silent is lost first, and its workers then have
+    // their own timeout to come back another way: never before that.
+    const Relay& r = relays_[w.relay];
+    w.last_seen = std::max(w.last_seen, r.last_seen);
     check_hoarding(wi, w.running, now);
+    deadline = std::max(w.last_seen, r.last_seen + timeout_for_relay(r)) + timeout_for(w);
   }
-  const TimePoint deadline = w.last_seen + timeout_for(w);
   if (deadline > now) {
     timers_.push({deadline, workers_.handle(wi), w.timer_gen, TimerOf::kWorker});
     return;

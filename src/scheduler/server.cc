@@ -167,8 +167,8 @@ struct SchedulerServer::Impl {
   uint64_t dropped_queries = 0;
 };
 
-// One message from `peer`; a relay's batch is taken apart into its workers' messages, each
-// from the relayed peer the relay names (relays within relays too).
+// One message from `peer`: queries and controls wait for the round's end, the rest goes to the
+// core (which takes a relay's batches apart).
 void SchedulerServer::deliver(const PeerId& peer, std::string_view bytes, const Caller& caller,
                               TimePoint now) {
   Impl& s = *impl_;
@@ -184,27 +184,7 @@ void SchedulerServer::deliver(const PeerId& peer, std::string_view bytes, const 
     s.queries.push_back({peer, std::string(bytes), std::string(caller.identity), caller});
     return;
   }
-  const auto* relayed = std::get_if<protocol::Relayed>(&*msg);
-  if (!relayed || !caller.may_relay) return s.core->on_message(peer, *msg, now, caller);
-  for (const auto& item : relayed->items) {
-    const auto id = protocol::relayed_peer(peer, item.sub);
-    if (!id) {
-      s.core->on_bad_message(peer, {protocol::DecodeCode::kMalformed, "relays chain too deep"},
-                             now);
-      return;
-    }
-    // The relay vouches for the key it accepted the sender with: a worker's (or a relay's).
-    Caller inner;
-    if (s.auth) {
-      inner.identity = item.identity;
-      inner.may_apply = false;
-      inner.may_view_all = false;
-      inner.may_operate = false;
-      inner.may_relay = item.relay;
-      inner.may_work = !item.relay;
-    }
-    deliver(*id, item.message, inner, now);
-  }
+  s.core->on_message(peer, *msg, now, caller);
 }
 
 SchedulerServer::SchedulerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -239,6 +219,7 @@ Result<std::unique_ptr<SchedulerServer>> SchedulerServer::create(const ServerOpt
   if (auto s = r.bind(ep->zmq); !s) return Error{s.error()};
   impl->endpoint = r.last_endpoint();
   CoreOptions core = options.core;
+  core.authenticated = !options.auth_dir.empty();
   core.max_message_bytes = options.max_message_bytes;
   core.listen_endpoint = impl->endpoint;
   if (core.epoch == 1)

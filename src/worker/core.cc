@@ -162,9 +162,12 @@ void WorkerCore::send_hello(TimePoint now) {
   hello.max_message = options_.max_message_bytes;
   hello.host = options_.host;
   for (const auto& s : options_.services) hello.services.push_back(s);
-  // Only what runs here: finished results are sent again after the welcome and settle
-  // themselves (a finished result is accepted from any attempt; a lost one only if current).
+  // What runs or waits here, and the results not acknowledged yet (they are sent again after
+  // the welcome and settle themselves): everything this process has of its tasks, so that a
+  // task it lists in neither is one it never received (its ASSIGN was lost with a connection)
+  // and goes back without using an attempt.
   hello.held = executor_.held();
+  for (const auto& [key, p] : pending_) hello.unacked.push_back({key, p.outcome.attempt});
   link_.send(hello);
   session_.hello_sent(now);
 }

@@ -7,8 +7,8 @@
 // - Results are kept until the scheduler acknowledges them (RESULT_ACK names the attempt, so a
 //   late acknowledgement of a lost attempt does not erase a newer one), and sent again after
 //   every welcome: nothing is lost when the scheduler restarts or the link breaks.
-// - A hello lists what the worker runs or has queued (finished results are sent again after the
-//   welcome and settle themselves); the welcome names what to drop.
+// - A hello lists what the worker runs or has queued and the results it holds unacknowledged
+//   (sent again after the welcome, they settle themselves); the welcome names what to drop.
 // - An assignment of an attempt this worker has already finished is answered with that result
 //   (after a scheduler restart the attempt number can repeat).
 // - Results and fields larger than a batch may hold travel as streams (protocol/stream.hpp),

@@ -273,8 +273,25 @@ Daemon& Cluster::start_progress_server(std::vector<std::string> extra) {
 }
 
 Daemon& Cluster::start_worker(int slots, std::vector<std::string> extra) {
+  return start_worker_via("127.0.0.1:" + std::to_string(port_), slots, std::move(extra));
+}
+
+Daemon& Cluster::start_relay(int* port, std::vector<std::string> extra) {
+  *port = free_port();
+  std::vector<std::string> argv = {lrts_bin(),         "relay",
+                                   "--port",           std::to_string(*port),
+                                   "--scheduler-port", std::to_string(port_),
+                                   "--log-level",      "debug"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  const std::string name = "relay" + std::to_string(relays_.size());
+  relays_.emplace_back(argv, dir_.file(name + ".log"));
+  return relays_.back();
+}
+
+Daemon& Cluster::start_worker_via(const std::string& addresses, int slots,
+                                  std::vector<std::string> extra) {
   std::vector<std::string> argv = {lrts_bin(),           "worker",
-                                   "-scheduler-address", "127.0.0.1",
+                                   "-scheduler-address", addresses,
                                    "-scheduler-port",    std::to_string(port_),
                                    "-progress-port",     std::to_string(progress_port_),
                                    "-max-jobs",          std::to_string(slots),
@@ -324,6 +341,7 @@ std::string Cluster::logs() const {
            read_file(dir_.file("progress." + std::to_string(i) + ".log"));
   }
   for (const auto& w : workers_) out += "--- " + w.log_path() + "\n" + w.log();
+  for (const auto& r : relays_) out += "--- " + r.log_path() + "\n" + r.log();
   return out;
 }
 

@@ -127,6 +127,12 @@ class Cluster {
   Daemon& start_progress_server(std::vector<std::string> extra = {});
   Daemon& progress_server() { return progress_server_; }
   Daemon& start_worker(int slots, std::vector<std::string> extra = {});
+  // A worker given `addresses` (host:port,...) as its --scheduler-address list.
+  Daemon& start_worker_via(const std::string& addresses, int slots,
+                           std::vector<std::string> extra = {});
+  // An lrts relay on a free port in front of this cluster's scheduler; `port` says which.
+  Daemon& start_relay(int* port, std::vector<std::string> extra = {});
+  Daemon& relay(size_t i) { return relays_.at(i); }
   Daemon& scheduler() { return scheduler_; }
   Daemon& worker(size_t i) { return workers_.at(i); }
   // Everything the scheduler logged, across restarts.
@@ -150,6 +156,7 @@ class Cluster {
   Daemon progress_server_;
   int progress_starts_ = 0;
   std::deque<Daemon> workers_;  // stable references as workers are added
+  std::deque<Daemon> relays_;
 };
 
 // A test with its own directory and cluster (started by the test); prints every log on failure.

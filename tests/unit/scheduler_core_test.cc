@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "protocol/codec.hpp"
+#include "protocol/relay_ids.hpp"
 #include "scheduler/core.hpp"
 
 namespace lrts::scheduler {
@@ -21,6 +22,9 @@ class FakeTransport final : public Transport {
     protocol::encode(message, sent[peer].emplace_back());
   }
   void send_worker(const PeerId& peer, const protocol::ToWorker& message) override {
+    protocol::encode(message, sent[peer].emplace_back());
+  }
+  void send_relay(const PeerId& peer, const protocol::ToRelay& message) override {
     protocol::encode(message, sent[peer].emplace_back());
   }
   // Messages for `peer` since the last call, decoded as the peer would.
@@ -282,10 +286,29 @@ TEST_F(SchedulerCoreTest, ReconnectingWorkerKeepsWhatItHoldsAndLosesTheRest) {
   submit("A", {1, 2});
   worker_hello("W", 1, 2);
   ASSERT_EQ(assigned("W").size(), 2u);
-  // It re-registers holding only task 1 (task 2 died with it).
+  // It re-registers holding only task 1. The same process lists all it has of its tasks, so it
+  // never received task 2 (its ASSIGN was lost with the connection): task 2 goes again without
+  // using an attempt.
   worker_hello("W", 1, 2, {{{100, 1}, 1}});
-  EXPECT_EQ(assigned("W"), (Pairs{{2, 2}}));
+  EXPECT_EQ(assigned("W"), (Pairs{{2, 1}}));
   EXPECT_EQ(core_.stats().assigned, 2u);
+  // Its result of task 2 sent, not acknowledged yet, when the link breaks again: listed as
+  // unacknowledged, the task stays its own, and the result settles it.
+  protocol::WorkerHello h;
+  h.worker_uid = 1;
+  h.name = "W";
+  h.slots = 2;
+  h.capacity = 2;
+  h.services = {"svc"};
+  h.held = {{{100, 1}, 1}};
+  h.unacked = {{{100, 2}, 1}};
+  deliver("W", h);
+  EXPECT_TRUE(assigned("W").empty());
+  EXPECT_EQ(core_.stats().assigned, 2u);
+  result("W", {100, 2}, 1, TaskStatus::kFinished, "two", 1);
+  auto r = results("A");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].attempt, 1u);
 }
 
 TEST_F(SchedulerCoreTest, WorkerLeavingHandsBackTasksWithoutUsingAnAttempt) {
@@ -852,6 +875,186 @@ TEST_F(SchedulerQueryTest, AConnectionThatDoesNotReadItsAnswersGetsNoMore) {
   core_.on_message("other", other, now_);
   core_.flush(now_);
   EXPECT_EQ(to_app("other").size(), 1u);
+}
+
+// ---- relays ------------------------------------------------------------------------------------
+
+class RelayCoreTest : public SchedulerCoreTest {
+ protected:
+  // `msg` from the worker `sub` behind `relay`, in a RELAYED batch.
+  void via(const std::string& relay, uint32_t sub, const protocol::ToScheduler& msg) {
+    std::string& bytes = texts_.emplace_back();
+    protocol::encode(msg, bytes);
+    protocol::Relayed r;
+    r.items.push_back({sub, {}, false, bytes});
+    deliver(relay, r);
+  }
+  void hello_via(const std::string& relay, uint32_t sub, uint64_t uid,
+                 std::vector<protocol::TaskAttempt> held = {}) {
+    protocol::WorkerHello h;
+    h.worker_uid = uid;
+    h.name = "w" + std::to_string(uid);
+    h.slots = 1;
+    h.capacity = 1;
+    h.services = {"svc"};
+    h.held = std::move(held);
+    via(relay, sub, h);
+  }
+  void summary(const std::string& relay, std::vector<uint32_t> gone = {},
+               std::vector<protocol::RelayBeat> beats = {}) {
+    protocol::RelaySummary m;
+    m.relay_uid = 7;
+    m.workers = 1;
+    m.beats = std::move(beats);
+    m.gone = std::move(gone);
+    deliver(relay, m);
+  }
+  static std::string behind(const std::string& relay, uint32_t sub) {
+    return *protocol::relayed_peer(relay, sub);
+  }
+};
+
+TEST_F(RelayCoreTest, SummariesKeepQuietRelayedWorkersAliveAndGoneLosesThem) {
+  app_hello("app");
+  hello_via("R", 1, 11);
+  submit("app", {1});
+  ASSERT_EQ(assigned(behind("R", 1)), (Pairs{{1, 1}}));
+  // Three worker timeouts with no word from the worker itself, only its relay's summaries.
+  for (int i = 0; i < 30; ++i) {
+    summary("R");
+    advance(1s);
+  }
+  EXPECT_EQ(core_.stats().workers, 1u);
+  EXPECT_EQ(core_.stats().relayed_workers, 1u);
+  EXPECT_EQ(core_.stats().assigned, 1u);
+  // The relay says its connection ended: the worker has the worker timeout (10 s) to come
+  // back another way, then the task goes back.
+  summary("R", {1});
+  EXPECT_EQ(core_.stats().relayed_workers, 0u);
+  for (int i = 0; i < 9; ++i) advance(1s);
+  EXPECT_EQ(core_.stats().workers, 1u);
+  EXPECT_EQ(core_.stats().assigned, 1u);
+  advance(2s);
+  EXPECT_EQ(core_.stats().workers, 0u);
+  EXPECT_EQ(core_.stats().queued, 1u);
+}
+
+TEST_F(RelayCoreTest, AWorkerThatMovedToAnotherRelayKeepsItsTaskWhateverTheOldRelaySays) {
+  app_hello("app");
+  hello_via("R1", 1, 11);
+  submit("app", {1});
+  ASSERT_EQ(assigned(behind("R1", 1)), (Pairs{{1, 1}}));
+  // R1 dies; the worker says hello through R2 with the attempt it runs.
+  hello_via("R2", 5, 11, {{{100, 1}, 1}});
+  auto welcome = to_worker(behind("R2", 5));
+  ASSERT_FALSE(welcome.empty());
+  EXPECT_TRUE(std::get<protocol::WorkerWelcome>(welcome[0]).cancel.empty());
+  // A late (or repeated) summary of R1 naming its old sub as gone, or beating for it, is
+  // about another connection: ignored.
+  summary("R1", {1}, {{1, 0, 0, 0, false}});
+  summary("R1", {1});
+  EXPECT_EQ(core_.stats().workers, 1u);
+  EXPECT_EQ(core_.stats().assigned, 1u);
+  EXPECT_TRUE(assigned(behind("R2", 5)).empty());
+  // Its result, of attempt 1, is the task's.
+  protocol::WorkerResults r;
+  r.capacity = 1;
+  payloads_.push_back("ok");
+  r.items.push_back({{100, 1}, 1, TaskStatus::kFinished, payloads_.back(), 0, 7});
+  via("R2", 5, r);
+  auto got = results("app");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].attempt, 1u);
+}
+
+TEST_F(RelayCoreTest, ABeatForAWorkerTheSchedulerDoesNotKnowAsksItForAHello) {
+  summary("R", {}, {{9, 1, 0, 0, false}});
+  auto msgs = to_worker(behind("R", 9));
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<protocol::ErrorMsg>(msgs[0]).code, protocol::ErrorCode::kHelloRequired);
+  // The relay itself hears the interval and timeouts it passes on.
+  auto acks = transport_.take<protocol::ToRelay>("R");
+  ASSERT_FALSE(acks.empty());
+  EXPECT_EQ(std::get<protocol::RelayAck>(acks.back()).scheduler_epoch, 42u);
+}
+
+TEST_F(RelayCoreTest, ARelayThatFallsSilentLeavesItsWorkersTheirTimeoutToComeBack) {
+  app_hello("app");
+  hello_via("R", 1, 11);
+  submit("app", {1});
+  ASSERT_EQ(assigned(behind("R", 1)), (Pairs{{1, 1}}));
+  // No summary: the relay is lost after its timeout (10 s here); its worker then has its own.
+  for (int i = 0; i < 15; ++i) advance(1s);
+  EXPECT_EQ(core_.stats().relays, 0u);
+  EXPECT_EQ(core_.stats().workers, 1u);
+  EXPECT_EQ(core_.stats().assigned, 1u);
+  // It comes back directly, running attempt 1: nothing is assigned again.
+  worker_hello("direct", 11, 1, {{{100, 1}, 1}});
+  EXPECT_TRUE(assigned("direct").empty());
+  EXPECT_EQ(core_.stats().assigned, 1u);
+  EXPECT_EQ(core_.stats().relayed_workers, 0u);
+}
+
+TEST_F(RelayCoreTest, RelayedMessagesMayNotComeFromANonRelayKey) {
+  protocol::Relayed r;
+  std::string& bytes = texts_.emplace_back();
+  protocol::encode(protocol::WorkerHeartbeat{1, 0, 0, false}, bytes);
+  r.items.push_back({1, {}, false, bytes});
+  Caller worker_key;
+  worker_key.identity = "w";
+  worker_key.may_relay = false;
+  core_.on_message("W", r, now_, worker_key);
+  core_.flush(now_);
+  auto msgs = to_worker("W");
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(std::get<protocol::ErrorMsg>(msgs[0]).code, protocol::ErrorCode::kForbidden);
+  EXPECT_EQ(core_.stats().relays, 0u);
+}
+
+TEST(HeartbeatRateTest, TheIntervalDoublesUntilTheSchedulerHearsAtMostTheRateAndTimeoutsFollow) {
+  FakeTransport transport;
+  MemoryBlobStore blobs;
+  CoreOptions o;
+  o.epoch = 42;
+  o.heartbeat_interval = 1s;
+  o.worker_timeout = 10s;
+  o.max_heartbeat_rate = 10;
+  SchedulerCore core(o, transport, blobs);
+  TimePoint now = TimePoint{} + 1000s;
+  std::vector<uint32_t> told;
+  std::deque<std::string> names;
+  for (uint64_t uid = 1; uid <= 25; ++uid) {
+    protocol::WorkerHello h;
+    h.worker_uid = uid;
+    h.name = names.emplace_back("w" + std::to_string(uid));
+    h.slots = 1;
+    h.capacity = 1;
+    core.on_message(names.back(), h, now);
+    core.flush(now);
+    auto msgs = transport.take<protocol::ToWorker>(names.back());
+    ASSERT_FALSE(msgs.empty());
+    told.push_back(std::get<protocol::WorkerWelcome>(msgs[0]).heartbeat_ms);
+  }
+  EXPECT_EQ(told[0], 1000u);   // 1 worker: 1/s
+  EXPECT_EQ(told[10], 2000u);  // 11 workers: 11/s at 1 s, 5.5/s at 2 s
+  EXPECT_EQ(told[24], 4000u);  // 25: 6.25/s at 4 s
+  EXPECT_EQ(core.stats().heartbeat_ms, 4000u);
+  // Silent 35 s: those told 1 s and 2 s are gone (10 s and 20 s), the last ones (4 s: 40 s)
+  // are not; at 45 s they are.
+  for (int i = 0; i < 35; ++i) {
+    now += 1s;
+    core.on_tick(now);
+    core.flush(now);
+  }
+  const size_t at_35 = core.stats().workers;
+  EXPECT_GT(at_35, 0u);
+  EXPECT_LT(at_35, 25u);
+  for (int i = 0; i < 10; ++i) {
+    now += 1s;
+    core.on_tick(now);
+    core.flush(now);
+  }
+  EXPECT_EQ(core.stats().workers, 0u);
 }
 
 }  // namespace

@@ -3,7 +3,10 @@
 // SessionCore, and the real journal (records encoded and applied to an in-memory SQLite by
 // JournalStore, loaded back after a restart). Seeded random submissions, work, collections,
 // cancels, heartbeats, slot crashes and recalls, worker crashes and cut-offs, application
-// restarts, duplicated and reordered messages, journal commits and scheduler restarts — with
+// restarts, duplicated and reordered messages, journal commits and scheduler restarts, and (in
+// the relay runs) real RelayCores between some workers and the scheduler: relays that die and
+// come back, workers that move between relays (or to the scheduler) mid-task, duplicated and
+// reordered relay batches and summaries — with
 // invariants checked after every step:
 //   - the scheduler core's own consistency (verify());
 //   - every result the application gets is correct and within its task's attempt limit;
@@ -26,6 +29,8 @@
 #include "common/log.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/msgpack_io.hpp"
+#include "protocol/relay_ids.hpp"
+#include "relay/relay_core.hpp"
 #include "scheduler/core.hpp"
 #include "scheduler/journal_records.hpp"
 #include "scheduler/journal_store.hpp"
@@ -170,7 +175,34 @@ class SimTransport final : public Transport {
     }
     protocol::encode(message, to_peer[peer].emplace_back());
   }
+  void send_relay(const PeerId& peer, const protocol::ToRelay& message) override {
+    protocol::encode(message, to_peer[peer].emplace_back());
+  }
   std::map<std::string, std::deque<std::string>> to_peer;
+};
+
+// ---- a relay: a real RelayCore --------------------------------------------------------------
+
+struct SimRelay final : relay::RelayLink {
+  SimRelay(uint64_t uid, std::string peer_id) : peer(std::move(peer_id)) {
+    core = std::make_unique<relay::RelayCore>(relay::RelayCoreOptions{uid}, *this);
+  }
+  bool to_worker(std::string_view routing_id, std::string_view bytes) override {
+    to_workers[std::string(routing_id)].emplace_back(bytes);
+    return true;
+  }
+  void to_upstream(std::string_view bytes) override {
+    upstream.emplace_back(bytes);
+    auto m = protocol::decode<protocol::ToScheduler>(bytes);
+    if (m && std::holds_alternative<protocol::RelaySummary>(*m)) last_summary.assign(bytes);
+  }
+
+  std::string peer;  // its routing id at the scheduler
+  bool up = true;
+  std::unique_ptr<relay::RelayCore> core;
+  std::deque<std::string> upstream;
+  std::map<std::string, std::deque<std::string>> to_workers;
+  std::string last_summary;  // for duplicating
 };
 
 // ---- a worker: a real WorkerCore with simulated slot processes ------------------------------
@@ -267,6 +299,7 @@ struct SimWorker final : worker::SlotControl, worker::WorkerLink {
   std::string peer;
   bool up = true;         // the process runs
   bool connected = true;  // the network reaches it
+  int relay = -1;         // the relay it speaks through (-1: the scheduler itself)
   Wire wire;
   std::string last_results;  // for duplicating
   std::unique_ptr<worker::WorkerCore> core;
@@ -355,7 +388,7 @@ void SimApp::deliver(const TaskKey& key, ServiceResult result) {
 
 class Simulation {
  public:
-  explicit Simulation(uint64_t seed) : rng_(seed) {
+  explicit Simulation(uint64_t seed, int relays = 0) : rng_(seed) {
     options_.epoch = 1;
     options_.worker_timeout = 10s;
     options_.app_timeout = 10s;
@@ -363,7 +396,11 @@ class Simulation {
     options_.reclaim_grace = 5s;
     options_.result_resend = 5s;
     new_core(RecoveredState{}, /*restored=*/false);
-    for (int i = 0; i < 3; ++i) add_worker();
+    for (int i = 0; i < relays; ++i) {
+      relays_.push_back(
+          std::make_unique<SimRelay>(next_uid_++, "relay#" + std::to_string(peer_counter_++)));
+    }
+    for (int i = 0; i < 3 + 2 * relays; ++i) add_worker();
     new_app();
   }
 
@@ -396,6 +433,9 @@ class Simulation {
 
   // Faults stop; everyone comes back; run until every acknowledged task is collected.
   std::string settle() {
+    for (size_t i = 0; i < relays_.size(); ++i) {
+      if (!relays_[i]->up) restart_relay(i);
+    }
     for (auto& w : workers_) {
       if (!w->up) replace_worker(*w);
       if (!w->connected) {  // back on a new connection (a new routing id), as a real one would
@@ -458,6 +498,8 @@ class Simulation {
 
   size_t collected() const { return collected_.size(); }
   int restarts() const { return restarts_; }
+  int relay_faults() const { return relay_faults_; }
+  uint64_t relayed_results() const { return relayed_results_; }
 
  private:
   std::string check() {
@@ -483,6 +525,21 @@ class Simulation {
     app_->wire.to_scheduler.clear();
     new_core(journal_.crash(&failure_), true);
     ++restarts_;
+  }
+
+  // What a worker sent reaches its relay, which hands it on (or keeps a heartbeat).
+  void deliver_to_relay(SimWorker& w, std::deque<std::string>& q) {
+    SimRelay& r = *relays_[static_cast<size_t>(w.relay)];
+    const size_t n = q.empty() ? 0 : 1 + rng_() % q.size();
+    for (size_t i = 0; i < n && !q.empty(); ++i) {
+      if (q.size() >= 2 && rng_() % 20 == 0) std::swap(q[0], q[1]);
+      std::string bytes = std::move(q.front());
+      q.pop_front();
+      auto m = protocol::decode<protocol::ToScheduler>(bytes);
+      if (m && std::holds_alternative<protocol::WorkerResults>(*m)) ++relayed_results_;
+      r.core->from_worker(w.peer, bytes, relay::Sender{{}, false}, now_);
+    }
+    r.core->flush();
   }
 
   void deliver_queue(const std::string& peer, std::deque<std::string>& q) {
@@ -542,23 +599,90 @@ class Simulation {
 
   void deliver_to_scheduler() {
     std::vector<size_t> order;
-    for (size_t i = 0; i <= workers_.size(); ++i) order.push_back(i);
+    for (size_t i = 0; i <= workers_.size() + relays_.size(); ++i) order.push_back(i);
     std::shuffle(order.begin(), order.end(), rng_);
     for (size_t i : order) {
       if (i == workers_.size()) {
         if (app_->linked) deliver_queue(app_->peer, app_->wire.to_scheduler);
+      } else if (i > workers_.size()) {
+        SimRelay& r = *relays_[i - workers_.size() - 1];
+        if (r.up) deliver_queue(r.peer, r.upstream);
       } else if (workers_[i]->up && workers_[i]->connected) {
-        deliver_queue(workers_[i]->peer, workers_[i]->wire.to_scheduler);
+        SimWorker& w = *workers_[i];
+        if (w.relay < 0) {
+          deliver_queue(w.peer, w.wire.to_scheduler);
+        } else if (relays_[static_cast<size_t>(w.relay)]->up) {
+          deliver_to_relay(w, w.wire.to_scheduler);
+        } else {
+          w.wire.to_scheduler.clear();  // to a relay that is not there
+        }
       }
     }
     core_->on_tick(now_);
     core_->flush(now_);
   }
 
+  // What the scheduler sent a relay, or a worker behind one: the transport wraps the latter
+  // into RELAY_DOWN, as the server's does.
+  bool deliver_to_relay_peer(const std::string& peer, std::deque<std::string>& msgs) {
+    SimRelay* r = nullptr;
+    const std::string via = protocol::is_relayed(peer) ? protocol::relay_of(peer) : peer;
+    for (auto& x : relays_) {
+      if (x->peer == via) r = x.get();
+    }
+    if (!r) return false;
+    const auto path = protocol::relay_path(peer);
+    while (!msgs.empty()) {
+      std::string bytes = std::move(msgs.front());
+      msgs.pop_front();
+      if (!r->up) continue;  // lost with it
+      if (path) {
+        protocol::RelayDown down;
+        down.items.push_back({path->subs[0], bytes});
+        std::string wrapped;
+        protocol::encode(down, wrapped);
+        bytes = std::move(wrapped);
+      }
+      r->core->from_upstream(bytes, now_);
+    }
+    return true;
+  }
+
+  // What relays send their workers.
+  void deliver_from_relays() {
+    for (auto& r : relays_) {
+      for (auto& [rid, msgs] : r->to_workers) {
+        SimWorker* w = worker_by_peer(rid);
+        while (!msgs.empty()) {
+          std::string bytes = std::move(msgs.front());
+          msgs.pop_front();
+          if (!r->up || !w || !w->up || !w->connected || w->relay < 0 ||
+              relays_[static_cast<size_t>(w->relay)].get() != r.get()) {
+            continue;  // lost on the wire
+          }
+          auto m = protocol::decode<protocol::ToWorker>(bytes);
+          if (!m) {
+            failure_ = "a relay sent a worker an undecodable message: " + m.error().text;
+            return;
+          }
+          w->core->on_message(*m, now_);
+          w->core->on_tick(now_);
+          w->core->flush(now_);
+        }
+      }
+    }
+  }
+
   void deliver_to_peers() {
+    deliver_from_scheduler();
+    deliver_from_relays();
+  }
+
+  void deliver_from_scheduler() {
     for (auto& entry : transport_.to_peer) {
       const auto& peer = entry.first;  // a plain name: lambdas below capture it
       auto& msgs = entry.second;
+      if (deliver_to_relay_peer(peer, msgs)) continue;
       SimWorker* w = worker_by_peer(peer);
       const bool is_app = peer == app_->peer;
       const bool reachable = is_app ? app_->linked : (w && w->up && w->connected);
@@ -658,6 +782,9 @@ class Simulation {
   // ---- time ----
   void advance_time(Duration d) {
     now_ += d;
+    for (auto& r : relays_) {
+      if (r->up) r->core->on_tick(now_);
+    }
     for (auto& w : workers_) {
       if (!w->up) continue;
       w->core->on_tick(now_);
@@ -679,12 +806,15 @@ class Simulation {
   void add_worker() {
     workers_.push_back(std::make_unique<SimWorker>(next_uid_++, 1 + static_cast<int>(rng_() % 3),
                                                    "worker#" + std::to_string(peer_counter_++)));
+    if (!relays_.empty() && rng_() % 3)
+      workers_.back()->relay = static_cast<int>(rng_() % relays_.size());
     workers_.back()->core->on_tick(now_);
   }
 
   void replace_worker(SimWorker& w) {  // a new process: a new uid, nothing of the old one
     auto fresh = std::make_unique<SimWorker>(next_uid_++, 1 + static_cast<int>(rng_() % 3),
                                              "worker#" + std::to_string(peer_counter_++));
+    fresh->relay = w.relay;
     for (auto& x : workers_) {
       if (x.get() == &w) x = std::move(fresh), x->core->on_tick(now_);
     }
@@ -706,6 +836,59 @@ class Simulation {
     app_ = std::make_unique<SimApp>(session_, "app#" + std::to_string(peer_counter_++));
     next_seq_ = 1;
     app_->core->on_tick(now_);
+  }
+
+  // ---- relays ----
+  // A worker on a new connection: to a relay or straight to the scheduler. Told so (a
+  // failover to the next address) or not (libzmq reconnected it to a relay restarted at the
+  // same address).
+  void move_worker(SimWorker& w) {
+    w.wire.to_scheduler.clear();
+    w.peer = "worker#" + std::to_string(peer_counter_++);
+    w.connected = true;
+    w.relay = rng_() % 3 == 0 ? -1 : static_cast<int>(rng_() % relays_.size());
+    if (rng_() % 2) w.core->on_new_link(now_);
+    w.core->flush(now_);
+  }
+
+  void restart_relay(size_t i) {
+    relays_[i] =
+        std::make_unique<SimRelay>(next_uid_++, "relay#" + std::to_string(peer_counter_++));
+  }
+
+  void relay_fault() {
+    ++relay_faults_;
+    const size_t i = rng_() % relays_.size();
+    SimRelay& r = *relays_[i];
+    const int f = static_cast<int>(rng_() % 100);
+    if (f < 25) {
+      // A relay dies (SIGKILL): what it held is gone; its workers reconnect elsewhere, or to it
+      // once it is back.
+      if (r.up) {
+        r.up = false;
+        for (auto& w : workers_) {
+          if (w->relay == static_cast<int>(i) && rng_() % 2) move_worker(*w);
+        }
+      } else {
+        restart_relay(i);
+      }
+    } else if (f < 45) {
+      // A worker moves to another relay (or to the scheduler) mid-task.
+      SimWorker& w = *workers_[rng_() % workers_.size()];
+      if (w.up) move_worker(w);
+    } else if (f < 65) {
+      // A relay's summary arrives twice (or late).
+      if (r.up && !r.last_summary.empty()) r.upstream.push_back(r.last_summary);
+    } else if (f < 80) {
+      // A relay's upstream connection is replaced (a new routing id at the scheduler).
+      if (r.up) {
+        r.peer = "relay#" + std::to_string(peer_counter_++);
+        r.upstream.clear();
+        r.core->new_upstream();
+      }
+    } else if (r.up && r.upstream.size() >= 2) {
+      std::swap(r.upstream[0], r.upstream[r.upstream.size() - 1]);  // batches reordered
+    }
   }
 
   void reconnect_app() {
@@ -807,6 +990,7 @@ class Simulation {
 
   // ---- faults ----
   void fault() {
+    if (!relays_.empty() && rng_() % 3 == 0) return relay_fault();
     const int f = static_cast<int>(rng_() % 100);
     if (f < 15) {
       // A worker process dies: what it held is gone; later a new process comes.
@@ -879,6 +1063,9 @@ class Simulation {
   std::unique_ptr<SchedulerCore> core_;
   TimePoint now_ = TimePoint{} + 1000s;
   std::vector<std::unique_ptr<SimWorker>> workers_;
+  std::vector<std::unique_ptr<SimRelay>> relays_;
+  int relay_faults_ = 0;
+  uint64_t relayed_results_ = 0;
   std::unique_ptr<SimApp> app_;
   uint64_t session_ = 0;
   uint64_t next_seq_ = 1;
@@ -927,6 +1114,43 @@ TEST(SchedulerSimulationTest, RandomFaultsNeverLoseOrDuplicateATask) {
                                  << "\n  replay: LRTS_SIM_SEED=" << seed
                                  << " unit_tests --gtest_filter='SchedulerSimulation*'";
   }
+}
+
+std::string run_relay_seed(uint64_t seed, int steps) {
+  lrts::log::logger().set_level(spdlog::level::err);
+  Simulation sim(seed, /*relays=*/2);
+  for (int i = 0; i < steps; ++i) {
+    std::string f = sim.step(/*faults=*/true);
+    if (!f.empty()) return "step " + std::to_string(i) + ": " + f;
+  }
+  return sim.settle();
+}
+
+TEST(SchedulerSimulationTest, RelaysThatDieReorderAndRepeatNeverLoseOrDuplicateATask) {
+  std::vector<uint64_t> seeds;
+  if (const char* one = std::getenv("LRTS_SIM_SEED")) {
+    seeds.push_back(std::strtoull(one, nullptr, 10));
+  } else {
+    const char* many = std::getenv("LRTS_SIM_SEEDS");
+    const uint64_t n = many ? std::strtoull(many, nullptr, 10) : 100;
+    for (uint64_t s = 1; s <= n; ++s) seeds.push_back(s);
+  }
+  for (uint64_t seed : seeds) {
+    const std::string failure = run_relay_seed(seed, 3000);
+    ASSERT_TRUE(failure.empty()) << "seed " << seed << " failed: " << failure
+                                 << "\n  replay: LRTS_SIM_SEED=" << seed
+                                 << " unit_tests --gtest_filter='SchedulerSimulation*Relays*'";
+  }
+}
+
+TEST(SchedulerSimulationTest, TheRelaySimulationCarriesWork) {
+  // Guards against relays that pass by carrying nothing.
+  Simulation sim(777, 2);
+  for (int i = 0; i < 3000; ++i) ASSERT_EQ(sim.step(true), "");
+  ASSERT_EQ(sim.settle(), "");
+  EXPECT_GT(sim.collected(), 500u);
+  EXPECT_GT(sim.relay_faults(), 20);
+  EXPECT_GT(sim.relayed_results(), 100u);
 }
 
 TEST(SchedulerSimulationTest, TheSimulationDoesWork) {
