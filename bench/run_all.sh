@@ -97,6 +97,20 @@ done
 run workers-10000-cap4 "$b/lrts_scale_bench" --json --workers 10000 --capacity 4 --runs 3
 # 100,000: more connections than one process may hold open here, unless ulimit -n allows it
 ((quick)) || run workers-100000 "$b/lrts_scale_bench" --json --workers 100000 --runs 3
+# Behind relays (one lrts relay per 10,000): up to 100,000, then churn (10 % a minute) during
+# 1,000,000 tasks, workers leaving with a goodbye and without
+for w in "${worker_counts[@]}" 100000; do
+  run "relays-$w" "$b/lrts_scale_bench" --json --relays --workers "$w" --runs 3
+done
+((quick)) || {
+  run relays-100000-steady "$b/lrts_scale_bench" --json --relays --workers 100000 --capacity 16 \
+    --tasks 1000000 --runs 3
+  run relays-100000-churn "$b/lrts_scale_bench" --json --relays --workers 100000 --capacity 16 \
+    --tasks 1000000 --runs 3 --churn 10
+  run relays-100000-churn-crash "$b/lrts_scale_bench" --json --relays --workers 100000 \
+    --capacity 16 --tasks 1000000 --runs 3 --churn 10 --crash
+}
+/usr/bin/python3 "$root/bench/scale_plot.py" "$out" "$out/scale.png" || true
 
 # 6: progress
 run progress "$b/lrts_progress_bench" --json --tasks 100 --seconds 5

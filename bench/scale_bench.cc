@@ -9,8 +9,9 @@
 //   - the time for the scheduler to notice 10,000 workers vanishing at once (one generator
 //     SIGKILLed: from the kill until lrts status counts them gone).
 //
-// With --churn PCT, PCT % of the workers leave and as many join every minute (new ids) while the
-// tasks run, and each task must end exactly once.
+// With --churn PCT, PCT % of the workers leave (saying goodbye; with --crash, by closing their
+// connection) and as many join every minute (new ids) while the tasks run, and each task must
+// end exactly once.
 //
 //   lrts_scale_bench --workers N [--capacity C] [--tasks T] [--runs R] [--relays] [--churn PCT]
 //                    [--json]
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
   int workers = 10000, capacity = 2048, tasks = 100000, runs = 3;
   bool json = false, relays = false;
   std::string churn = "0";
+  bool crash = false;
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
     if (f == "--json")
@@ -81,6 +83,8 @@ int main(int argc, char** argv) {
       relays = true;
     else if (i + 1 < argc && f == "--churn")
       churn = argv[++i];
+    else if (f == "--crash")
+      crash = true;
     else if (i + 1 < argc && f == "--workers")
       workers = std::atoi(argv[++i]);
     else if (i + 1 < argc && f == "--capacity")
@@ -134,7 +138,7 @@ int main(int argc, char** argv) {
     gens.push_back(lrts::bench::start(
         {LRTS_SIM_WORKERS, "--port", std::to_string(target), "--workers", std::to_string(n),
          "--first-uid", std::to_string(first + 1), "--capacity", std::to_string(capacity),
-         "--seconds", "3600", "--churn", churn},
+         "--seconds", "3600", "--churn", churn, "--crash", crash ? "1" : "0"},
         gen_logs.back()));
   }
   auto all_registered = [&] {
@@ -220,7 +224,7 @@ int main(int argc, char** argv) {
       1024.0 * static_cast<double>(rss_workers_kb - rss_base_kb) / workers;
   // 10,000 (one generator) vanish at once: how long until the scheduler counts them gone.
   double vanish_s = -1;
-  if (relays && gens.size() > 1) {
+  if (relays && gens.size() > 1 && std::atof(churn.c_str()) == 0) {
     const long before = workers_now(port);
     const int gone = std::min(per_generator, workers);
     const auto k0 = Clock::now();
@@ -246,6 +250,7 @@ int main(int argc, char** argv) {
                             {"join_s", join_s},
                             {"relays", static_cast<double>(relay_procs.size())},
                             {"churn_pct_per_min", std::atof(churn.c_str())},
+                            {"churn_crash", crash ? 1.0 : 0.0},
                             {"relay_cpu_pct", relay_pct},
                             {"scheduler_bytes_per_worker", bytes_per_worker},
                             {"vanish_10000_s", vanish_s},
@@ -255,7 +260,8 @@ int main(int argc, char** argv) {
                            {{"workers", static_cast<double>(workers)},
                             {"capacity", static_cast<double>(capacity)},
                             {"relays", static_cast<double>(relay_procs.size())},
-                            {"churn_pct_per_min", std::atof(churn.c_str())}},
+                            {"churn_pct_per_min", std::atof(churn.c_str())},
+                            {"churn_crash", crash ? 1.0 : 0.0}},
                            rates);
   } else {
     std::printf(

@@ -6,8 +6,10 @@
 //
 //   lrts_sim_workers --port P --workers N [--capacity C] [--heartbeat-ms 1000] [--seconds S]
 //                    [--first-uid U]   (worker ids U, U+1, ...: several generators side by side)
-//                    [--churn PCT]     (PCT % of the workers leave each minute, their
-//                                       connection closed, and as many new ones join)
+//                    [--churn PCT]     (PCT % of the workers leave each minute, saying
+//                                       goodbye, and as many new ones join)
+//                    [--crash]         (with --churn: they leave without a goodbye, their
+//                                       connection simply closed)
 //
 // Prints, every second, how many are registered and how many tasks they finished.
 #include <arpa/inet.h>
@@ -243,6 +245,7 @@ struct Sim {
 int main(int argc, char** argv) {
   int port = 5555, workers = 1000, heartbeat_ms = 1000;
   double churn_pct = 0;
+  bool crash = false;
   uint64_t first_uid = 1;
   uint32_t capacity = 2;
   double seconds = 0;
@@ -262,6 +265,8 @@ int main(int argc, char** argv) {
       first_uid = std::strtoull(argv[i + 1], nullptr, 10);
     else if (f == "--churn")
       churn_pct = std::atof(argv[i + 1]);
+    else if (f == "--crash")
+      crash = std::atoi(argv[i + 1]) != 0;
   }
   rlimit rl{};
   ::getrlimit(RLIMIT_NOFILE, &rl);
@@ -310,6 +315,7 @@ int main(int argc, char** argv) {
   // (new ids, beyond every generator's range) join.
   const double churn_per_s = workers * churn_pct / 100.0 / 60.0;
   double churn_due = 0;
+  bool churning = false;
   uint64_t next_new_uid = first_uid + 1'000'000'000ull, left = 0;
   uint64_t seed = first_uid * 0x9E3779B97F4A7C15ull + 1;
   while (!g_stop) {
@@ -355,18 +361,6 @@ int main(int argc, char** argv) {
     }
     if (Clock::now() >= next_report) {
       next_report += std::chrono::seconds(1);
-      for (churn_due += churn_per_s; churn_due >= 1; churn_due -= 1) {
-        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-        const size_t i = seed % sim.conns.size();
-        Conn& c = sim.conns[i];
-        if (c.fd < 0) continue;
-        ::epoll_ctl(sim.ep, EPOLL_CTL_DEL, c.fd, nullptr);
-        ::close(c.fd);
-        c.fd = -1;
-        c.uid = next_new_uid++;
-        ++left;
-        if (!sim.open(i)) sim.reconnects.emplace_back(Clock::now(), i);
-      }
       std::printf(
           "%zu registered, %llu tasks finished (+%llu), %llu heartbeats (+%llu), interval %lld "
           "ms, %llu left\n",
@@ -378,6 +372,28 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       last_done = sim.tasks_done;
       last_hb = sim.heartbeats;
+      // Churn starts once every worker has joined.
+      if (sim.welcomed == sim.conns.size()) churning = churn_per_s > 0;
+      if (churning) {
+        for (churn_due += churn_per_s; churn_due >= 1; churn_due -= 1) {
+          seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+          const size_t i = seed % sim.conns.size();
+          Conn& c = sim.conns[i];
+          if (c.fd < 0) continue;
+          if (!crash && c.welcomed) {
+            // It holds nothing (tasks end at once): a goodbye with nothing handed back.
+            sim.scratch.clear();
+            lrts::protocol::encode(lrts::protocol::WorkerBye{}, sim.scratch);
+            sim.send_msg(c, sim.scratch);
+          }
+          ::epoll_ctl(sim.ep, EPOLL_CTL_DEL, c.fd, nullptr);
+          ::close(c.fd);
+          c.fd = -1;
+          c.uid = next_new_uid++;
+          ++left;
+          if (!sim.open(i)) sim.reconnects.emplace_back(Clock::now(), i);
+        }
+      }
     }
   }
   for (auto& c : sim.conns) {

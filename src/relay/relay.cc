@@ -140,12 +140,14 @@ class Relay final : public RelayLink {
           return 0;
         }
       }
-      // Connections that ended, before this round's messages: a descriptor reused by a new
-      // connection is mapped to it only by the messages that follow.
+      // Connections that ended: named now (a descriptor reused by a new connection is mapped
+      // to it only by the messages that follow), ended after this round's messages (what a
+      // worker said last, its goodbye, goes up first).
       if (items[3].revents & ZMQ_POLLIN) listener_->on_readable(now);
+      ended_.clear();
       for (int fd : listener_->take_disconnected()) {
         if (auto it = id_by_fd_.find(fd); it != id_by_fd_.end()) {
-          core_->connection_ended(it->second);
+          ended_.push_back(std::move(it->second));
           id_by_fd_.erase(it);
         }
       }
@@ -165,6 +167,7 @@ class Relay final : public RelayLink {
         from_worker(identity.view(), payload, now);
       }
       core_->flush();
+      for (const auto& id : ended_) core_->connection_ended(id);
       for (int n = 0; n < 1024 && up_.recv(payload); ++n) core_->from_upstream(payload.view(), now);
       core_->on_tick(now);
       if (now >= failover_deadline()) {
@@ -230,6 +233,7 @@ class Relay final : public RelayLink {
   TimePoint up_since_{};
   std::string endpoint_;
   std::unordered_map<int, std::string> id_by_fd_;  // connection descriptor -> routing id
+  std::vector<std::string> ended_;                 // connections that ended this round
   uint64_t uid_ = 0;
   std::unique_ptr<RelayCore> core_;
   LogLimiter log_limit_{seconds(60), 1, 64};

@@ -30,7 +30,7 @@ constexpr int type_of(protocol::MsgType t) { return static_cast<int>(t); }
 }  // namespace
 
 RelayCore::RelayCore(RelayCoreOptions options, RelayLink& link)
-    : options_(std::move(options)), link_(link) {}
+    : options_(options), link_(link) {}
 
 Duration RelayCore::upstream_silence() const {
   return std::max<Duration>(kMinUpstreamSilence, 3 * milliseconds(summary_ms_));
