@@ -361,6 +361,8 @@ void HandshakeGuard::on_readable(TimePoint now) {
       backoff_ = seconds(1);
       unanswered_ = 0;
       up_ = true;
+      if (ever_up_) ++reconnects_;
+      ever_up_ = true;
       continue;
     }
     if (kind == ZMQ_EVENT_DISCONNECTED) {

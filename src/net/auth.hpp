@@ -88,6 +88,9 @@ class HandshakeGuard {
   // been down (the guard's creation, when it never came up).
   bool link_up() const { return up_; }
   TimePoint down_since() const { return down_since_; }
+  // Handshakes that succeeded after the first: each is a new connection (libzmq reconnected),
+  // which the peer knows under a new routing id.
+  uint64_t reconnects() const { return reconnects_; }
 
  private:
   ZmqSocket& socket_;
@@ -97,6 +100,8 @@ class HandshakeGuard {
   uint64_t failures_ = 0;
   uint32_t unanswered_ = 0;  // handshakes broken off in a row
   bool up_ = false;
+  bool ever_up_ = false;
+  uint64_t reconnects_ = 0;
   TimePoint down_since_;
   Duration backoff_ = seconds(1);
   TimePoint retry_at_ = TimePoint::max();

@@ -103,6 +103,7 @@ class Relay final : public RelayLink {
     up_.set_int(ZMQ_LINGER, 0);
     if (client_auth_) net::secure_client(up_, *client_auth_);
     up_guard_ = std::make_unique<net::HandshakeGuard>(ctx_, up_, ep.zmq, "the upstream");
+    up_reconnects_seen_ = 0;
     if (auto s = up_.connect(ep.zmq); !s) LRTS_ERROR("upstream {}: {}", ep.zmq, s.error());
     up_since_ = now;
   }
@@ -154,6 +155,10 @@ class Relay final : public RelayLink {
       listener_->on_tick(now);
       if (items[4].revents & ZMQ_POLLIN) up_guard_->on_readable(now);
       up_guard_->on_tick(now);
+      if (up_guard_->reconnects() != up_reconnects_seen_) {
+        up_reconnects_seen_ = up_guard_->reconnects();  // libzmq reconnected upstream
+        core_->new_upstream();
+      }
       if (auth_) {
         if (items[5].revents & ZMQ_POLLIN) auth_->on_readable(now);
         auth_->on_tick(now);
@@ -234,6 +239,7 @@ class Relay final : public RelayLink {
   std::string endpoint_;
   std::unordered_map<int, std::string> id_by_fd_;  // connection descriptor -> routing id
   std::vector<std::string> ended_;                 // connections that ended this round
+  uint64_t up_reconnects_seen_ = 0;
   uint64_t uid_ = 0;
   std::unique_ptr<RelayCore> core_;
   LogLimiter log_limit_{seconds(60), 1, 64};

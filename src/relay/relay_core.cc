@@ -29,8 +29,7 @@ constexpr int type_of(protocol::MsgType t) { return static_cast<int>(t); }
 
 }  // namespace
 
-RelayCore::RelayCore(RelayCoreOptions options, RelayLink& link)
-    : options_(options), link_(link) {}
+RelayCore::RelayCore(RelayCoreOptions options, RelayLink& link) : options_(options), link_(link) {}
 
 Duration RelayCore::upstream_silence() const {
   return std::max<Duration>(kMinUpstreamSilence, 3 * milliseconds(summary_ms_));
@@ -164,6 +163,7 @@ void RelayCore::from_upstream(std::string_view bytes, TimePoint now) {
     if (ack->worker_heartbeat_ms) worker_hb_ms_ = ack->worker_heartbeat_ms;
     if (ack->worker_timeout_ms) worker_timeout_ = milliseconds(ack->worker_timeout_ms);
   } else if (const auto* err = std::get_if<protocol::ErrorMsg>(&*m)) {
+    if (err->code == protocol::ErrorCode::kHelloRequired) return new_upstream();  // from above
     uint64_t suppressed = 0;
     if (log_limit_.allow("error " + std::to_string(static_cast<int>(err->code)), now,
                          &suppressed)) {
@@ -172,8 +172,18 @@ void RelayCore::from_upstream(std::string_view bytes, TimePoint now) {
   }
 }
 
+// Nobody upstream knows our workers on this connection any more: each is asked for a hello now
+// (a relay below passes the request on to its own), not at its next heartbeat, which may be
+// minutes away at a long interval.
 void RelayCore::new_upstream() {
-  for (auto& [sub, s] : subs_) s.welcomed = false;
+  buf_.clear();
+  protocol::encode(protocol::ErrorMsg{protocol::ErrorCode::kHelloRequired,
+                                      "the relay's upstream connection is new: send hello"},
+                   buf_);
+  for (auto& [sub, s] : subs_) {
+    s.welcomed = false;
+    (void)link_.to_worker(s.routing_id, buf_);
+  }
 }
 
 void RelayCore::drop_sub(uint32_t sub) {

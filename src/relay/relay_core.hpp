@@ -72,7 +72,8 @@ class RelayCore {
   // An ERROR to a connection, logged at most once a minute per text.
   void refuse(std::string_view routing_id, std::string_view text, TimePoint now);
   void from_upstream(std::string_view bytes, TimePoint now);
-  // The daemon connected upstream anew: nobody there knows our workers yet.
+  // The daemon connected upstream anew (or libzmq did): nobody there knows our workers; each
+  // is asked for a hello.
   void new_upstream();
   // Summaries every interval, sweeps of silent workers every second.
   void on_tick(TimePoint now);

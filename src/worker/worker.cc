@@ -169,6 +169,13 @@ class Worker final : public WorkerLink {
       if (items[2].revents & ZMQ_POLLIN) progress_.on_readable(now);
       if (items[3].revents & ZMQ_POLLIN) handshakes_->on_readable(now);
       handshakes_->on_tick(now);
+      if (handshakes_->reconnects() != reconnects_seen_) {
+        // libzmq reconnected by itself (a relay restarted at its address, say): the other side
+        // knows this connection by a new name and has to hear a hello, not wait for the next
+        // heartbeat, which may be minutes away at a long interval.
+        reconnects_seen_ = handshakes_->reconnects();
+        core_->on_new_link(now);
+      }
       if (items[4].revents & ZMQ_POLLIN) progress_.on_monitor(now);
       pool_.on_poll(items.data() + 5, now);
       for (int n = 0; n < 1024 && dealer_.recv(frame); ++n) {
@@ -225,6 +232,7 @@ class Worker final : public WorkerLink {
     // failover.
     if (auth_) net::secure_client(dealer_, *auth_);
     handshakes_ = std::make_unique<net::HandshakeGuard>(ctx_, dealer_, ep.zmq, "the scheduler");
+    reconnects_seen_ = 0;
     link_since_ = now;
     return dealer_.connect(ep.zmq);
   }
@@ -331,6 +339,7 @@ class Worker final : public WorkerLink {
   std::vector<net::Endpoint> endpoints_;  // --scheduler-address, in the order to try them
   size_t link_index_ = 0;
   TimePoint link_since_{};
+  uint64_t reconnects_seen_ = 0;  // of handshakes_
   std::unique_ptr<net::HandshakeGuard> handshakes_;
   ProgressLink progress_;
   std::unique_ptr<WorkerCore> core_;

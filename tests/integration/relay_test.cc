@@ -116,6 +116,42 @@ TEST_F(RelayTest, AWorkerBehindARelayThatRestartsAtTheSameAddressSaysHelloAgainA
   app.stop_application();
 }
 
+TEST_F(RelayTest, RelaysChainAndTheWorkerBehindTwoOfThemRunsTasks) {
+  cluster_.start_scheduler();
+  int near = 0, far = 0;
+  cluster_.start_relay(&near);
+  // The far relay's upstream is the near one.
+  cluster_.start_relay(&far, {"--scheduler-port", std::to_string(near)});
+  cluster_.start_worker_via(at(far), 2);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          const ClusterStatus s = status();
+          return s.relayed_workers == 1 && s.relays == 2;
+        } catch (const AdminError&) {
+          return false;
+        }
+      },
+      30s));
+  ClientApplication app(info());
+  app.start_application();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 50; ++i) {
+    test_services::SleepService s;
+    s.ms = 1;
+    s.value = i;
+    ids.push_back(app.schedule_service(s));
+  }
+  int64_t sum = 0;
+  for (const auto& r : app.wait_for_multi(ids, 60s)) {
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(r.attempt(), 1u);
+    sum += r.service_result<int64_t>();
+  }
+  EXPECT_EQ(sum, 49 * 50 / 2);
+  app.stop_application();
+}
+
 TEST_F(RelayTest, WithAuthARelayCarriesWorkersAndAWorkerKeyCannotPoseAsARelay) {
   const std::string keys = cluster_.enable_auth();
   cluster_.start_scheduler();

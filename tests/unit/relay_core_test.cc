@@ -99,6 +99,37 @@ TEST_F(RelayCoreUnitTest, HeartbeatsGoUpUntilTheSchedulerWelcomesTheWorkerThenSt
   EXPECT_EQ(relayed_types(link_.up), std::vector{protocol::MsgType::kWorkerHeartbeat});
 }
 
+TEST_F(RelayCoreUnitTest, ANewUpstreamAsksEveryWorkerForAHelloAtOnceAndSoDoesTheRelayAbove) {
+  heartbeat("w1");
+  welcome(1);
+  link_.down["w1"].clear();
+  auto asked = [&] {
+    bool yes = false;
+    for (const auto& bytes : link_.down["w1"]) {
+      auto m = protocol::decode<protocol::ToWorker>(bytes);
+      EXPECT_TRUE(m.ok());
+      if (m.ok()) {
+        if (const auto* e = std::get_if<protocol::ErrorMsg>(&*m)) {
+          yes |= e->code == protocol::ErrorCode::kHelloRequired;
+        }
+      }
+    }
+    link_.down["w1"].clear();
+    return yes;
+  };
+  core_.new_upstream();  // its heartbeat may be minutes away: it is asked now
+  EXPECT_TRUE(asked());
+  welcome(1);
+  link_.down["w1"].clear();
+  // A relay above lost its own upstream and passes the request down.
+  core_.from_upstream(
+      encoded_down(protocol::ErrorMsg{protocol::ErrorCode::kHelloRequired, "new upstream"}), now_);
+  EXPECT_TRUE(asked());
+  link_.up.clear();
+  heartbeat("w1");
+  EXPECT_EQ(relayed_types(link_.up), std::vector{protocol::MsgType::kWorkerHeartbeat});
+}
+
 TEST_F(RelayCoreUnitTest, ANewSchedulerEpochForgetsTheWelcomes) {
   welcome(1);
   heartbeat("w1");  // the sub is created here: welcome(1) came before it existed
