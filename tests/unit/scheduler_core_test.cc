@@ -893,7 +893,7 @@ class RelayCoreTest : public SchedulerCoreTest {
                  std::vector<protocol::TaskAttempt> held = {}) {
     protocol::WorkerHello h;
     h.worker_uid = uid;
-    h.name = "w" + std::to_string(uid);
+    h.name = texts_.emplace_back("w" + std::to_string(uid));  // outlives the view
     h.slots = 1;
     h.capacity = 1;
     h.services = {"svc"};
