@@ -68,6 +68,12 @@ struct ClusterStatus {
   std::string journal_path;
   uint64_t journal_backlog = 0;  // records appended, not yet durable
   double uptime_s = 0;
+  // The work left, from the run times workers measured per service: seconds of known work, how
+  // many unfinished tasks are of services with no finished run yet (not in work_remaining_s),
+  // and when it ends at the present slot count (empty: no slot, or nothing known yet).
+  double work_remaining_s = 0;
+  uint64_t unknown_tasks = 0;
+  std::optional<double> finish_in_s;
   std::string json;
 };
 

@@ -2,6 +2,7 @@
 // operator commands to a running scheduler (lrts::Admin), printed as tables or, with --json,
 // as the scheduler's JSON.
 #include <cstdio>
+#include <ctime>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
@@ -170,6 +171,26 @@ class StatusCommand final : public Command {
       std::printf("throughput %.2f task(s)/s over the last minute (%llu ended, %llu failed)\n",
                   s.throughput_per_s, static_cast<unsigned long long>(s.completed_last_minute),
                   static_cast<unsigned long long>(s.failed_last_minute));
+      if (s.queued + s.running + s.waiting > 0) {
+        std::string when = "unknown until a task of each service has finished";
+        if (s.finish_in_s) {
+          const std::time_t at = std::time(nullptr) + static_cast<std::time_t>(*s.finish_in_s);
+          std::tm local{};
+          localtime_r(&at, &local);
+          char clock[16];
+          std::strftime(clock, sizeof clock, "%H:%M:%S", &local);
+          when = "in about " + human_seconds(*s.finish_in_s) + " (" + clock + ") at " +
+                 std::to_string(s.slots) + " slot(s)";
+        } else if (s.slots == 0) {
+          when = "not while no worker is connected";
+        }
+        std::printf("finish     %s; %s of known work left%s\n", when.c_str(),
+                    human_seconds(s.work_remaining_s).c_str(),
+                    s.unknown_tasks ? (", " + std::to_string(s.unknown_tasks) +
+                                       " task(s) of services with no run yet")
+                                          .c_str()
+                                    : "");
+      }
       std::printf("apps       %llu (%llu connected)\n",
                   static_cast<unsigned long long>(s.applications),
                   static_cast<unsigned long long>(s.applications_connected));

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   commands.push_back(scheduler_command(app));
   commands.push_back(worker_command(app));
   commands.push_back(relay_command(app));
+  commands.push_back(autoscale_command(app));
   commands.push_back(progress_server_command(app));
   commands.push_back(progress_command(app));
   commands.push_back(submit_command(app));

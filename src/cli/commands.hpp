@@ -33,6 +33,7 @@ CLI::Validator application_id_check();
 std::unique_ptr<Command> scheduler_command(CLI::App& lrts);
 std::unique_ptr<Command> worker_command(CLI::App& lrts);
 std::unique_ptr<Command> relay_command(CLI::App& lrts);
+std::unique_ptr<Command> autoscale_command(CLI::App& lrts);
 std::unique_ptr<Command> progress_server_command(CLI::App& lrts);
 std::unique_ptr<Command> progress_command(CLI::App& lrts);
 std::unique_ptr<Command> submit_command(CLI::App& lrts);

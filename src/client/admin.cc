@@ -201,6 +201,13 @@ ClusterStatus Admin::status() {
     s.journal_backlog = get<uint64_t>(*it, "backlog");
   }
   s.uptime_s = get<double>(j, "uptime_s");
+  if (const auto it = j.find("estimate"); it != j.end() && it->is_object()) {
+    s.work_remaining_s = get<double>(*it, "work_s");
+    s.unknown_tasks = get<uint64_t>(*it, "unknown_tasks");
+    if (const auto f = it->find("finish_in_s"); f != it->end() && f->is_number()) {
+      s.finish_in_s = f->get<double>();
+    }
+  }
   s.json = j.dump();
   return s;
 }

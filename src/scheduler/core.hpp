@@ -472,6 +472,20 @@ class SchedulerCore {
   static constexpr size_t kMaxFailures = 100;
   static constexpr size_t kFailureTextBytes = 1024;
   std::deque<Failure> failures_;
+  // Observed run times per service name id (finished attempts as workers measured them), and
+  // the status query's estimate of the work left, rebuilt at most once a second (a scan of the
+  // task table).
+  struct ServiceRuns {
+    uint64_t finished = 0;
+    double mean_s = 0;  // the plain mean of the first kRunsMeanOf, then a moving average
+  };
+  static constexpr uint64_t kRunsMeanOf = 20;
+  std::vector<ServiceRuns> service_runs_;
+  void note_run_time(uint32_t service, double seconds);
+  void forget_runs(uint32_t service);
+  std::string estimate_json() const;
+  mutable std::string estimate_cache_;
+  mutable TimePoint estimate_at_{};
   // Connections that asked: the proof their next request must carry (the oldest forgotten).
   struct QueryPeer {
     uint64_t proof = 0;

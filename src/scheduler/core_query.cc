@@ -92,6 +92,7 @@ void SchedulerCore::note_completed(uint32_t t) {
   switch (task.status) {
     case TaskStatus::kFinished:
       ++stats_.finished;
+      if (task.run_ns) note_run_time(task.service, static_cast<double>(task.run_ns) / 1e9);
       return;
     case TaskStatus::kCancelled:
       ++stats_.cancelled;
@@ -292,7 +293,8 @@ std::string SchedulerCore::answer(const protocol::Query& q, ErrorCode* code) con
                      {"version", kVersion},
                      {"scheduler", options_.listen_endpoint},
                      {"epoch", hex(options_.epoch)},
-                     {"payload_bytes", st.blob_bytes}});
+                     {"payload_bytes", st.blob_bytes},
+                     {"estimate", json::parse(estimate_json())}});
   }
 
   if (q.what == "workers") {

@@ -55,6 +55,7 @@ void WorkerCore::handle(const protocol::WorkerWelcome& m, TimePoint now) {
 }
 
 void WorkerCore::handle(const protocol::Assign& m, TimePoint now) {
+  idle_since_ = TimePoint::max();
   if (draining_) {  // sent before it heard we drain: straight back
     std::vector<protocol::TaskAttempt> back;
     for (const auto& t : m.tasks) {
@@ -135,6 +136,7 @@ void WorkerCore::handle(const protocol::ErrorMsg& m, TimePoint now) {
 }
 
 void WorkerCore::handle(const protocol::Chunk& m, TimePoint) {
+  idle_since_ = TimePoint::max();  // a task's fields are on their way
   auto answer = fields_rx_.on_chunk(m);
   if (!answer.refused.empty()) {
     LRTS_ERROR("cannot take the fields of a task: {}", answer.refused);
@@ -283,6 +285,17 @@ void WorkerCore::stop_now(TimePoint now) {
 
 void WorkerCore::on_tick(TimePoint now) {
   if (done_) return;
+  if (options_.idle_timeout.count() > 0 && !draining_) {
+    if (holds_work()) {
+      idle_since_ = TimePoint::max();
+    } else if (idle_since_ == TimePoint::max()) {
+      idle_since_ = now;
+    } else if (now - idle_since_ >= options_.idle_timeout) {
+      LRTS_INFO("held no task for {:.0f} s (--idle-timeout): leaving",
+                to_seconds(now - idle_since_));
+      draining_ = true;
+    }
+  }
   switch (session_.due(now)) {
     case protocol::PeerSession::Due::kHello:
       send_hello(now);
@@ -337,6 +350,9 @@ TimePoint WorkerCore::next_deadline() const {
   TimePoint next = std::min({session_.next_deadline(), executor_.next_deadline(), drain_deadline_,
                              results_tx_.next_deadline()});
   if (!draining_ && executor_.size() > 0) next = std::min(next, next_surplus_check_);
+  if (options_.idle_timeout.count() > 0 && !draining_ && idle_since_ != TimePoint::max()) {
+    next = std::min(next, idle_since_ + options_.idle_timeout);
+  }
   return next;
 }
 

@@ -55,6 +55,9 @@ struct WorkerCoreOptions {
   size_t max_message_bytes = protocol::kDefaultMaxMessageBytes;
   bool finish_on_stop = true;
   Duration drain_timeout{0};  // 0: no limit
+  // Holding no task for this long, the worker leaves as if drained (0: never). What an
+  // autoscaler's workers use to end once the queue no longer needs them.
+  Duration idle_timeout{0};
   ExecutorOptions executor;
 };
 
@@ -149,6 +152,9 @@ class WorkerCore {
   void queue_result(const protocol::TaskKey& key);
   void send_results(TimePoint now);
   void stop_now(TimePoint now);
+  bool holds_work() const {
+    return executor_.size() > 0 || !outcomes_.empty() || !pending_.empty() || !to_return_.empty();
+  }
 
   WorkerCoreOptions options_;
   WorkerLink& link_;
@@ -169,6 +175,8 @@ class WorkerCore {
   bool warned_waiting_ = false;
   TimePoint drain_deadline_ = TimePoint::max();
   TimePoint next_surplus_check_{};
+  TimePoint idle_since_ =
+      TimePoint::max();  // holding nothing since then (TimePoint::max(): holds something)
   WorkerStats stats_;
   LogLimiter log_limiter_;
 };

@@ -103,6 +103,7 @@ class Worker final : public WorkerLink {
     co.max_message_bytes = options_.max_message_bytes;
     co.finish_on_stop = options_.finish_on_stop;
     co.drain_timeout = options_.drain_timeout;
+    co.idle_timeout = options_.idle_timeout;
     co.executor = ExecutorOptions{pool_slots(), options_.max_job_memory, options_.max_result_bytes};
     core_ = std::make_unique<WorkerCore>(std::move(co), pool_, *this);
     LRTS_INFO("worker '{}' with {} slot(s); connecting to the scheduler at {}{}", name_,

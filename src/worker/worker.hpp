@@ -31,7 +31,8 @@ struct WorkerOptions {
   // On the first SIGTERM/SIGINT: finish the running tasks (taking no new ones) or hand them
   // back at once. A second signal always hands back at once.
   bool finish_on_stop = true;
-  Duration drain_timeout{0};                   // 0: no limit
+  Duration drain_timeout{0};  // 0: no limit
+  Duration idle_timeout{0};   // --idle-timeout: holding no task this long, leave (0: never)
   Duration progress_floor = milliseconds(20);  // fastest progress batch cadence
   Duration progress_ceiling = seconds(1);      // slowest; also the wait for a lost batch
   std::string auth_dir;  // --auth: the worker's key (worker.key) and scheduler.pub

@@ -21,6 +21,7 @@ struct WorkerFlags {
   double max_job_memory_mb = 0;
   std::string on_stop = "finish";
   double drain_timeout_s = 0;
+  double idle_timeout_s = 0;
 };
 
 void add_worker_flags(CLI::App& app, WorkerFlags& flags);

@@ -102,6 +102,12 @@ void add_worker_flags(CLI::App& app, WorkerFlags& f) {
                  "back (0: no limit)")
       ->capture_default_str()
       ->check(flags::number(0, 365.0 * 86400));
+  app.add_option("--idle-timeout", f.idle_timeout_s,
+                 "Seconds holding no task after which the worker leaves as if drained (it says "
+                 "goodbye and exits 0); what autoscaled workers use to end when the queue is "
+                 "empty. 0: never")
+      ->capture_default_str()
+      ->check(flags::number(0, 365.0 * 86400));
   app.add_option("--bars-per-slot", o.bars_per_slot,
                  "Progress bars a task can show at once (shared memory per slot: 128 bytes each)")
       ->capture_default_str()
@@ -157,6 +163,7 @@ int run_worker_command(WorkerFlags& f, const char* component) {
   f.options.max_job_memory = static_cast<uint64_t>(f.max_job_memory_mb * 1024 * 1024);
   f.options.finish_on_stop = f.on_stop == "finish";
   f.options.drain_timeout = flags::seconds(f.drain_timeout_s);
+  f.options.idle_timeout = flags::seconds(f.idle_timeout_s);
   f.options.progress_floor = milliseconds(f.progress_floor_ms);
   f.options.progress_ceiling = milliseconds(f.progress_ceiling_ms);
   f.options.max_message_bytes = static_cast<size_t>(f.max_message_mb * 1024 * 1024);

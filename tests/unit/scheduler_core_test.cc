@@ -1057,5 +1057,42 @@ TEST(HeartbeatRateTest, TheIntervalDoublesUntilTheSchedulerHearsAtMostTheRateAnd
   EXPECT_EQ(core.stats().workers, 0u);
 }
 
+// ---- the estimate of the work left (lrts status, lrts autoscale) ----------------------------------
+
+TEST_F(SchedulerQueryTest, TheEstimateCountsMeasuredRunTimesQueuedWorkAndWhatRunningTasksHaveLeft) {
+  app_hello("a");
+  submit("a", {1, 2, 3, 4, 5, 6});
+  auto st = query("status");
+  EXPECT_EQ(st["estimate"]["tasks"], 6);
+  EXPECT_EQ(st["estimate"]["unknown_tasks"], 6);  // no run of "svc" measured yet
+  EXPECT_TRUE(st["estimate"]["finish_in_s"].is_null());
+
+  worker_hello("w", 7, 2);
+  ASSERT_EQ(assigned("w").size(), 2u);
+  advance(4s);
+  // Each took 4 s as the worker measured it.
+  payloads_.push_back("r");
+  protocol::WorkerResults r;
+  r.capacity = 2;
+  r.items.push_back({{100, 1}, 1, TaskStatus::kFinished, payloads_.back(), 0, 4'000'000'000});
+  r.items.push_back({{100, 2}, 1, TaskStatus::kFinished, payloads_.back(), 0, 4'000'000'000});
+  deliver("w", r);
+  ASSERT_EQ(assigned("w").size(), 2u);  // tasks 3 and 4 start now
+  advance(1s);                          // a second into them
+  st = query("status");
+  const auto& e = st["estimate"];
+  EXPECT_EQ(e["tasks"], 4);
+  EXPECT_EQ(e["unknown_tasks"], 0);
+  // Two queued at 4 s, two running with 3 s left each.
+  EXPECT_NEAR(e["work_s"].get<double>(), 2 * 4 + 2 * 3, 1e-6);
+  EXPECT_NEAR(e["longest_s"].get<double>(), 4, 1e-6);
+  EXPECT_NEAR(e["finish_in_s"].get<double>(), 14.0 / 2, 1e-6);
+  ASSERT_EQ(e["services"].size(), 1u);
+  EXPECT_EQ(e["services"][0]["service"], "svc");
+  EXPECT_EQ(e["services"][0]["queued"], 2);
+  EXPECT_EQ(e["services"][0]["running"], 2);
+  EXPECT_NEAR(e["services"][0]["mean_run_s"].get<double>(), 4, 1e-6);
+}
+
 }  // namespace
 }  // namespace lrts::scheduler
