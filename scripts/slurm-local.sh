@@ -48,10 +48,13 @@ usage() {
 
 # pid_of NAME: the pid in DIR/run/NAME.pid if that process is alive, else nothing (status 1)
 pid_of() {
-  local f="$dir/run/$1.pid" pid
+  local f="$dir/run/$1.pid" pid cmd
   [ -s "$f" ] || return 1
   pid="$(tr -dc 0-9 <"$f")"
   [ -n "$pid" ] && alive "$pid" || return 1
+  # A stale pid file may name a pid reused by another process: ours name DIR on their command line.
+  cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
+  [[ "$cmd" == *"$dir/"* ]] || return 1
   echo "$pid"
 }
 
@@ -87,7 +90,7 @@ free_port() {
 }
 
 exports() {
-  echo "export SLURM_CONF=$dir/slurm.conf"
+  printf 'export SLURM_CONF=%q\n' "$dir/slurm.conf"
 }
 
 # slurm_up: slurmctld answers and the node is idle (or mixed/allocated: it is up and usable)
@@ -171,11 +174,11 @@ stop() {
   # All three at once; a zombie counts as gone (PID 1 may be slow to reap the orphans).
   local pids=()
   for name in slurmd slurmctld munged; do
-    if pid="$(pid_of "$name")"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$pid")
-    fi
+    if pid="$(pid_of "$name")"; then pids+=("$pid"); fi
   done
+  # and any of ours that lost its pid file
+  mapfile -t -O "${#pids[@]}" pids < <(daemons)
+  if ((${#pids[@]})); then kill -TERM "${pids[@]}" 2>/dev/null || true; fi
   deadline=$((SECONDS + timeout))
   for pid in "${pids[@]}"; do
     while alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
@@ -224,6 +227,17 @@ proc_table() {
     rest="${st##*) }"
     read -r _ ppid pgrp _ <<<"$rest"
     echo "$pid $ppid $pgrp"
+  done
+}
+
+# daemons: pids of the munged, slurmctld and slurmd processes whose command line names DIR
+daemons() {
+  local p comm cmd
+  for p in /proc/[0-9]*; do
+    read -r comm 2>/dev/null <"$p/comm" || continue
+    case "$comm" in munged | slurmctld | slurmd) ;; *) continue ;; esac
+    cmd="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
+    if [[ "$cmd" == *"$dir/"* ]]; then echo "${p#/proc/}"; fi
   done
 }
 

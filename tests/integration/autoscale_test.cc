@@ -29,18 +29,21 @@ class IdleTimeoutTest : public ClusterFixture {};
 
 TEST_F(IdleTimeoutTest, AnIdleWorkerLeavesCleanlyAndABusyOneStays) {
   cluster_.start_scheduler(kFastScheduler);
-  Daemon& idle = cluster_.start_worker(1, {"--idle-timeout", "1"});
-  Daemon& busy = cluster_.start_worker(1, {"--idle-timeout", "1"});
+  Daemon& a = cluster_.start_worker(1, {"--idle-timeout", "2"});
+  Daemon& b = cluster_.start_worker(1, {"--idle-timeout", "2"});
   ASSERT_TRUE(cluster_.wait_for_connected(2));
-  // The busy one: a task of 4 s, four times the idle time, keeps it.
+  // One of them takes a task of 6 s, three times the idle time: that one stays.
   ClientApplication app(info());
   app.start_application();
   test_services::SleepService s;
-  s.ms = 4000;
+  s.ms = 6000;
   s.value = 5;
   s.started = dir_.file("started");
   const std::string id = app.schedule_service(s);
   ASSERT_TRUE(wait_for_file(s.started));
+  ASSERT_TRUE(wait_until([&] { return !a.running() || !b.running(); }, 10s));
+  Daemon& idle = a.running() ? b : a;
+  Daemon& busy = a.running() ? a : b;
   const int status = idle.wait_exit(10s);
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
@@ -114,16 +117,10 @@ class AutoscaleTest : public ClusterFixture {
   }
 
   Daemon& start_autoscaler(std::vector<std::string> flags) {
-    std::vector<std::string> argv = {lrts_bin(),
-                                     "autoscale",
-                                     "--scheduler-port",
-                                     std::to_string(cluster_.port()),
-                                     "--job-name",
-                                     job_name_,
-                                     "--job-output",
-                                     dir_.file("job-%j.out"),
-                                     "--interval",
-                                     "0.5"};
+    std::vector<std::string> argv = {
+        lrts_bin(),   "autoscale", "--scheduler-port", std::to_string(cluster_.port()),
+        "--job-name", job_name_,   "--job-output",     dir_.file("job-%j.out"),
+        "--interval", "0.5"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     for (const char* f : {"--", "--service-lib"}) argv.emplace_back(f);
     argv.push_back(test_services_lib());
@@ -168,19 +165,20 @@ class AutoscaleTest : public ClusterFixture {
 // Samples the connected workers while a run goes on.
 class WorkerCounter {
  public:
-  explicit WorkerCounter(AdminOptions o) : thread_([this, o] {
-    Admin admin(o);
-    while (!stop_) {
-      try {
-        const auto s = admin.status();
-        peak_ = std::max<uint64_t>(peak_, s.workers);
-        if (s.workers > 0 && first_.load() == 0) first_ = ms_now();
-        if (s.busy_slots > 0 && first_busy_.load() == 0) first_busy_ = ms_now();
-      } catch (const AdminError&) {
-      }
-      std::this_thread::sleep_for(100ms);  // a sampling period, not a synchronisation
-    }
-  }) {}
+  explicit WorkerCounter(AdminOptions o)
+      : thread_([this, o] {
+          Admin admin(o);
+          while (!stop_) {
+            try {
+              const auto s = admin.status();
+              peak_ = std::max<uint64_t>(peak_, s.workers);
+              if (s.workers > 0 && first_.load() == 0) first_ = ms_now();
+              if (s.busy_slots > 0 && first_busy_.load() == 0) first_busy_ = ms_now();
+            } catch (const AdminError&) {
+            }
+            std::this_thread::sleep_for(100ms);  // a sampling period, not a synchronisation
+          }
+        }) {}
   ~WorkerCounter() { stop(); }
   void stop() {
     stop_ = true;
@@ -258,7 +256,8 @@ TEST_F(AutoscaleTest, ADeadlineRunEndsNearItsDeadlineWithFewerWorkersThanTheMaxi
   app.start_application();
   const auto ids = submit(app, 36, 2000);
   expect_all_once(app, ids, 120s);
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   counter.stop();
   std::fprintf(stderr, "deadline run: ended after %.1f s (deadline 40 s), peak %llu worker(s)\n",
                took, static_cast<unsigned long long>(counter.peak()));
@@ -268,6 +267,55 @@ TEST_F(AutoscaleTest, ADeadlineRunEndsNearItsDeadlineWithFewerWorkersThanTheMaxi
   EXPECT_TRUE(scaler.log_contains("finish predicted"));
   const ClusterStatus st = Admin(cluster_.admin_options()).status();
   EXPECT_EQ(st.queued + st.running, 0u);
+}
+
+TEST_F(AutoscaleTest, AWorkerJobNearItsTimeLimitDrainsAndHandsBackWhatItCannotFinish) {
+  cluster_.start_scheduler(kFastScheduler);
+  // Jobs of one minute, warned 30 s before (Slurm sends it 30 to 60 s before the limit): the
+  // worker drains 15 s, then hands back the task it runs, well before Slurm would kill it.
+  start_autoscaler(
+      {"--max-workers", "1", "--time-limit", "1", "--stop-before", "30", "--idle-timeout", "60"});
+  ClientApplication app(info());
+  app.start_application();
+  test_services::SleepService s;
+  s.ms = 100'000;  // longer than a job lives
+  s.value = 1;
+  s.started = dir_.file("started");
+  const std::string id = app.schedule_service(s);
+  ASSERT_TRUE(wait_for_file(s.started, 60s));
+  const auto first = jobs();
+  ASSERT_EQ(first.size(), 1u);
+  const std::string job = first.begin()->first;
+  ::unlink(s.started.c_str());
+  ASSERT_TRUE(wait_until([&] { return !jobs().count(job); }, 120s));
+  const std::string out = read_file(dir_.file("job-" + job + ".out"));
+  EXPECT_NE(out.find("draining"), std::string::npos) << out;
+  EXPECT_NE(out.find("drain timeout passed"), std::string::npos) << out;
+  EXPECT_EQ(out.find("TIME LIMIT"), std::string::npos) << "killed by Slurm: " << out;
+  // Handed back, the task runs again in the next job, on the same attempt.
+  ASSERT_TRUE(wait_for_file(s.started, 60s));
+  const auto tasks = Admin(cluster_.admin_options()).tasks();
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].state, "running");
+  EXPECT_EQ(tasks[0].attempt, 1u) << "a hand-back uses no attempt";
+  EXPECT_TRUE(tasks[0].error.empty());
+}
+
+TEST_F(AutoscaleTest, AFailingSbatchIsRetriedWithABackOffAndReportedNeverInALoop) {
+  cluster_.start_scheduler(kFastScheduler);
+  Daemon& scaler = start_autoscaler({"--max-workers", "4", "--partition", "nosuch"});
+  ClientApplication app(info());
+  app.start_application();
+  const auto ids = submit(app, 4, 100);
+  ASSERT_TRUE(wait_until([&] { return scaler.log_contains("retrying in 4 s"); }, 30s))
+      << scaler.log();
+  // Slurm's reason is in the log; the tries spread out (2 s, then 4 s, then 8 s...).
+  EXPECT_TRUE(scaler.log_contains("sbatch failed"));
+  EXPECT_TRUE(scaler.log_contains("nosuch") || scaler.log_contains("partition"));
+  const size_t tries = occurrences(scaler.log(), "sbatch failed");
+  EXPECT_LE(tries, 3u);
+  EXPECT_TRUE(jobs().empty());
+  EXPECT_TRUE(scaler.running());
 }
 
 }  // namespace

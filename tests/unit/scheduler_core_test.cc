@@ -1057,7 +1057,8 @@ TEST(HeartbeatRateTest, TheIntervalDoublesUntilTheSchedulerHearsAtMostTheRateAnd
   EXPECT_EQ(core.stats().workers, 0u);
 }
 
-// ---- the estimate of the work left (lrts status, lrts autoscale) ----------------------------------
+// ---- the estimate of the work left (lrts status, lrts autoscale)
+// ----------------------------------
 
 TEST_F(SchedulerQueryTest, TheEstimateCountsMeasuredRunTimesQueuedWorkAndWhatRunningTasksHaveLeft) {
   app_hello("a");
