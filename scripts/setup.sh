@@ -3,7 +3,8 @@
 #   scripts/setup.sh [--bench] [--test] [build-dir]     default build dir: build (Release)
 #   --bench also installs what the comparison benchmarks need (bench/packages.txt)
 #   --test  also installs what the tests drive (scripts/packages-test.txt: Prometheus, Chromium,
-#           Node) and Playwright into tests/browser (from npm)
+#           Node; scripts/packages-slurm.txt: a one-node Slurm; scripts/packages-docs.txt:
+#           MkDocs) and Playwright into tests/browser (from npm)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 lists=("$root/scripts/packages.txt")
@@ -11,7 +12,10 @@ browser=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bench) lists+=("$root/bench/packages.txt"); shift ;;
-    --test) lists+=("$root/scripts/packages-test.txt"); browser=1; shift ;;
+    --test)
+      lists+=("$root/scripts/packages-test.txt" "$root/scripts/packages-slurm.txt"
+              "$root/scripts/packages-docs.txt")
+      browser=1; shift ;;
     *) break ;;
   esac
 done

@@ -53,7 +53,8 @@ constexpr const char* kVersion = "0.1.0";
 int main(int argc, char** argv) {
   if (worker::is_slot_invocation(argc, argv)) return worker::slot_main(argc, argv);
 
-  CLI::App app{"lrts — Long Running Task Service: run long tasks on a cluster and watch them."};
+  CLI::App app{"lrts — Long Running Task Service: run long tasks on a cluster and watch them.",
+               "lrts"};
   app.set_version_flag("--version", kVersion);
   app.require_subcommand(1);
   // A flag given twice takes the last value (scripts often append overrides).

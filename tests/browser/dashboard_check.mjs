@@ -70,6 +70,14 @@ try {
   // (c) the error text appears in the tasks table or in the failures list
   await checkErrorText(page);
 
+  // the predicted finish card is filled from the status answer's estimate
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#card-finish');
+    return c && c.querySelector('.label').textContent === 'Predicted finish' &&
+      c.querySelector('.value').textContent !== '–';
+  }, null, { timeout: T, polling: 100 }).catch(e => fail(`predicted finish card: ${String(e.message).split('\n')[0]}`));
+  ok('the predicted finish card shows ' + await page.textContent('#card-finish .value'));
+
   // no horizontal scrolling for the overview at 1280x800
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   if (overflow > 0) fail(`overview fits 1280px: page is ${overflow}px wider than the viewport`);
