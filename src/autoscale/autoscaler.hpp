@@ -46,6 +46,13 @@ std::vector<std::string> worker_job_args(const AutoscaleOptions& options);
 Result<std::chrono::system_clock::time_point> parse_deadline(
     const std::string& text, std::chrono::system_clock::time_point now);
 
+// Slurm's time limit text (sbatch --time) in seconds.
+Result<double> parse_time_limit(const std::string& text);
+
+// The checks of the options together (a job name squeue can list, --stop-before inside the
+// time limit, ...): a one-line reason when they do not hold.
+Result<void> check_options(const AutoscaleOptions& options);
+
 // Runs until SIGINT/SIGTERM; returns the exit code. Pending jobs it submitted are cancelled on
 // the way out; running workers stay and end when idle.
 int run_autoscale(const AutoscaleOptions& options);

@@ -78,7 +78,11 @@ Decision Policy::decide(const ClusterView& c, const std::vector<Job>& jobs, Time
   uint64_t live = 0;  // jobs that will serve: draining ones are on their way out
   for (const Job& j : jobs) live += j.draining ? 0 : 1;
   if (d.target > live) {
-    d.submit = static_cast<uint32_t>(d.target - live);
+    // Draining jobs still run: together with the new ones they stay within --max-workers.
+    const uint64_t room =
+        options_.max_workers > jobs.size() ? options_.max_workers - jobs.size() : 0;
+    d.submit = static_cast<uint32_t>(std::min<uint64_t>(d.target - live, room));
+    if (d.submit > 0) last_submit_ = now;
   } else if (d.target < live) {
     // Pending jobs no longer needed go, newest first; running ones end by themselves (idle) or
     // are drained below.
@@ -94,11 +98,14 @@ Decision Policy::decide(const ClusterView& c, const std::vector<Job>& jobs, Time
       d.cancel.push_back(j->id);
       --excess;
     }
-    if (options_.deadline && excess > 0 && serving > d.target) {
+    const bool settled = last_submit_ == TimePoint{} || now - last_submit_ >= options_.settle;
+    if (options_.deadline && excess > 0 && serving > d.target && settled) {
       if (++surplus_seen_ >= options_.surplus_rounds) {
         std::vector<const Job*> busy;
         for (const Job& j : jobs) {
-          if (j.connected && !j.draining) busy.push_back(&j);
+          if (j.connected && !j.draining && now - j.connected_at >= options_.settle) {
+            busy.push_back(&j);
+          }
         }
         // The ones holding least go first; of those, the newest.
         std::sort(busy.begin(), busy.end(), [](const Job* a, const Job* b) {

@@ -9,7 +9,10 @@
 //   task of the queue's services has finished nothing is known, and one job (or --min-workers)
 //   probes. New slots count only after the measured time from sbatch to a worker connected.
 //   When more slots run than the deadline needs for a few rounds in a row, the newest workers
-//   are drained (they finish what they run, then end).
+//   are drained (they finish what they run, then end), but only workers that have served a
+//   while, and not soon after a submission.
+//
+// Jobs on their way out (draining) still count against --max-workers.
 //
 // Jobs submitted and not yet connected count as capacity to come, so a slow queue never makes
 // the autoscaler submit again and again. Not thread-safe.
@@ -38,11 +41,12 @@ struct ClusterView {
 // One of our worker jobs, as the cluster manager and the scheduler see it.
 struct Job {
   std::string id;
-  bool running = false;    // the cluster manager runs it (else it is pending)
-  bool connected = false;  // its worker is connected to the scheduler
-  bool draining = false;   // its worker drains (asked to, or its time limit is near)
-  uint32_t held = 0;       // tasks its worker holds (when connected)
-  TimePoint submitted{};   // when we submitted it (TimePoint{}: found, not ours this run)
+  bool running = false;      // the cluster manager runs it (else it is pending)
+  bool connected = false;    // its worker is connected to the scheduler
+  bool draining = false;     // its worker drains (asked to, or its time limit is near)
+  uint32_t held = 0;         // tasks its worker holds (when connected)
+  TimePoint connected_at{};  // when it was first seen connected
+  TimePoint submitted{};     // when we submitted it (TimePoint{}: found, not ours this run)
 };
 
 struct PolicyOptions {
@@ -51,6 +55,9 @@ struct PolicyOptions {
   uint32_t slots_per_worker = 1;
   std::optional<TimePoint> deadline;  // empty: by queue
   uint32_t surplus_rounds = 3;        // rounds over the need before a worker is drained
+  // A worker is drained only after serving this long, and no sooner than this after the last
+  // submission: no submitting and draining in turns.
+  Duration settle = seconds(60);
 };
 
 struct Decision {
@@ -82,6 +89,7 @@ class Policy {
   Duration startup_ = seconds(10);
   bool measured_startup_ = false;
   uint32_t surplus_seen_ = 0;
+  TimePoint last_submit_{};
 };
 
 }  // namespace lrts::autoscale

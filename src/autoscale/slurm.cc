@@ -58,7 +58,7 @@ std::string CommandOutput::error_line() const {
 }
 
 Result<CommandOutput> run_command(const std::vector<std::string>& argv,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, int interrupt_fd) {
   if (argv.empty()) return make_error("no command");
   auto out = make_pipe();
   if (!out) return make_error(out.error());
@@ -77,10 +77,11 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv,
 
   CommandOutput result;
   const TimePoint deadline = Clock::now() + timeout;
-  bool out_open = true, err_open = true, killed = false;
+  bool out_open = true, err_open = true, killed = false, interrupted = false;
   while (out_open || err_open) {
-    pollfd fds[2] = {{out_open ? out->first.get() : -1, POLLIN, 0},
-                     {err_open ? err->first.get() : -1, POLLIN, 0}};
+    pollfd fds[3] = {{out_open ? out->first.get() : -1, POLLIN, 0},
+                     {err_open ? err->first.get() : -1, POLLIN, 0},
+                     {interrupt_fd, POLLIN, 0}};
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
@@ -88,7 +89,12 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv,
       killed = true;
       break;
     }
-    if (::poll(fds, 2, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+    if (::poll(fds, 3, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+    if (fds[2].revents & POLLIN) {
+      child->signal(SIGKILL);
+      killed = interrupted = true;
+      break;
+    }
     char buf[4096];
     for (int i = 0; i < 2; ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -103,7 +109,10 @@ Result<CommandOutput> run_command(const std::vector<std::string>& argv,
   }
   const int status = child->wait();
   if (!killed && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  if (killed) result.err = "timed out after " + std::to_string(timeout.count() / 1000) + " s";
+  if (killed) {
+    result.err = interrupted ? "interrupted by a signal"
+                             : "timed out after " + std::to_string(timeout.count() / 1000) + " s";
+  }
   return result;
 }
 
@@ -126,7 +135,7 @@ std::string shell_quote(const std::string& word) {
 Result<std::string> Slurm::submit(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {options_.sbatch, "--parsable"};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto r = run_command(argv, options_.timeout);
+  auto r = run_command(argv, options_.timeout, options_.interrupt_fd);
   if (!r) return make_error(r.error());
   if (r->exit_code != 0) return make_error("sbatch failed: " + r->error_line());
   // --parsable prints "JOBID" or "JOBID;CLUSTER".
@@ -140,8 +149,10 @@ Result<std::string> Slurm::submit(const std::vector<std::string>& args) const {
 }
 
 Result<std::vector<SlurmJob>> Slurm::jobs(const std::string& name) const {
-  auto r = run_command({options_.squeue, "--noheader", "--me", "--name=" + name, "--format=%i %T"},
-                       options_.timeout);
+  // The name is printed too: only exact matches are ours.
+  auto r =
+      run_command({options_.squeue, "--noheader", "--me", "--name=" + name, "--format=%i %T %j"},
+                  options_.timeout, options_.interrupt_fd);
   if (!r) return make_error(r.error());
   if (r->exit_code != 0) return make_error("squeue failed: " + r->error_line());
   std::vector<SlurmJob> jobs;
@@ -150,13 +161,16 @@ Result<std::vector<SlurmJob>> Slurm::jobs(const std::string& name) const {
   while (std::getline(lines, line)) {
     std::stringstream words(line);
     SlurmJob j;
-    if (words >> j.id >> j.state) jobs.push_back(std::move(j));
+    if (!(words >> j.id >> j.state)) continue;
+    std::string job_name;
+    std::getline(words >> std::ws, job_name);
+    if (job_name == name) jobs.push_back(std::move(j));
   }
   return jobs;
 }
 
 Result<void> Slurm::cancel(const std::string& id) const {
-  auto r = run_command({options_.scancel, id}, options_.timeout);
+  auto r = run_command({options_.scancel, id}, options_.timeout, options_.interrupt_fd);
   if (!r) return make_error(r.error());
   if (r->exit_code != 0) return make_error("scancel " + id + " failed: " + r->error_line());
   return {};

@@ -20,9 +20,10 @@ struct CommandOutput {
 };
 
 // Runs argv[0] (looked up on PATH) with no stdin, collecting stdout and stderr; kills it past
-// `timeout`. An error only when it could not be started.
+// `timeout`, or as soon as `interrupt_fd` (if not -1) is readable (a signal came: the caller
+// reads it). An error only when it could not be started.
 Result<CommandOutput> run_command(const std::vector<std::string>& argv,
-                                  std::chrono::milliseconds timeout);
+                                  std::chrono::milliseconds timeout, int interrupt_fd = -1);
 
 // Quotes a word for /bin/sh.
 std::string shell_quote(const std::string& word);
@@ -37,6 +38,7 @@ struct SlurmOptions {
   std::string squeue = "squeue";
   std::string scancel = "scancel";
   std::chrono::milliseconds timeout{30'000};  // for each command
+  int interrupt_fd = -1;                      // see run_command
 };
 
 class Slurm {

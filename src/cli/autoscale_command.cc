@@ -38,10 +38,11 @@ class AutoscaleCommand final : public Command {
                  "with --sbatch-arg=--cpus-per-task=N)")
         ->capture_default_str()
         ->check(CLI::Range(1, 4096));
-    a.add_option("--deadline", deadline_,
-                 "Finish the queue by then with the fewest workers: 90s, 30m, 2h, 1h30m from "
-                 "now, HH:MM[:SS], YYYY-MM-DDTHH:MM[:SS] (local time) or @UNIX_SECONDS. "
-                 "Without it, a slot for every unfinished task");
+    deadline_option_ =
+        a.add_option("--deadline", deadline_,
+                     "Finish the queue by then with the fewest workers: 90s, 30m, 2h, 1h30m from "
+                     "now, HH:MM[:SS], YYYY-MM-DDTHH:MM[:SS] (local time) or @UNIX_SECONDS. "
+                     "Without it, a slot for every unfinished task");
     a.add_option("--idle-timeout", o_.idle_timeout_s,
                  "Seconds a worker job holds no task before it ends (the worker's "
                  "--idle-timeout)")
@@ -90,7 +91,11 @@ class AutoscaleCommand final : public Command {
                    o_.policy.min_workers, o_.policy.max_workers);
       return 2;
     }
-    if (!deadline_.empty()) {
+    if (auto ok = autoscale::check_options(o_); !ok) {
+      std::fprintf(stderr, "lrts autoscale: %s\n", ok.error().c_str());
+      return 2;
+    }
+    if (deadline_option_->count() > 0) {
       auto at = autoscale::parse_deadline(deadline_, std::chrono::system_clock::now());
       if (!at) {
         std::fprintf(stderr, "lrts autoscale: %s\n", at.error().c_str());
@@ -106,6 +111,7 @@ class AutoscaleCommand final : public Command {
   CLI::App* app_;
   autoscale::AutoscaleOptions o_;
   std::string deadline_;
+  CLI::Option* deadline_option_ = nullptr;
   double interval_s_ = 2;
   std::string log_level_ = "info";
   std::string log_format_ = "text";

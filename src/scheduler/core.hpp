@@ -34,6 +34,7 @@
 // Not thread-safe: one thread owns a core.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <queue>
@@ -486,6 +487,8 @@ class SchedulerCore {
   std::string estimate_json() const;
   mutable std::string estimate_cache_;
   mutable TimePoint estimate_at_{};
+  // The counts it was built with: any task changing state makes it stale at once.
+  mutable std::array<uint64_t, 7> estimate_counts_{};
   // Connections that asked: the proof their next request must carry (the oldest forgotten).
   struct QueryPeer {
     uint64_t proof = 0;

@@ -33,7 +33,17 @@ void SchedulerCore::forget_runs(uint32_t service) {
 }
 
 std::string SchedulerCore::estimate_json() const {
-  if (!estimate_cache_.empty() && now_ - estimate_at_ < seconds(1)) return estimate_cache_;
+  const std::array<uint64_t, 7> counts = {
+      stats_.submitted,
+      stats_.queued,
+      stats_.assigned,
+      stats_.finished,
+      stats_.failed,
+      stats_.cancelled,
+      stats_.requeued + stats_.timed_out + worker_by_uid_.size()};
+  if (!estimate_cache_.empty() && counts == estimate_counts_ && now_ - estimate_at_ < seconds(1)) {
+    return estimate_cache_;  // only the running tasks' time has moved, by less than a second
+  }
   struct Left {
     uint64_t queued = 0;
     uint64_t running = 0;
@@ -94,6 +104,7 @@ std::string SchedulerCore::estimate_json() const {
   }
   estimate_cache_ = j.dump();
   estimate_at_ = now_;
+  estimate_counts_ = counts;
   return estimate_cache_;
 }
 

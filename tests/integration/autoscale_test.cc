@@ -307,7 +307,7 @@ TEST_F(AutoscaleTest, AFailingSbatchIsRetriedWithABackOffAndReportedNeverInALoop
   ClientApplication app(info());
   app.start_application();
   const auto ids = submit(app, 4, 100);
-  ASSERT_TRUE(wait_until([&] { return scaler.log_contains("retrying in 4 s"); }, 30s))
+  ASSERT_TRUE(wait_until([&] { return scaler.log_contains("submitting again in 4 s"); }, 30s))
       << scaler.log();
   // Slurm's reason is in the log; the tries spread out (2 s, then 4 s, then 8 s...).
   EXPECT_TRUE(scaler.log_contains("sbatch failed"));
@@ -316,6 +316,23 @@ TEST_F(AutoscaleTest, AFailingSbatchIsRetriedWithABackOffAndReportedNeverInALoop
   EXPECT_LE(tries, 3u);
   EXPECT_TRUE(jobs().empty());
   EXPECT_TRUE(scaler.running());
+}
+
+TEST_F(AutoscaleTest, JobsThatEndBeforeTheirWorkerConnectsAreNotSubmittedAgainAndAgain) {
+  cluster_.start_scheduler(kFastScheduler);
+  // A flag the worker refuses: every job ends at once.
+  Daemon& scaler = start_autoscaler({"--max-workers", "2", "--", "--no-such-flag"});
+  ClientApplication app(info());
+  app.start_application();
+  const auto ids = submit(app, 4, 100);
+  ASSERT_TRUE(wait_until([&] { return scaler.log_contains("submitting again in 4 s"); }, 60s))
+      << scaler.log();
+  EXPECT_TRUE(scaler.log_contains("ended before its worker connected"));
+  EXPECT_LE(occurrences(scaler.log(), "submitted worker job"), 6u);
+  EXPECT_TRUE(scaler.running());
+  // Stopped, it cancels what is pending and ends at once.
+  scaler.signal(SIGTERM);
+  EXPECT_EQ(scaler.wait_exit(20s), 0);
 }
 
 }  // namespace

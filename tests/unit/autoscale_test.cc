@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <ctime>
+
 #include "autoscale/autoscaler.hpp"
 #include "autoscale/policy.hpp"
 #include "autoscale/slurm.hpp"
@@ -132,6 +134,40 @@ TEST(AutoscalePolicyTest, ASurplusOverTheDeadlinesNeedDrainsTheIdlestWorkersAfte
   }
 }
 
+TEST(AutoscalePolicyTest, DrainingJobsCountAgainstTheMaximumAndYoungWorkersAreNotDrained) {
+  const TimePoint now = TimePoint{} + 1000s;
+  Policy p(to_deadline(4, now + 10s));
+  p.note_startup(0s);
+  ClusterView c;
+  c.queued = 100;
+  c.work_s = 1000;  // out of reach: the maximum
+  c.longest_s = 10;
+  std::vector<Job> jobs = {serving("1"), serving("2")};
+  jobs[0].draining = jobs[1].draining = true;
+  const Decision d = p.decide(c, jobs, now);
+  EXPECT_EQ(d.target, 4u);
+  EXPECT_EQ(d.submit, 2u);  // four jobs in all, two of them on their way out
+
+  // Far more than needed, but the workers connected just now: none is drained.
+  Policy q(to_deadline(10, now + 10000s));
+  q.note_startup(0s);
+  c.queued = 2;
+  c.running = 4;
+  c.slots = 4;
+  c.work_s = 6;
+  c.longest_s = 1;
+  std::vector<Job> young;
+  for (const char* id : {"1", "2", "3", "4"}) {
+    young.push_back(serving(id));
+    young.back().connected_at = now - 10s;
+  }
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.decide(c, young, now + 1s * i).drain.empty());
+  // A minute on, they are (after the rounds it takes).
+  bool drained = false;
+  for (int i = 0; i < 3; ++i) drained |= !q.decide(c, young, now + 60s + 1s * i).drain.empty();
+  EXPECT_TRUE(drained);
+}
+
 TEST(AutoscalePolicyTest, StartUpTimeIsMeasured) {
   Policy p(options(1));
   p.note_startup(8s);
@@ -152,14 +188,68 @@ TEST(AutoscaleDeadlineTest, ParsesDurationsTimesOfDayDatesAndUnixSeconds) {
   ASSERT_TRUE(at.ok());
   EXPECT_GT(*at, now);
   EXPECT_LE(*at, now + 24h);
-  EXPECT_TRUE(parse_deadline("2099-01-01T00:00", now).ok());
-  for (const char* bad : {"", "soon", "10x", "25:00", "@12", "2000-01-01T00:00", "-5m", "0s"}) {
+  EXPECT_TRUE(parse_deadline("2030-01-01T00:00", now).ok());
+  EXPECT_FALSE(parse_deadline("2099-01-01T00:00", now).ok());  // more than ten years away
+  // A time of day already passed today is tomorrow's.
+  {
+    const std::time_t t = SC::to_time_t(now - 1h);
+    std::tm local{};
+    localtime_r(&t, &local);
+    char text[8];
+    std::strftime(text, sizeof text, "%H:%M", &local);
+    const auto r = parse_deadline(text, now);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.error();
+    EXPECT_GT(*r - now, 22h);
+    EXPECT_LE(*r - now, 24h);
+  }
+  for (const char* bad : {"",
+                          "soon",
+                          "10x",
+                          "25:00",
+                          "@12",
+                          "2000-01-01T00:00",
+                          "-5m",
+                          "0s",
+                          ".s",
+                          "1.2.3s",
+                          "1..s",
+                          "99999999999999999999s",
+                          "3000000h",
+                          "2030-13-45T10:00",
+                          "2030-02-30T10:00",
+                          "@nan",
+                          "@1e30",
+                          "12:60",
+                          "1h-5m",
+                          "5"}) {
     const auto r = parse_deadline(bad, now);
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) {
       EXPECT_NE(r.error().find("--deadline"), std::string::npos) << bad;
     }
   }
+}
+
+TEST(AutoscaleOptionsTest, TimeLimitsAreSlurmsAndTheStopComesInsideThem) {
+  EXPECT_EQ(*parse_time_limit("60"), 3600);
+  EXPECT_EQ(*parse_time_limit("1:30"), 90);
+  EXPECT_EQ(*parse_time_limit("4:00:00"), 4 * 3600);
+  EXPECT_EQ(*parse_time_limit("1-12"), 36 * 3600);
+  EXPECT_EQ(*parse_time_limit("2-00:30:00"), 2 * 86400 + 1800);
+  for (const char* bad : {"", "abc", "1:2:3:4", "-5", "0", "1:x"}) {
+    EXPECT_FALSE(parse_time_limit(bad).ok()) << bad;
+  }
+  AutoscaleOptions o;
+  EXPECT_TRUE(check_options(o).ok());
+  o.time_limit = "1";
+  o.stop_before_s = 300;
+  EXPECT_FALSE(check_options(o).ok());  // told to stop as it starts
+  o.stop_before_s = 30;
+  EXPECT_TRUE(check_options(o).ok());
+  o.job_name = "a,b";  // squeue would read two names
+  EXPECT_FALSE(check_options(o).ok());
+  o.job_name = std::string(201, 'x');
+  EXPECT_FALSE(check_options(o).ok());
 }
 
 TEST(AutoscaleJobTest, TheWorkerJobExecsTheWorkerWithTheClustersFlagsAndDrainsBeforeItsLimit) {
