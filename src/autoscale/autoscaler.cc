@@ -300,7 +300,7 @@ int run_autoscale(const AutoscaleOptions& o) {
 
   std::map<std::string, TimePoint> submitted;     // ours, this run, not ended yet
   std::map<std::string, TimePoint> connected_at;  // when each job's worker was first seen
-  std::set<std::string> seen;                     // every job id listed so far
+  std::set<std::string> listed_before;            // the jobs alive at the last listing
   bool first_listing = true, warned_foreign = false;
   Duration backoff{0};
   TimePoint submit_after{};
@@ -355,7 +355,7 @@ int run_autoscale(const AutoscaleOptions& o) {
                            sj.state == "REQUEUED" || sj.state == "RESIZING";
       if (!pending && sj.state != "RUNNING") continue;  // completing, suspended, ending
       alive.insert(sj.id);
-      if (seen.insert(sj.id).second && !first_listing && !submitted.count(sj.id) &&
+      if (!first_listing && !listed_before.count(sj.id) && !submitted.count(sj.id) &&
           !warned_foreign) {
         warned_foreign = true;
         LRTS_WARN(
@@ -381,6 +381,7 @@ int run_autoscale(const AutoscaleOptions& o) {
       jobs.push_back(std::move(j));
     }
     first_listing = false;
+    listed_before = alive;
     // A job of ours that ended before its worker ever connected failed to start (a bad worker
     // flag, lrts missing on the node, ...): submitting again at once would loop.
     std::vector<std::string> failed_starts;

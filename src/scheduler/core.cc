@@ -407,10 +407,7 @@ void SchedulerCore::on_app(uint32_t ai, const protocol::Submit& m, TimePoint) {
                           0, 0},
                   0, NameTable::kNone, 0);
     } else {
-      if (service_names_.refs(service) == 2) {  // a new name
-        placement_.reset_service(service);
-        forget_runs(service);
-      }
+      if (service_names_.refs(service) == 2) new_service_name(service);
       enqueue(t);
     }
     a.submit_acks.emplace_back(journal_seq_, key);  // once its record is durable
@@ -565,10 +562,7 @@ void SchedulerCore::on_worker_hello(const PeerId& peer, const protocol::WorkerHe
       service_names_.release(n);
       continue;
     }
-    if (service_names_.refs(n) == 1) {  // a new name
-      placement_.reset_service(n);
-      forget_runs(n);
-    }
+    if (service_names_.refs(n) == 1) new_service_name(n);
     services.push_back(n);
   }
   const std::vector<uint32_t> old = w.services;

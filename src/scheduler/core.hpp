@@ -483,7 +483,8 @@ class SchedulerCore {
   static constexpr uint64_t kRunsMeanOf = 20;
   std::vector<ServiceRuns> service_runs_;
   void note_run_time(uint32_t service, double seconds);
-  void forget_runs(uint32_t service);
+  // A service name id just (re)used for a new name: its queue and run times start afresh.
+  void new_service_name(uint32_t service);
   std::string estimate_json() const;
   mutable std::string estimate_cache_;
   mutable TimePoint estimate_at_{};

@@ -28,7 +28,8 @@ void SchedulerCore::note_run_time(uint32_t service, double seconds) {
   }
 }
 
-void SchedulerCore::forget_runs(uint32_t service) {
+void SchedulerCore::new_service_name(uint32_t service) {
+  placement_.reset_service(service);
   if (service < service_runs_.size()) service_runs_[service] = ServiceRuns{};
 }
 

@@ -28,6 +28,8 @@
 #                         machine's libraries and build tools, not a clean system's)
 #   LRTS_DEB_KEEP=1       keep the work directory (logs, the root) after a failure
 set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 src="$(cd "$1" && pwd)"
 [ -d "$2" ] || { echo "check_deb: skipped: no $2 (scripts/package.sh makes it)" >&2; exit 77; }
 debs="$(cd "$2" && pwd)"
@@ -90,33 +92,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
-# wait_gone SECONDS PID: whether PID ends within SECONDS.
-wait_gone() {
-  local end=$(($(date +%s) + $1))
-  while kill -0 "$2" 2>/dev/null; do
-    if [ "$(date +%s)" -ge "$end" ]; then return 1; fi
-    # A zombie child counts as gone (the caller waits for it).
-    if [ "$(awk '{print $3}' "/proc/$2/stat" 2>/dev/null)" = Z ]; then return 0; fi
-    sleep 0.1
-  done
-}
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND until it succeeds, fails after SECONDS.
-wait_until() {
-  local end=$(($(date +%s) + $1)) what="$2"; shift 2
-  until "$@" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$end" ]; then log "timed out waiting for $what"; return 1; fi
-    sleep 0.1
-  done
-}
-free_port() {
-  local port
-  for _ in $(seq 200); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-  return 1
-}
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # spawn LOG FUNCTION ARGS...: FUNCTION (in_root, as_lrts) in the background, its process in
 # pids (the function execs its command, so the pid is the daemon's).
 EXEC=""

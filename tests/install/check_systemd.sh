@@ -17,6 +17,8 @@
 #   check_systemd.sh SOURCE_DIR [BUILD_DIR]       BUILD_DIR default: SOURCE_DIR/build; it needs
 #                                                 lrts and examples/libexample_services.so
 set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 src="$(cd "$1" && pwd)"
 build="$(cd "${2:-$src/build}" && pwd)"
 lrts="$build/lrts"
@@ -45,32 +47,6 @@ trap cleanup EXIT
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 show_logs() { local f; for f in "$work"/*.log; do echo "---- $f"; tail -n 30 "$f"; done; }
 fail() { log "FAILED: $*"; show_logs; exit 1; }
-# wait_gone SECONDS PID: whether PID ends (or is a zombie) within SECONDS.
-wait_gone() {
-  local end=$(($(date +%s) + $1))
-  while kill -0 "$2" 2>/dev/null; do
-    [ "$(awk '{print $3}' "/proc/$2/stat" 2>/dev/null)" = Z ] && return 0
-    [ "$(date +%s)" -ge "$end" ] && return 1
-    sleep 0.1
-  done
-}
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND until it succeeds; fails after SECONDS.
-wait_until() {
-  local end=$(($(date +%s) + $1)) what="$2"; shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -ge "$end" ] && { log "timed out waiting for $what"; return 1; }
-    sleep 0.1
-  done
-}
-free_port() {
-  local port
-  for _ in $(seq 200); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-  return 1
-}
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # The processes of session SID (the worker and its slots): listed, or killed.
 session_members() {
   local p
