@@ -1067,6 +1067,10 @@ TEST_F(SchedulerQueryTest, TheEstimateCountsMeasuredRunTimesQueuedWorkAndWhatRun
   EXPECT_EQ(st["estimate"]["tasks"], 6);
   EXPECT_EQ(st["estimate"]["unknown_tasks"], 6);  // no run of "svc" measured yet
   EXPECT_TRUE(st["estimate"]["finish_in_s"].is_null());
+  // Within the same second, a change of the counts is seen at once (never a stale estimate
+  // beside fresh counts).
+  submit("a", {7, 8});
+  EXPECT_EQ(query("status")["estimate"]["tasks"], 8);
 
   worker_hello("w", 7, 2);
   ASSERT_EQ(assigned("w").size(), 2u);
@@ -1082,15 +1086,15 @@ TEST_F(SchedulerQueryTest, TheEstimateCountsMeasuredRunTimesQueuedWorkAndWhatRun
   advance(1s);                          // a second into them
   st = query("status");
   const auto& e = st["estimate"];
-  EXPECT_EQ(e["tasks"], 4);
+  EXPECT_EQ(e["tasks"], 6);
   EXPECT_EQ(e["unknown_tasks"], 0);
-  // Two queued at 4 s, two running with 3 s left each.
-  EXPECT_NEAR(e["work_s"].get<double>(), 2 * 4 + 2 * 3, 1e-6);
+  // Four queued at 4 s, two running with 3 s left each.
+  EXPECT_NEAR(e["work_s"].get<double>(), 4 * 4 + 2 * 3, 1e-6);
   EXPECT_NEAR(e["longest_s"].get<double>(), 4, 1e-6);
-  EXPECT_NEAR(e["finish_in_s"].get<double>(), 14.0 / 2, 1e-6);
+  EXPECT_NEAR(e["finish_in_s"].get<double>(), 22.0 / 2, 1e-6);
   ASSERT_EQ(e["services"].size(), 1u);
   EXPECT_EQ(e["services"][0]["service"], "svc");
-  EXPECT_EQ(e["services"][0]["queued"], 2);
+  EXPECT_EQ(e["services"][0]["queued"], 4);
   EXPECT_EQ(e["services"][0]["running"], 2);
   EXPECT_NEAR(e["services"][0]["mean_run_s"].get<double>(), 4, 1e-6);
 }
